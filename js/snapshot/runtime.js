@@ -1,7 +1,7 @@
 // resid_widgets offline snapshot runtime.
 //
-// resid_widgets/export.py inlines this file into ONE self-contained HTML page, in a
-// <script type="module">, together with:
+// resid_widgets/export.py inlines this file into ONE self-contained HTML page
+// together with:
 //   <script type="application/json" id="rw-snapshot-data">  {models, roots, notes, ...}
 //   <script type="application/json" id="rw-esm-N">          "<text of ESM bundle N>"
 // Each distinct ESM bundle is embedded once and imported through a Blob URL; every widget

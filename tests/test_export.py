@@ -1,0 +1,416 @@
+"""Offline HTML snapshots: rw.export_html / widget.to_html.
+
+The generic exporter is tested on small AnyWidgets defined here; the resid_widgets views are
+tested with the fake decomposition of tests/views_fixtures.py (fast) and, marked slow, with
+SmolLM2 on a 64-token prompt (size budget).  Browser tests open the file over file:// in
+Debian's chromium with every non-file request blocked and counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import struct
+from pathlib import Path
+
+import anywidget
+import ipywidgets
+import pytest
+import traitlets
+
+from resid_widgets.export import SnapshotMixin, export_html, snapshot_html
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO = Path(__file__).resolve().parent.parent
+BUNDLE = REPO / "resid_widgets" / "static" / "widget.js"
+
+# ----------------------------------------------------------------------------- toy widgets
+
+TOY_ESM = """
+// TOY-ESM-MARKER
+let initCount = 0;
+function f32(dv) { return new Float32Array(dv.buffer, dv.byteOffset, dv.byteLength / 4); }
+export default {
+  initialize({ model }) { initCount += 1; model.set("_inits", (model.get("_inits") || 0) + 1); },
+  async render({ model, el }) {
+    const root = document.createElement("div");
+    root.dataset.rw = "toy";
+    root.dataset.label = model.get("label");
+    root.dataset.sum = String(f32(model.get("data")).reduce((a, b) => a + b, 0));
+    const nested = model.get("nested");
+    root.dataset.nested = String(f32(nested.inner.vec)[1]) + "," + nested.name;
+    root.dataset.offline = String(model.__rw_offline === true);
+    root.dataset.nan = String(model.get("maybe_nan"));
+    root.dataset.extra = String(model.get("extra") ?? "none");
+    root.dataset.count = String(model.get("count"));
+    const btn = document.createElement("button");
+    btn.textContent = "+1";
+    let calls = 0;
+    const onCount = (m, value) => { calls += 1; root.dataset.count = String(value); root.dataset.calls = String(calls); };
+    model.on("change:count", onCount);
+    model.on("change", () => { root.dataset.anyChange = "yes"; });
+    btn.addEventListener("click", () => {
+      model.set("count", model.get("count") + 1);
+      model.save_changes();
+      model.send({ type: "ping" });          // goes nowhere offline, must not throw
+      if (model.get("count") >= 3) model.off("change:count", onCount);
+    });
+    const other = model.get("other");
+    if (other) {
+      const peer = await model.widget_manager.get_model(other.slice("IPY_MODEL_".length));
+      root.dataset.peer = peer.get("label");
+    }
+    root.append(btn);
+    el.append(root);
+  },
+};
+"""
+
+FACTORY_ESM = """
+export default async () => ({
+  render({ model, el }) {
+    const d = document.createElement("div");
+    d.dataset.rw = "factory";
+    d.textContent = model.get("value");
+    el.append(d);
+  },
+});
+"""
+
+
+class Toy(anywidget.AnyWidget, SnapshotMixin):
+    _esm = TOY_ESM
+    _css = ".toy-css-marker { color: rgb(1, 2, 3); }"
+    label = traitlets.Unicode("toy").tag(sync=True)
+    count = traitlets.Int(0).tag(sync=True)
+    data = traitlets.Bytes(b"").tag(sync=True)
+    nested = traitlets.Dict().tag(sync=True)
+    maybe_nan = traitlets.Float(0.0).tag(sync=True)
+    other = traitlets.Unicode("").tag(sync=True)
+
+
+SEEN_BUDGET: list = []
+
+
+class Budgeted(Toy):
+    """A toy with _snapshot_state: adds an `extra` trait and a note, within the budget."""
+
+    extra = traitlets.Unicode("").tag(sync=True)
+
+    def _snapshot_state(self, budget_bytes):
+        SEEN_BUDGET.append(budget_bytes)
+        return {"extra": "precomputed", "data": struct.pack("<2f", 10, 20), "__notes__": "pane 7 left out"}
+
+
+class Factory(anywidget.AnyWidget):
+    _esm = FACTORY_ESM
+    value = traitlets.Unicode("hello").tag(sync=True)
+
+
+def f32(*xs):
+    return struct.pack(f"<{len(xs)}f", *xs)
+
+
+def toy(**kw):
+    kw.setdefault("data", f32(1, 2, 3, 4.5))
+    kw.setdefault("nested", {"name": "n", "inner": {"vec": f32(7, 8)}})
+    return Toy(**kw)
+
+
+# ----------------------------------------------------------------------------- browser
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no /usr/bin/chromium")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class OfflinePage:
+    """A page opened over file:// with every non-file request aborted and counted."""
+
+    def __init__(self, browser, path, color_scheme="light"):
+        self.context = browser.new_context(color_scheme=color_scheme, viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.errors.append("request failed: " + r.url))
+        self.page.goto(Path(path).resolve().as_uri())
+        self.page.wait_for_selector("html[data-rw-snapshot-ready]", timeout=30_000)
+
+    def check_clean(self):
+        assert self.blocked == [], f"network requests from an offline snapshot: {self.blocked}"
+        assert self.errors == [], f"console errors: {self.errors}"
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def open_offline(browser):
+    pages = []
+
+    def _open(path, **kw):
+        pg = OfflinePage(browser, path, **kw)
+        pages.append(pg)
+        return pg
+
+    yield _open
+    for pg in pages:
+        pg.close()
+
+
+def data_of(page, selector):
+    return page.evaluate(
+        "(sel) => [...document.querySelectorAll(sel)].map(e => Object.assign({}, e.dataset))", selector
+    )
+
+
+# ----------------------------------------------------------------------------- file format
+
+def test_one_file_js_once_css_inline(tmp_path):
+    a, b = toy(label="a"), toy(label="b")
+    out = export_html([a, b], tmp_path / "two.html")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count("TOY-ESM-MARKER") == 1, "two widgets with one bundle must share one copy"
+    assert text.count("toy-css-marker") == 1
+    assert text.count('<script type="module">') == 1
+    assert len(re.findall(r'data-rw-root="[0-9a-f]+"', text)) == 2
+    assert "http://" not in text and "https://" not in text
+    assert "prefers-color-scheme: dark" in text
+
+
+def test_state_roundtrip_and_buffers(tmp_path):
+    w = toy(maybe_nan=math.nan, label="</script><b>x</b>")
+    text = snapshot_html(w)
+    m = re.search(r'<script type="application/json" id="rw-snapshot-data">(.*?)</script>', text, re.S)
+    data = json.loads(m.group(1))
+    entry = data["models"][w.model_id]
+    assert entry["kind"] == "anywidget"
+    assert entry["state"]["label"] == "</script><b>x</b>"  # survived the HTML escaping
+    assert entry["state"]["maybe_nan"] is None  # NaN is not JSON; it becomes null
+    paths = {tuple(b["path"]): base64.b64decode(b["data"]) for b in entry["buffers"]}
+    assert paths[("data",)] == f32(1, 2, 3, 4.5)
+    assert paths[("nested", "inner", "vec")] == f32(7, 8)
+    assert "_esm" not in entry["state"]
+
+
+def test_to_html_returns_text_or_path(tmp_path):
+    w = toy()
+    assert w.to_html().startswith("<!DOCTYPE html>")
+    p = w.to_html(tmp_path / "sub" / "w.html")
+    assert Path(p).is_file()
+
+
+def test_snapshot_state_budget_and_notes(tmp_path):
+    w = Budgeted(data=f32(1), nested={"name": "n", "inner": {"vec": f32(0, 0)}})
+    text = snapshot_html(w, budget_bytes=1_000_000)
+    assert 0 < SEEN_BUDGET[-1] < 1_000_000
+    assert "pane 7 left out" in text
+    assert "Left out of this snapshot" in text
+    assert base64.b64encode(f32(10, 20)).decode() in text  # the richer state replaced the live one
+    assert "__notes__" not in text.split('id="rw-snapshot-data">')[1].split("</script>")[0]
+
+
+def test_rejects_non_widgets():
+    with pytest.raises(TypeError):
+        export_html([object()], None)
+    with pytest.raises(ValueError):
+        export_html([], None)
+
+
+# ----------------------------------------------------------------------------- in the browser
+
+@pytest.mark.browser
+def test_offline_render_and_interaction(tmp_path, open_offline):
+    a = toy(label="a")
+    b = toy(label="b", count=5, other="IPY_MODEL_" + a.model_id)
+    out = export_html([a, b, Factory()], tmp_path / "toys.html")
+    pg = open_offline(out)
+    toys = data_of(pg.page, '[data-rw="toy"]')
+    assert [t["label"] for t in toys] == ["a", "b"]
+    assert float(toys[0]["sum"]) == pytest.approx(10.5)
+    assert toys[0]["nested"] == "8,n"
+    assert toys[0]["offline"] == "true"
+    assert toys[1]["count"] == "5"
+    assert toys[1]["peer"] == "a"  # widget_manager.get_model resolves exported models
+    assert pg.page.inner_text('[data-rw="factory"]') == "hello"
+    # set() fires change:count with the value, then change; off() removes the listener
+    btn = pg.page.locator('[data-rw="toy"][data-label="a"] button')
+    for _ in range(4):
+        btn.click()
+    a_data = data_of(pg.page, '[data-rw="toy"][data-label="a"]')[0]
+    assert a_data["count"] == "3" and a_data["calls"] == "3" and a_data["anyChange"] == "yes"
+    # the page CSS and the widget CSS are there
+    assert pg.page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+    pg.check_clean()
+
+
+@pytest.mark.browser
+def test_dark_mode_and_boxes(tmp_path, open_offline):
+    box = ipywidgets.VBox([ipywidgets.HTML("<i data-rw='html-child'>hi</i>"), toy(label="in-box"), ipywidgets.IntSlider()])
+    out = export_html(box, tmp_path / "box.html")
+    pg = open_offline(out, color_scheme="dark")
+    assert pg.page.locator("[data-rw='html-child']").count() == 1
+    assert data_of(pg.page, '[data-rw="toy"]')[0]["label"] == "in-box"
+    assert pg.page.locator(".rw-snapshot-missing").count() == 1  # the slider: a placeholder
+    bg = pg.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg != "rgb(255, 255, 255)"
+    pg.check_clean()
+
+
+@pytest.mark.browser
+def test_render_error_is_shown_not_hidden(tmp_path, browser):
+    class Broken(anywidget.AnyWidget):
+        _esm = "export default { render() { throw new Error('boom'); } };"
+
+    out = export_html(Broken(), tmp_path / "broken.html")
+    pg = OfflinePage(browser, out)
+    try:
+        assert "boom" in pg.page.inner_text(".rw-snapshot-error")
+        assert any("boom" in e for e in pg.errors)
+        assert pg.blocked == []
+    finally:
+        pg.close()
+
+
+# ----------------------------------------------------------------------------- the real views
+
+def _views():
+    rw = pytest.importorskip("resid_widgets")
+    if not hasattr(rw, "Dashboard"):
+        try:
+            from resid_widgets import views as rw  # noqa: F811
+        except Exception:
+            pytest.skip("the views are not there yet")
+    if not BUNDLE.exists():
+        pytest.skip("resid_widgets/static/widget.js is not built (npm install && npm run build)")
+    return rw
+
+
+def test_bundle_has_no_bare_imports_or_fetches():
+    if not BUNDLE.exists():
+        pytest.skip("resid_widgets/static/widget.js is not built")
+    js = BUNDLE.read_text(encoding="utf-8")
+    bare = re.findall(r"""(?:\bimport\s*(?:[\w*{}\s,$]+\s*from\s*)?|\bimport\s*\(\s*|\bexport\s*[\w*{}\s,$]+\s*from\s*)["']([^"']+)["']""", js)
+    bare = [s for s in bare if not s.startswith(("./", "../", "/", "data:", "blob:"))]
+    assert bare == [], f"bare module specifiers in the bundle: {bare}"
+    assert not re.search(r"https?://", js), "the bundle mentions an http(s) URL: " + str(re.findall(r"https?://[^\s\"'`)]{0,60}", js)[:5])
+    assert "fetch(" not in js
+
+
+@pytest.fixture
+def fake_dec():
+    from views_fixtures import FakeDecomposition
+
+    return FakeDecomposition(T=8, n_layers=4)
+
+
+@pytest.mark.browser
+def test_views_snapshot_offline(tmp_path, open_offline, fake_dec):
+    rw = _views()
+    widgets = [rw.Dashboard(fake_dec), rw.StreamGrid(fake_dec), rw.ContributionBars(fake_dec, target=" Paris"), rw.LogitLens(fake_dec)]
+    out = export_html(widgets, tmp_path / "views.html")
+    text = out.read_text(encoding="utf-8")
+    assert text.count('id="rw-esm-') == 1, "four views, one bundle"
+    pg = open_offline(out)
+    page = pg.page
+    for name in ("dashboard", "stream-grid", "contribution-bars", "logit-lens"):
+        assert page.locator(f'[data-rw="{name}"]').count() >= 1, f"{name} did not render"
+    assert page.evaluate("window.__pwned") is None  # token texts are not HTML
+    pg.check_clean()
+
+
+@pytest.mark.browser
+def test_views_interactive_offline(tmp_path, open_offline, fake_dec):
+    rw = _views()
+    out = export_html(rw.Dashboard(fake_dec, targets=[" Paris"]), tmp_path / "dash.html")
+    pg = open_offline(out)
+    page = pg.page
+    grid = page.locator('[data-rw="stream-grid"]').first
+    before = grid.get_attribute("data-rw-selected")
+    cells = grid.locator("[data-rw-cell]")
+    if cells.count() == 0:
+        pytest.skip("the grid exposes no [data-rw-cell] elements yet")
+    # click a cell that is not the selected one
+    for i in range(cells.count()):
+        cells.nth(i).click()
+        if grid.get_attribute("data-rw-selected") != before:
+            break
+    assert grid.get_attribute("data-rw-selected") != before, "clicking a grid cell did not select it"
+
+    toggle = page.locator("[data-rw-mode], [data-rw-toggle='pane-mode']")
+    if toggle.count():
+        raw = page.locator("[data-rw-mode='raw']").first
+        if raw.count():
+            raw.click()
+            assert page.locator("[data-rw-pane-mode='raw'], [data-rw-mode='raw'][aria-pressed='true'], [data-rw-mode='raw'].active, [data-rw-mode='raw'][aria-checked='true']").count() >= 1
+
+    lens_cell = page.locator('[data-rw="logit-lens"] [data-rw-cell]').first
+    if lens_cell.count():
+        lens_cell.hover()
+        page.wait_for_timeout(100)
+        assert page.locator('[data-rw-tooltip]:visible, [role="tooltip"]:visible').count() >= 1, "no lens tooltip"
+
+    method = page.locator("[data-rw-method='logprob']").first
+    if method.count():
+        method.click()
+        bars = page.locator('[data-rw="contribution-bars"]').first
+        assert bars.get_attribute("data-rw-method") in (None, "logprob")
+    pg.check_clean()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_smollm2_dashboard_64_tokens_under_5mb(tmp_path, open_offline):
+    rw = _views()
+    import resid_widgets
+
+    model, tok = resid_widgets.models.smollm2()
+    prompt = (
+        "The residual stream is the sum of the embedding and of what every attention layer and every "
+        "feed-forward layer adds to it. The capital of France is Paris, and the capital of Italy is"
+    )
+    ids = tok(prompt)["input_ids"]
+    while len(ids) < 64:
+        prompt += " and so on"
+        ids = tok(prompt)["input_ids"]
+    ids = ids[:64]
+    prompt = tok.decode(ids, skip_special_tokens=True)
+    dec = resid_widgets.decompose(model, prompt, tokenizer=tok)
+    assert 60 <= len(dec.tokens) <= 66
+    out = export_html(rw.Dashboard(dec, target=" Rome"), tmp_path / "smol.html")
+    size = out.stat().st_size
+    assert size <= 5_000_000, f"SmolLM2 dashboard snapshot is {size:,} bytes"
+    pg = open_offline(out)
+    assert pg.page.locator('[data-rw="dashboard"]').count() == 1
+    pg.check_clean()
+    shutil.copy(out, tmp_path / "keep.html")
