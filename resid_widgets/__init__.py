@@ -1,0 +1,21 @@
+"""resid_widgets: how a transformer builds its prediction in the residual stream.
+
+>>> import resid_widgets as rw
+>>> dec = rw.decompose(model, "The capital of France is", tokenizer=tok)
+>>> dec.contributions(" Paris", method="dla")   # [C] per component
+"""
+from .adapters import Adapter, register_adapter, supported_families
+from .core import Decomposition, NeuronContribution
+from .engine import decompose
+from .errors import (AdditivityError, NonFiniteWarning, PromptError, ResidWidgetsError, TargetError,
+                     UnsupportedModelError)
+from .lens import LensResult
+from . import models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter", "AdditivityError", "Decomposition", "LensResult", "NeuronContribution", "NonFiniteWarning",
+    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "decompose", "models",
+    "register_adapter", "supported_families",
+]

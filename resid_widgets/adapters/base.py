@@ -1,0 +1,119 @@
+"""Declarative adapters: where each model family reads and writes its residual stream.
+
+An adapter only names modules (dotted paths, relative to the model or to one decoder layer).
+The engine (:mod:`resid_widgets.core`) places the hooks, collects and checks. A path may list
+alternatives separated by ``|`` (the first that exists is used), because module names move
+between transformers releases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where one model family keeps its residual stream.
+
+    Model-level paths: ``layers`` (the ModuleList of decoder blocks), ``final_norm``, ``unembed``.
+    Layer-level paths (relative to one block):
+
+    - ``attn`` / ``mlp``: modules whose output (first element when a tuple) is what the
+      sub-layer computes, before any post-norm.
+    - ``attn_post_norm`` / ``mlp_post_norm``: norms applied to that output before it is added
+      (Gemma 2/3); their output is then the delta.
+    - ``attn_out_proj``: the linear map whose input is the concatenated head outputs [T, H*d_head].
+    - ``mlp_out_proj``: the linear map whose input is the neuron activations [T, d_ff].
+    - ``attn_norm`` / ``mlp_norm``: the pre-norms each sub-layer reads the stream through.
+    - ``mlp_key``: the linear map whose rows are the neurons' keys (the gate for gated FFNs);
+      ``mlp_key_rows`` = "first_half" where gate and up are fused (Phi-3).
+    - ``embeddings``: (label, path) pairs recorded as separate components (GPT-2's token and
+      learned position embeddings). Empty: the embedding is the input of the first block.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    layers: str
+    final_norm: str
+    unembed: str
+    attn: str
+    mlp: str
+    attn_out_proj: str
+    mlp_out_proj: str
+    attn_norm: str
+    mlp_norm: str
+    mlp_key: str
+    mlp_key_rows: str | None = None
+    attn_post_norm: str | None = None
+    mlp_post_norm: str | None = None
+    embeddings: tuple[tuple[str, str], ...] = ()
+    norm_kind: str = "rms"  # "rms" or "layer"
+    norm_offset: float = 0.0  # Gemma's RMSNorm multiplies by (1 + weight)
+    parallel_residual: Callable[[object], bool] | bool = False
+    max_positions_attrs: tuple[str, ...] = ("max_position_embeddings", "n_positions")
+    notes: str = ""
+
+    def is_parallel(self, config) -> bool:
+        p = self.parallel_residual
+        return bool(p(config)) if callable(p) else bool(p)
+
+
+_REGISTRY: dict[str, Adapter] = {}
+
+
+def register_adapter(adapter: Adapter) -> Adapter:
+    """Make ``adapter`` the one used for every ``config.model_type`` it lists."""
+    for model_type in adapter.model_types:
+        _REGISTRY[model_type] = adapter
+    return adapter
+
+
+def supported_families() -> list[str]:
+    return sorted({a.name for a in _REGISTRY.values()})
+
+
+def get_module(root: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    """The module at a dotted ``path`` (alternatives split by ``|``), or None."""
+    for candidate in path.split("|"):
+        module = root
+        for part in candidate.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if module is not None:
+            return module
+    return None
+
+
+def require_module(root: torch.nn.Module, path: str, what: str, adapter: Adapter) -> torch.nn.Module:
+    module = get_module(root, path)
+    if module is None:
+        raise UnsupportedModelError(
+            f"{type(root).__name__} has no {what} at '{path}' (adapter '{adapter.name}'). "
+            + ("A causal language model (e.g. AutoModelForCausalLM, *ForCausalLM) is needed: "
+               "a base model without its unembedding cannot be read out."
+               if what in ("unembedding", "final norm") else
+               "The installed transformers may have renamed it: describe the model with "
+               "rw.Adapter(...) and pass adapter= to rw.decompose.")
+        )
+    return module
+
+
+def adapter_for(model: torch.nn.Module) -> Adapter:
+    """The registered adapter for ``model.config.model_type``; a clear error otherwise."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type in _REGISTRY:
+        return _REGISTRY[model_type]
+    raise UnsupportedModelError(
+        f"No adapter for model_type={model_type!r} ({type(model).__name__}). Supported families: "
+        f"{', '.join(supported_families())} (model types: {', '.join(sorted(_REGISTRY))}). "
+        "To add one, describe where the stream is read and written: "
+        "rw.register_adapter(rw.Adapter(name=..., model_types=(...,), layers='model.layers', "
+        "final_norm='model.norm', unembed='lm_head', attn='self_attn', mlp='mlp', ...)) "
+        "- see resid_widgets/adapters/llama.py for a complete example."
+    )

@@ -1,0 +1,455 @@
+"""The engine: run a prompt once with hooks, collect every sub-layer's delta, check additivity.
+
+``decompose(model, prompt)`` -> :class:`Decomposition`, which holds the exact per-component deltas
+[C, T, d_model] and computes lens and attribution views of them on demand.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from .adapters.base import Adapter, adapter_for, get_module, require_module
+from .errors import (AdditivityError, NonFiniteWarning, PromptError, TargetError,
+                     UnsupportedModelError)
+from .lens import LensResult, Readout
+from .norms import Norm
+from .weights import linear_weight, module_device
+
+
+# --------------------------------------------------------------------------------------------
+# Weights behind the per-head / per-neuron splits
+# --------------------------------------------------------------------------------------------
+class LayerWeights:
+    """Reads one family's output projections and norms, layer by layer (fp32 copies on demand).
+
+    Framework bridges (TransformerLens) provide an object with the same methods.
+    """
+
+    def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter):
+        self._layers = layers
+        self._adapter = adapter
+        self._norms: dict[tuple[int, str], Norm | None] = {}
+
+    def attn_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_O [d_model, H*d_head], b_O [d_model] or None)."""
+        module = require_module(self._layers[layer], self._adapter.attn_out_proj,
+                                "attention output projection", self._adapter)
+        return linear_weight(module)
+
+    def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_out [d_model, d_ff], b_out [d_model] or None)."""
+        module = require_module(self._layers[layer], self._adapter.mlp_out_proj,
+                                "FFN output projection", self._adapter)
+        return linear_weight(module)
+
+    def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K [d_ff, d_model], b [d_ff] or None): each row is one neuron's key (gate for gated FFNs)."""
+        module = require_module(self._layers[layer], self._adapter.mlp_key, "FFN key", self._adapter)
+        weight, bias = linear_weight(module)
+        if self._adapter.mlp_key_rows == "first_half":
+            half = weight.shape[0] // 2
+            weight, bias = weight[:half], (None if bias is None else bias[:half])
+        return weight, bias
+
+    def norm(self, layer: int, which: str) -> Norm | None:
+        """The layer's norm ``which`` in {"attn", "mlp", "attn_post", "mlp_post"}, or None."""
+        key = (layer, which)
+        if key not in self._norms:
+            path = getattr(self._adapter, f"{which}_norm")
+            module = get_module(self._layers[layer], path) if path else None
+            self._norms[key] = (None if module is None else
+                                Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset))
+        return self._norms[key]
+
+
+# --------------------------------------------------------------------------------------------
+# The result
+# --------------------------------------------------------------------------------------------
+@dataclass
+class NeuronContribution:
+    """One FFN neuron (subvalue ``act * W_out[:, index]``) at one position, for one target."""
+
+    layer: int
+    index: int
+    activation: float
+    dla: float
+    logprob_increase: float | None
+    bs_top: list[tuple[str, float]] = field(default_factory=list)
+    bs_bottom: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"L{self.layer}N{self.index}"
+
+
+class Decomposition:
+    """The residual stream of one prompt, split exactly into what each component added.
+
+    Attributes (C components, T positions):
+        tokens: list[str] (T) decoded token texts (" Paris").
+        token_ids: LongTensor [T] the ids the model saw.
+        labels: list[str] (C) "embed", ("pos_embed"), "attn.0", "mlp.0", ..., "mlp.{L-1}".
+        deltas: float32 [C, T, d_model] what each component added.
+        states: float32 [C, T, d_model] the stream after each component (== deltas.cumsum(0)).
+        logits: float32 [T, vocab] the model's own output logits.
+        additivity_error: max over block boundaries and positions of
+            ||cumsum(deltas) - model's stream|| / ||model's stream||.
+        nonfinite: {label: count of NaN/inf values} (empty when all finite).
+    """
+
+    def __init__(self, *, tokens, token_ids, labels, deltas, logits, readout: Readout,
+                 n_heads: int, head_inputs: list[torch.Tensor], neuron_acts: list[torch.Tensor],
+                 weights, post_norm_inputs: dict[str, list[torch.Tensor] | None] | None = None,
+                 parallel_residual: bool = False, tokenizer=None, model=None, adapter=None,
+                 model_name: str = "", dtype=torch.float32, additivity_error: float = 0.0,
+                 nonfinite: dict[str, int] | None = None):
+        self.tokens = list(tokens)
+        self.token_ids = token_ids
+        self.labels = list(labels)
+        self.deltas = deltas
+        self.logits = logits
+        self.readout = readout
+        self.n_heads = n_heads
+        self.n_layers = len(head_inputs)
+        self.d_model = deltas.shape[-1]
+        self.vocab_size = readout.vocab_size
+        self.parallel_residual = parallel_residual
+        self.tokenizer = tokenizer
+        self.model = model
+        self.adapter = adapter
+        self.model_name = model_name
+        self.dtype = dtype
+        self.additivity_error = additivity_error
+        self.nonfinite = nonfinite or {}
+        self._head_inputs = head_inputs
+        self._neuron_acts = neuron_acts
+        self._weights = weights
+        self._post_norm_inputs = post_norm_inputs or {}
+        self._states: torch.Tensor | None = None
+        self._lens_cache: dict[int, LensResult] = {}
+        self.n_embed = len(self.labels) - 2 * self.n_layers
+
+    # ---- basic views -----------------------------------------------------------------------
+    @property
+    def states(self) -> torch.Tensor:
+        """[C, T, d_model] the stream after each component."""
+        if self._states is None:
+            self._states = self.deltas.cumsum(0)
+        return self._states
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    def index(self, label: str) -> int:
+        """Component index of a label ("attn.3")."""
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise KeyError(f"No component {label!r}; components are {self.labels}") from None
+
+    def attn_index(self, layer: int) -> int:
+        return self.n_embed + 2 * self._check_layer(layer)
+
+    def mlp_index(self, layer: int) -> int:
+        return self.n_embed + 2 * self._check_layer(layer) + 1
+
+    def _check_layer(self, layer: int) -> int:
+        if not -self.n_layers <= layer < self.n_layers:
+            raise IndexError(f"layer {layer} out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
+        return layer % self.n_layers
+
+    def _position(self, position: int) -> int:
+        T = self.n_tokens
+        if not isinstance(position, int) or not -T <= position < T:
+            raise IndexError(f"position {position!r} out of range for a prompt of {T} tokens (use 0..{T - 1} or negative)")
+        return position % T
+
+    def state_before(self, component: int, position: int) -> torch.Tensor:
+        """[d_model] the stream the component ``component`` reads (zero before the first)."""
+        if component == 0:
+            return torch.zeros(self.d_model)
+        return self.states[component - 1, position]
+
+    # ---- tokens ----------------------------------------------------------------------------
+    def token_text(self, token_id: int) -> str:
+        """How a person reads one token (" Paris", not "ĠParis")."""
+        if self.tokenizer is None:
+            return f"<{int(token_id)}>"
+        return self.tokenizer.decode([int(token_id)])
+
+    def target_id(self, target) -> int:
+        """A single-token string or an id -> the id; TargetError otherwise."""
+        if isinstance(target, torch.Tensor):
+            if target.numel() != 1:
+                raise TargetError(f"target tensor has {target.numel()} elements; pass one token id")
+            target = int(target)
+        if isinstance(target, bool):
+            raise TargetError(f"target {target!r} is not a token")
+        if isinstance(target, int):
+            if not 0 <= target < self.vocab_size:
+                raise TargetError(f"target id {target} is outside the vocabulary (0..{self.vocab_size - 1})")
+            return target
+        if isinstance(target, str):
+            if self.tokenizer is None:
+                raise TargetError(f"target {target!r} is text but no tokenizer was given: pass tokenizer= to "
+                                  "rw.decompose, or give the target as a token id")
+            ids = self.tokenizer.encode(target, add_special_tokens=False)
+            if len(ids) != 1:
+                pieces = [self.tokenizer.decode([i]) for i in ids]
+                raise TargetError(f"target {target!r} is {len(ids)} tokens {pieces}, not one. Pass a single "
+                                  f"token (e.g. {pieces[0]!r} if any) or its id; note leading spaces matter (' Paris').")
+            unk = getattr(self.tokenizer, "unk_token_id", None)
+            if unk is not None and ids[0] == unk and target != self.tokenizer.unk_token:
+                raise TargetError(f"target {target!r} is not in the vocabulary (it becomes the unknown token)")
+            if not 0 <= ids[0] < self.vocab_size:
+                raise TargetError(f"target {target!r} has id {ids[0]} outside the model's vocabulary")
+            return int(ids[0])
+        raise TargetError(f"target must be a single-token string or an int id, not {type(target).__name__}")
+
+    def top_prediction(self, position: int = -1) -> int:
+        """The model's top next-token id at ``position``."""
+        return int(self.logits[self._position(position)].argmax())
+
+    def logprob(self, target, position: int = -1) -> float:
+        """The model's own log p(target) at ``position``."""
+        row = self.logits[self._position(position)]
+        return float(row[self.target_id(target)] - torch.logsumexp(row, -1))
+
+    # ---- logit lens ------------------------------------------------------------------------
+    def logit_lens(self, k: int = 10) -> LensResult:
+        """Every state × position through the final norm (recomputed per vector) and unembedding.
+
+        Returns a :class:`LensResult` with ``top_ids``/``top_probs`` [C, T, k] and ``prob``/``rank``/
+        ``entropy`` [C, T]. Computed in chunks; [C, T, vocab] is never materialised.
+        """
+        if not 1 <= k <= self.vocab_size:
+            raise ValueError(f"k={k} must be between 1 and the vocabulary size {self.vocab_size}")
+        if k not in self._lens_cache:
+            self._lens_cache = {k: LensResult(self.states, self.readout, k, self.target_id)}
+        return self._lens_cache[k]
+
+    # ---- direct logit attribution ----------------------------------------------------------
+    def _readout_direction(self, tid: int, position) -> torch.Tensor:
+        """r [d] (or [T, d] for position=None) with ``v · r == (W_U · norm*(v))[tid]``."""
+        ref = self.states[-1] if position is None else self.states[-1, position]
+        return self.readout.norm.to("cpu").frozen_readout(self.readout.unembed[tid].cpu(), ref)
+
+    def dla_constant(self, target, position: int = -1) -> float:
+        """The part of the logit no component owns: final-norm bias · W_U[target] + b_U[target]."""
+        tid = self.target_id(target)
+        const = 0.0
+        if self.readout.norm.bias is not None:
+            const += float(self.readout.norm.bias.cpu() @ self.readout.unembed[tid].cpu())
+        if self.readout.unembed_bias is not None:
+            const += float(self.readout.unembed_bias[tid])
+        return const
+
+    def dla_grid(self, target) -> torch.Tensor:
+        """[C, T] direct logit attribution of every component at every position to ``target``."""
+        tid = self.target_id(target)
+        r = self._readout_direction(tid, None)  # [T, d]
+        return torch.einsum("ctd,td->ct", self.deltas, r)
+
+    def contributions(self, target, position: int = -1, method: str = "dla",
+                      norm: str = "recomputed") -> torch.Tensor:
+        """[C] contribution of each component to ``target`` at ``position``.
+
+        method="dla": (W_U · norm*(delta_c))[target], final norm frozen at the real final stream;
+            sums, plus :meth:`dla_constant`, to the logit (before any final soft-cap).
+        method="logprob": log p(target | state before c + delta_c) - log p(target | state before c)
+            with p the logit-lens distribution (norm recomputed, or frozen at the final stream's
+            scale with norm="frozen"); the first component gets 0, so the sum is exactly
+            log p(final) - log p(first state).
+        """
+        tid = self.target_id(target)
+        pos = self._position(position)
+        if method == "dla":
+            return self.deltas[:, pos] @ self._readout_direction(tid, pos)
+        if method == "logprob":
+            lp = self._lens_logprob(self.states[:, pos], tid, pos, norm)
+            return torch.cat([torch.zeros(1), lp[1:] - lp[:-1]])
+        raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
+
+    def _lens_logprob(self, h: torch.Tensor, tid: int, pos: int, norm: str = "recomputed") -> torch.Tensor:
+        """[N, d] -> [N] log p(tid) with the final norm recomputed, or frozen at the final stream."""
+        if norm == "recomputed":
+            return self.readout.logprob(h, tid)
+        if norm != "frozen":
+            raise ValueError(f"norm must be 'recomputed' or 'frozen', not {norm!r}")
+        ro = self.readout
+        n = ro.norm.to(ro.device)
+        x = n.frozen(h.to(ro.device), self.states[-1, pos].to(ro.device))
+        if n.bias is not None:
+            x = x + n.bias
+        z = ro.cap(torch.nn.functional.linear(x, ro.unembed, ro.unembed_bias))
+        return (z[:, tid] - torch.logsumexp(z, -1)).cpu()
+
+    # ---- heads -----------------------------------------------------------------------------
+    def _post_multiplier(self, kind: str, layer: int) -> torch.Tensor | None:
+        """[T, d] the frozen post-norm of a sub-layer (Gemma 2/3) as a multiplier, or None."""
+        inputs = self._post_norm_inputs.get(kind)
+        if not inputs:
+            return None
+        post = self._weights.norm(layer, f"{kind}_post")
+        return post.gain * post.inv_scale(inputs[layer])
+
+    def head_deltas(self, layer: int, position: int | None = None) -> torch.Tensor:
+        """[H+1, T, d_model] (or [H+1, d_model] at one position): what each head of ``layer`` added.
+
+        Row H is the output bias (zero when there is none). Rows sum exactly to the attention
+        delta; a post-norm (Gemma 2/3) is linearised with its scale frozen at its real input.
+        """
+        layer = self._check_layer(layer)
+        z = self._head_inputs[layer]  # [T, H*dh]
+        if position is not None:
+            z = z[self._position(position)][None]
+        W, b = self._weights.attn_out(layer)  # [d, H*dh]
+        H = self.n_heads
+        per_head = torch.einsum("thk,dhk->htd", z.view(z.shape[0], H, -1), W.view(W.shape[0], H, -1))
+        bias = (torch.zeros(1, z.shape[0], W.shape[0]) if b is None else b.expand(1, z.shape[0], -1))
+        out = torch.cat([per_head, bias], 0)
+        mult = self._post_multiplier("attn", layer)
+        if mult is not None:
+            out = out * (mult if position is None else mult[self._position(position)][None])
+        return out if position is None else out[:, 0]
+
+    def head_contributions(self, target, position: int = -1, method: str = "dla") -> torch.Tensor:
+        """[L, H+1] contribution of each head (last column: output bias) to ``target`` at ``position``.
+
+        "dla": additive, rows sum to the attention layer's DLA. "logprob": log p(base + head) -
+        log p(base), base = the stream before that attention layer; not additive across heads.
+        """
+        tid = self.target_id(target)
+        pos = self._position(position)
+        out = torch.zeros(self.n_layers, self.n_heads + 1)
+        r = self._readout_direction(tid, pos) if method == "dla" else None
+        if method not in ("dla", "logprob"):
+            raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
+        for layer in range(self.n_layers):
+            vecs = self.head_deltas(layer, pos)  # [H+1, d]
+            if method == "dla":
+                out[layer] = vecs @ r
+            else:
+                base = self.state_before(self.attn_index(layer), pos)
+                lp = self.readout.logprob(torch.cat([base[None], base[None] + vecs]), tid)
+                out[layer] = lp[1:] - lp[0]
+        return out
+
+    # ---- neurons ---------------------------------------------------------------------------
+    def neuron_activations(self, layer: int) -> torch.Tensor:
+        """[T, d_ff] the activations m_k that multiply the FFN's output columns."""
+        return self._neuron_acts[self._check_layer(layer)]
+
+    def neuron_dla(self, target, position: int = -1, layer: int | None = None) -> torch.Tensor:
+        """DLA of every FFN neuron's subvalue ``m_k W_out[:, k]`` to ``target``: [L, d_ff] or [d_ff]."""
+        tid = self.target_id(target)
+        pos = self._position(position)
+        r = self._readout_direction(tid, pos)
+        layers = range(self.n_layers) if layer is None else [self._check_layer(layer)]
+        rows = []
+        for l in layers:
+            W, _ = self._weights.mlp_out(l)  # [d, d_ff]
+            mult = self._post_multiplier("mlp", l)
+            rl = r if mult is None else r * mult[pos]
+            rows.append(self._neuron_acts[l][pos] * (rl @ W))
+        return torch.stack(rows) if layer is None else rows[0]
+
+    def neuron_vectors(self, layer: int, indices: Sequence[int], position: int = -1) -> torch.Tensor:
+        """[n, d_model] the subvalues act_k * W_out[:, k] (post-norm frozen) written at ``position``."""
+        layer = self._check_layer(layer)
+        pos = self._position(position)
+        W, _ = self._weights.mlp_out(layer)
+        d_ff = W.shape[1]
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if len(idx) and (idx.min() < 0 or idx.max() >= d_ff):
+            raise IndexError(f"neuron index out of range: layer {layer} has {d_ff} neurons (0..{d_ff - 1})")
+        vecs = self._neuron_acts[layer][pos, idx, None] * W[:, idx].t()
+        mult = self._post_multiplier("mlp", layer)
+        return vecs if mult is None else vecs * mult[pos]
+
+    def bs_tokens(self, vectors: torch.Tensor, position: int = -1, k: int = 10):
+        """Before-softmax top and bottom tokens of vectors [n, d]: W_U · norm*(v), norm* frozen at
+        the final stream of ``position``. Returns (top, bottom) lists of [(text, value)] per vector."""
+        pos = self._position(position)
+        ro = self.readout
+        x = ro.norm.to(ro.device).frozen(vectors.to(ro.device), self.states[-1, pos].to(ro.device))
+        bs = (x @ ro.unembed.t()).cpu()
+        top_v, top_i = bs.topk(k, -1)
+        bot_v, bot_i = bs.topk(k, -1, largest=False)
+        fmt = lambda vals, ids: [[(self.token_text(i), float(v)) for v, i in zip(vr, ir)]
+                                 for vr, ir in zip(vals.tolist(), ids.tolist())]
+        return fmt(top_v, top_i), fmt(bot_v, bot_i)
+
+    def top_neurons(self, target, position: int = -1, n: int = 10, layer: int | None = None,
+                    method: str = "dla", bs_k: int = 10) -> list[NeuronContribution]:
+        """The ``n`` FFN neurons that most promote ``target`` at ``position`` (one layer or all).
+
+        method="dla" ranks by direct logit attribution; "logprob" by log p(base + subvalue) -
+        log p(base), base = the stream before that FFN (attention output included), computed for
+        the strongest candidates by |DLA| (4n, at least 64). Never builds [T, d_ff, d_model].
+        """
+        if method not in ("dla", "logprob"):
+            raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
+        tid = self.target_id(target)
+        pos = self._position(position)
+        dla = self.neuron_dla(tid, pos, layer)
+        dla2 = dla if dla.dim() == 2 else dla[None]
+        layer_ids = list(range(self.n_layers)) if layer is None else [self._check_layer(layer)]
+        flat = dla2.flatten()
+        n_cand = min(flat.numel(), n if method == "dla" else max(4 * n, 64))
+        cand = (flat.topk(n_cand).indices if method == "dla" else flat.abs().topk(n_cand).indices).tolist()
+        d_ff = dla2.shape[1]
+        picks = [(layer_ids[i // d_ff], i % d_ff) for i in cand]
+        lp_inc = {}
+        if method == "logprob" or n_cand <= 4 * n:
+            for l in sorted({l for l, _ in picks}):
+                ks = [k for ll, k in picks if ll == l]
+                base = self.state_before(self.mlp_index(l), pos)
+                vecs = self.neuron_vectors(l, ks, pos)
+                lp = self.readout.logprob(torch.cat([base[None], base[None] + vecs]), tid)
+                lp_inc.update({(l, k): float(v) for k, v in zip(ks, lp[1:] - lp[0])})
+        key = (lambda p: lp_inc[p]) if method == "logprob" else (lambda p: float(dla2[layer_ids.index(p[0]), p[1]]))
+        picks = sorted(picks, key=key, reverse=True)[:n]
+        results = []
+        for l, k in picks:
+            vec = self.neuron_vectors(l, [k], pos)
+            top, bottom = self.bs_tokens(vec, pos, bs_k)
+            results.append(NeuronContribution(
+                layer=l, index=k, activation=float(self._neuron_acts[l][pos, k]),
+                dla=float(dla2[layer_ids.index(l), k]), logprob_increase=lp_inc.get((l, k)),
+                bs_top=top[0], bs_bottom=bottom[0]))
+        return results
+
+    # ---- presentation ----------------------------------------------------------------------
+    def summary(self, target=None, position: int = -1, top: int = 5) -> str:
+        """A printable account: the prediction, the lens at the last position, the top components."""
+        pos = self._position(position)
+        tid = self.top_prediction(pos) if target is None else self.target_id(target)
+        probs = torch.softmax(self.logits[pos], -1)
+        dla = self.contributions(tid, pos, "dla")
+        lpi = self.contributions(tid, pos, "logprob")
+        lens = self.logit_lens(k=1)
+        lines = [
+            f"{self.model_name}: {self.n_layers} layers, d_model={self.d_model}, {self.n_tokens} tokens",
+            "prompt tokens: " + " | ".join(repr(t) for t in self.tokens),
+            f"target {self.token_text(tid)!r} at position {pos}: p={float(probs[tid]):.3f}, "
+            f"logit={float(self.logits[pos, tid]):.3f}",
+            f"additivity error {self.additivity_error:.2e}",
+            "logit lens at that position (top token after each component):",
+        ]
+        for c, label in enumerate(self.labels):
+            lines.append(f"  {label:>10}  {self.token_text(int(lens.top_ids[c, pos, 0]))!r:<16} "
+                         f"p={float(lens.top_probs[c, pos, 0]):.3f}   DLA {float(dla[c]):+8.3f}   "
+                         f"dlogp {float(lpi[c]):+7.3f}")
+        order = dla.argsort(descending=True)[:top]
+        lines.append("top components by DLA: " + ", ".join(f"{self.labels[i]} ({float(dla[i]):+.2f})" for i in order))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Decomposition({self.model_name or 'model'}, components={len(self.labels)}, "
+                f"tokens={self.n_tokens}, d_model={self.d_model}, additivity_error={self.additivity_error:.1e})")

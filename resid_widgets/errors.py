@@ -1,0 +1,25 @@
+"""Exceptions that name the problem and the fix."""
+
+
+class ResidWidgetsError(Exception):
+    """Base class of every error resid_widgets raises on purpose."""
+
+
+class UnsupportedModelError(ResidWidgetsError, TypeError):
+    """The model's architecture has no adapter (or is not a causal language model)."""
+
+
+class PromptError(ResidWidgetsError, ValueError):
+    """The prompt cannot be run: empty, too long, or of an unknown type."""
+
+
+class TargetError(ResidWidgetsError, ValueError):
+    """A target token is not a single known token of the vocabulary."""
+
+
+class AdditivityError(ResidWidgetsError, RuntimeError):
+    """The recorded deltas do not add up to the model's own residual stream."""
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """NaN or inf appeared in the model's activations."""

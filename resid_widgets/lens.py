@@ -1,0 +1,132 @@
+"""The readout (final norm + unembedding + soft-cap) and the chunked logit lens."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from .norms import Norm
+
+# Rows per chunk are chosen so one chunk of logits stays near this size: the lens never holds
+# [C, T, vocab], and peak extra memory stays far under 1 GB even for a 262k vocabulary.
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass
+class Readout:
+    """h -> logits the way the model does it: final norm, unembedding W_U [V, d] (+ b_U), soft-cap."""
+
+    norm: Norm
+    unembed: torch.Tensor  # [V, d], fp32, on the device the lens runs on
+    unembed_bias: torch.Tensor | None  # [V]
+    softcap: float | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.unembed.device
+
+    @property
+    def vocab_size(self) -> int:
+        return self.unembed.shape[0]
+
+    def cap(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.softcap:
+            return torch.tanh(logits / self.softcap).mul_(self.softcap)
+        return logits
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """[N, d] streams -> [N, V] logits, norm recomputed on each row."""
+        x = self.norm(h.to(self.device, torch.float32))
+        return self.cap(torch.nn.functional.linear(x, self.unembed, self.unembed_bias))
+
+    def target_logits(self, h: torch.Tensor, target: int) -> torch.Tensor:
+        """[N, d] -> [N] logit of one token, without the full vocabulary."""
+        x = self.norm(h.to(self.device, torch.float32))
+        z = x @ self.unembed[target]
+        if self.unembed_bias is not None:
+            z = z + self.unembed_bias[target]
+        return self.cap(z)
+
+    def rows_per_chunk(self) -> int:
+        return max(1, CHUNK_BYTES // (4 * self.vocab_size))
+
+    def chunks(self, h: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield (row slice, logits [n, V]) over the rows of h [N, d]."""
+        step = self.rows_per_chunk()
+        for start in range(0, h.shape[0], step):
+            rows = slice(start, min(start + step, h.shape[0]))
+            yield rows, self.logits(h[rows])
+
+    def logprob(self, h: torch.Tensor, target: int) -> torch.Tensor:
+        """[N, d] -> [N] log p(target | h) under the lens (norm recomputed)."""
+        out = torch.empty(h.shape[0])
+        for rows, z in self.chunks(h):
+            out[rows] = (z[:, target] - torch.logsumexp(z, -1)).cpu()
+        return out
+
+
+class LensResult:
+    """The logit lens of every state × position.
+
+    ``top_ids`` / ``top_probs`` [C, T, k]; :meth:`prob`, :meth:`logprob`, :meth:`rank` [C, T] for a
+    target; :meth:`entropy` [C, T]. Computed in chunks of rows: [C, T, vocab] never exists.
+    """
+
+    def __init__(self, states: torch.Tensor, readout: Readout, k: int,
+                 resolve_target: Callable[[object], int]):
+        C, T, d = states.shape
+        self._flat = states.reshape(C * T, d)
+        self._shape = (C, T)
+        self._readout = readout
+        self._resolve = resolve_target
+        self.k = k
+        top_ids = torch.empty(C * T, k, dtype=torch.long)
+        top_logits = torch.empty(C * T, k)
+        lse = torch.empty(C * T)
+        for rows, z in readout.chunks(self._flat):
+            values, ids = torch.topk(z, k, dim=-1)
+            top_ids[rows] = ids.cpu()
+            top_logits[rows] = values.cpu()
+            lse[rows] = torch.logsumexp(z, -1).cpu()
+        self._lse = lse
+        self.top_ids = top_ids.view(C, T, k)
+        self.top_probs = (top_logits - lse[:, None]).exp_().view(C, T, k)
+        self._entropy: torch.Tensor | None = None
+
+    @property
+    def logsumexp(self) -> torch.Tensor:
+        return self._lse.view(self._shape)
+
+    def logprob(self, target) -> torch.Tensor:
+        """[C, T] log-probability of ``target`` (a single-token string or an id) in every cell."""
+        tid = self._resolve(target)
+        z = self._readout.target_logits(self._flat, tid).cpu()
+        return (z - self._lse).view(self._shape)
+
+    def prob(self, target) -> torch.Tensor:
+        """[C, T] probability of ``target`` in every cell."""
+        return self.logprob(target).exp()
+
+    def rank(self, target) -> torch.Tensor:
+        """[C, T] rank of ``target`` (0 = top) in every cell; one more chunked pass."""
+        tid = self._resolve(target)
+        out = torch.empty(self._flat.shape[0], dtype=torch.long)
+        for rows, z in self._readout.chunks(self._flat):
+            out[rows] = (z > z[:, tid : tid + 1]).sum(-1).cpu()
+        return out.view(self._shape)
+
+    def entropy(self) -> torch.Tensor:
+        """[C, T] entropy (nats) of the lens distribution in every cell; one more chunked pass."""
+        if self._entropy is None:
+            out = torch.empty(self._flat.shape[0])
+            for rows, z in self._readout.chunks(self._flat):
+                lse = torch.logsumexp(z, -1, keepdim=True)
+                p = (z - lse).exp_()
+                out[rows] = (lse[:, 0] - (p * z).sum(-1)).cpu()
+            self._entropy = out.view(self._shape)
+        return self._entropy
+
+    def __repr__(self) -> str:
+        C, T = self._shape
+        return f"LensResult(states={C}, positions={T}, k={self.k})"

@@ -1,0 +1,199 @@
+"""Common machinery of every view: synced traits, kernel messages, snapshot state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import anywidget
+import traitlets as t
+
+from . import payload as P
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+BUNDLE = STATIC / "widget.js"
+
+METRICS = ("norm", "delta", "prob", "dla")
+NORMALIZE = ("row", "quantile", "global")
+LENS_COLOR = ("top", "target", "next")
+
+
+def _esm_source() -> Any:
+    if BUNDLE.exists():
+        return BUNDLE
+    # a readable message instead of a blank output when the bundle was not built
+    return (
+        "export default { render({ el }) { el.textContent = 'resid_widgets: the front-end bundle "
+        "resid_widgets/static/widget.js is missing; run `npm install && npm run build` in the "
+        "repository (or reinstall the package).'; } };"
+    )
+
+
+class ResidView(anywidget.AnyWidget):
+    """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly)."""
+
+    _esm = _esm_source()
+    _rw_view = t.Unicode("stream-grid").tag(sync=True)
+
+    # data (binary buffers inside dicts)
+    _meta = t.Dict().tag(sync=True)
+    _arrays = t.Dict().tag(sync=True)
+    _targets = t.List().tag(sync=True)
+    _vocab = t.Dict().tag(sync=True)
+    _panes = t.Dict().tag(sync=True)
+    _panes_note = t.Unicode("").tag(sync=True)
+    _rw_static = t.Bool(False).tag(sync=True)
+    _error = t.Unicode("").tag(sync=True)
+
+    # user state, readable and settable from Python
+    selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
+    target = t.Unicode("").tag(sync=True)
+    method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
+    position = t.Int(-1).tag(sync=True)
+    metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
+    normalize = t.Enum(NORMALIZE, default_value="row").tag(sync=True)
+    exclude_first = t.Bool(False).tag(sync=True)
+    lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
+    pane_mode = t.Enum(("raw", "decompose", "project"), default_value="decompose").tag(sync=True)
+    per_head = t.Bool(False).tag(sync=True)
+    height = t.Int(0).tag(sync=True)  # 0 = automatic
+
+    def __init__(
+        self,
+        dec,
+        target: Any = None,
+        position: int = -1,
+        *,
+        targets: Iterable = (),
+        k: int = 10,
+        **kwargs: Any,
+    ):
+        self._dec = dec
+        extra = list(targets)
+        if target is not None and not (isinstance(target, str) and target == ""):
+            extra = [target] + extra
+        try:
+            data = P.build_payload(dec, targets=extra, position=position, k=k)
+        except Exception as exc:  # show the problem in the cell, never a blank area
+            super().__init__(_error=f"cannot show this decomposition: {type(exc).__name__}: {exc}", **kwargs)
+            return
+        meta = data["_meta"]
+        tdefault = data["_targets"][0]["text"] if data["_targets"] else ""
+        tname = tdefault
+        if target is not None and target != "":
+            tname = dec.token_text(int(dec.target_id(target)))
+        T, C = meta["T"], meta["C"]
+        p = meta["position"]
+        sel = kwargs.pop("selected", (C - 1, p))
+        super().__init__(**data, target=tname, position=p, **kwargs)
+        self.selected = tuple(sel)
+        if T > 1 and self.exclude_first is False and "exclude_first" not in kwargs:
+            # attention-sink: position 0 often dwarfs the rest (SmolLM2: ~22k vs ~170)
+            try:
+                norms = P.decode_payload(data["_arrays"]["state_norm"])
+                if norms[:, 0].max() > 8 * max(norms[:, 1:].max(), 1e-9):
+                    self.exclude_first = True
+            except Exception:
+                pass
+        self.on_msg(self._on_custom)
+
+    # ---------------------------------------------------------------- validation
+    @t.validate("selected")
+    def _check_selected(self, proposal):
+        s, pos = proposal["value"]
+        C, T = self._meta.get("C", 0), self._meta.get("T", 0)
+        if C and T:
+            s = s + C if s < 0 else s
+            pos = pos + T if pos < 0 else pos
+            if not (0 <= s < C and 0 <= pos < T):
+                raise t.TraitError(f"selected={proposal['value']} is outside the grid ({C} states x {T} positions)")
+        return (int(s), int(pos))
+
+    @t.validate("position")
+    def _check_position(self, proposal):
+        T = self._meta.get("T", 0)
+        p = int(proposal["value"])
+        if T:
+            p = p + T if p < 0 else p
+            if not 0 <= p < T:
+                raise t.TraitError(f"position {proposal['value']} is outside the prompt (0..{T - 1})")
+        return p
+
+    @t.validate("target")
+    def _check_target(self, proposal):
+        value = proposal["value"]
+        if not self._meta or value == "":
+            return value
+        self._ensure_target(value)
+        return value
+
+    # ---------------------------------------------------------------- helpers
+    def _find_target(self, text_or_id) -> dict | None:
+        for tp in self._targets:
+            if tp["text"] == text_or_id or tp["id"] == text_or_id:
+                return tp
+        return None
+
+    def _ensure_target(self, target) -> dict:
+        """Precompute ``target`` (token text or id) if it is not there yet; returns its entry."""
+        found = self._find_target(target)
+        if found is not None:
+            return found
+        tid = int(self._dec.target_id(target))
+        found = self._find_target(tid)
+        if found is not None:
+            return found
+        tp = P.target_payload(self._dec, tid, source="user", head_positions=[self._meta["position"]])
+        vocab = dict(self._vocab)
+        vocab[str(tid)] = tp["text"]
+        self._vocab = vocab
+        self._targets = list(self._targets) + [tp]
+        return tp
+
+    def _target_entry(self) -> dict:
+        tp = self._find_target(self.target) if self.target else None
+        return tp if tp is not None else (self._targets[0] if self._targets else None)
+
+    def _array(self, name: str):
+        return P.decode_payload(self._arrays[name])
+
+    # ---------------------------------------------------------------- kernel messages
+    def _on_custom(self, _widget, content, buffers):
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        rid = content.get("id")
+        try:
+            if kind == "pane":
+                pos = int(content.get("position", self.selected[1]))
+                header, data = P.pane_payload(self._dec, pos)
+                header.update(type="pane", id=rid, state=int(content.get("state", 0)))
+                self.send(header, buffers=[data])
+            elif kind == "target":
+                tp = self._ensure_target(content.get("target"))
+                self.send({"type": "target", "id": rid, "ok": True, "text": tp["text"], "token_id": tp["id"]})
+            elif kind == "heads":
+                tid = self._ensure_target(content.get("target"))["id"]
+                pos = int(content.get("position", -1))
+                # copy, then reassign, so the change syncs (and lands in snapshots)
+                new = [dict(x, heads=dict(x["heads"])) for x in self._targets]
+                P.add_heads(self._dec, next(x for x in new if x["id"] == tid), pos)
+                self._targets = new
+                self.send({"type": "heads", "id": rid, "ok": True, "position": pos})
+        except Exception as exc:
+            self.send({"type": kind or "error", "id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    # ---------------------------------------------------------------- snapshots
+    def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
+        """Extra trait values a static snapshot embeds: vector panes (float16) within the budget."""
+        extra: dict[str, Any] = {"_rw_static": True}
+        if not self._meta:
+            return extra
+        sel_pos = self.selected[1] if self.selected else self._meta["position"]
+        panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
+        extra["_panes"] = panes
+        extra["_panes_note"] = note
+        return extra
+
+    def _repr_keys(self):  # pragma: no cover - cosmetic
+        yield from super()._repr_keys()

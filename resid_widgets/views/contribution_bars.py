@@ -1,0 +1,58 @@
+"""ContributionBars: how much each layer (attention, MLP) pushed the target at one position."""
+
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ._base import ResidView
+from .payload import decode_payload, display_token
+
+
+class ContributionBars(ResidView):
+    """One bar per layer (stacked attention + MLP) or per component, DLA or log-prob increase.
+
+    ``target`` defaults to the model's top prediction at ``position``; ``method`` is ``"dla"``
+    (sums, with the constant term, to the model's logit) or ``"logprob"`` (telescopes to
+    log p(final) - log p(embedding)).
+    """
+
+    _rw_view = t.Unicode("contribution-bars").tag(sync=True)
+
+    def values(self, method: str | None = None, position: int | None = None) -> np.ndarray:
+        """[C] contributions of every component at ``position`` for the current target."""
+        method = method or self.method
+        p = self.position if position is None else position
+        tp = self._target_entry()
+        if method == "dla":
+            return decode_payload(tp["dla"])[:, p]
+        lp = decode_payload(tp["logp"]).astype(np.float64)[:, p]
+        out = np.zeros_like(lp)
+        out[1:] = np.diff(lp)
+        return out.astype(np.float32)
+
+    def actual(self, method: str | None = None, position: int | None = None) -> float:
+        """The model's own logit (dla) or log-prob (logprob) of the target at ``position``."""
+        method = method or self.method
+        p = self.position if position is None else position
+        tp = self._target_entry()
+        return float(decode_payload(tp["logit" if method == "dla" else "logprob"])[p])
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        v = self.values()
+        labels = self._meta["labels"]
+        colors = ["#d6604d" if x >= 0 else "#4393c3" for x in v]
+        unit = "DLA (logit units)" if self.method == "dla" else "log-prob increase"
+        fig = go.Figure(go.Bar(x=v, y=labels, orientation="h", marker_color=colors, hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+        tok = display_token(self._meta["tokens"][self.position])
+        fig.update_layout(
+            title=(
+                f"Contributions to {display_token(self.target)} at position {self.position} ({tok}) — {unit}; "
+                f"Σ={v.sum():.3f}, model {'logit' if self.method == 'dla' else 'log p'}={self.actual():.3f}"
+            ),
+            yaxis={"autorange": "reversed"},
+            xaxis={"title": unit, "zeroline": True},
+        )
+        return fig

@@ -1,0 +1,51 @@
+"""Dashboard: StreamGrid, ContributionBars and LogitLens in one widget, linked in the browser."""
+
+from __future__ import annotations
+
+import traitlets as t
+
+from ._base import ResidView
+from .contribution_bars import ContributionBars
+from .logit_lens import LogitLens
+from .stream_grid import StreamGrid
+
+
+class Dashboard(ResidView):
+    """All three views in one root. Selection (state, position) and target are shared in JS, so
+    linking also works in a static snapshot. The bars follow the selected position."""
+
+    _rw_view = t.Unicode("dashboard").tag(sync=True)
+
+    def figure(self):
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(
+            rows=3, cols=1, subplot_titles=("Stream grid", "Contributions", "Logit lens"), vertical_spacing=0.08
+        )
+        sel_pos = self.selected[1]
+        for row, cls in ((1, StreamGrid), (2, ContributionBars), (3, LogitLens)):
+            sub = cls.figure(_Proxy(self, cls, position=sel_pos))
+            for tr in sub.data:
+                if tr.type == "heatmap":
+                    tr.showscale = False
+                fig.add_trace(tr, row=row, col=1)
+        fig.update_layout(height=1200, title="resid_widgets dashboard", showlegend=False)
+        fig.update_yaxes(autorange="reversed")
+        return fig
+
+
+class _Proxy:
+    """Lets the per-view ``figure()`` code run on the dashboard's state."""
+
+    def __init__(self, owner, cls, **overrides):
+        self._owner = owner
+        self._cls = cls
+        self._over = overrides
+
+    def __getattr__(self, name):
+        if name in self._over:
+            return self._over[name]
+        attr = self._cls.__dict__.get(name)
+        if callable(attr):
+            return attr.__get__(self)
+        return getattr(self._owner, name)

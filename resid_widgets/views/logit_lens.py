@@ -1,0 +1,52 @@
+"""LogitLens: what every residual state would predict, as a heatmap with the top token as text."""
+
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ._base import ResidView
+from .payload import decode_payload, display_token
+
+
+class LogitLens(ResidView):
+    """Rows = states, columns = positions; colour = probability of the top token (``lens_color="top"``),
+    of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k."""
+
+    _rw_view = t.Unicode("logit-lens").tag(sync=True)
+
+    def top_tokens(self) -> list[list[str]]:
+        ids = decode_payload(self._arrays["lens_ids"])[:, :, 0]
+        return [[self._vocab.get(str(int(i)), f"#{int(i)}") for i in row] for row in ids]
+
+    def values(self, color: str | None = None) -> np.ndarray:
+        color = color or self.lens_color
+        if color == "top":
+            return decode_payload(self._arrays["lens_probs"])[:, :, 0]
+        if color == "next":
+            return decode_payload(self._arrays["next_prob"])
+        return np.exp(decode_payload(self._target_entry()["logp"]))
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        z = self.values()
+        text = [[display_token(x) for x in row] for row in self.top_tokens()]
+        x = [f"{i}:{display_token(tok)}" for i, tok in enumerate(self._meta["tokens"])]
+        fig = go.Figure(
+            go.Heatmap(
+                z=z,
+                x=x,
+                y=self._meta["labels"],
+                text=text,
+                texttemplate="%{text}" if z.size <= 2000 else None,
+                colorscale="Cividis",
+                zmin=0,
+                zmax=1,
+                colorbar={"title": "p"},
+                hovertemplate="%{y} @ %{x}: top %{text} (p of colour=%{z:.3f})<extra></extra>",
+            )
+        )
+        label = {"top": "top token", "next": "actual next token", "target": display_token(self.target)}[self.lens_color]
+        fig.update_layout(title=f"Logit lens — colour: p({label})", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
+        return fig

@@ -1,0 +1,318 @@
+"""Turn a Decomposition into the binary payloads the widget bundle reads.
+
+Every array travels as ``{"dtype": "float16"|"float32"|"int32", "shape": [...], "data": bytes}``;
+ipywidgets moves the ``bytes`` as binary buffers (DataViews in JS), never as JSON lists.
+Only top-k lens entries are shipped, never a full vocabulary row.
+
+Layout of the synced traits (shared by every view, see ``views/_base.py``):
+
+``_meta``     tokens, token ids, component labels/kinds, sizes, model name, default position.
+``_arrays``   ``state_norm`` [C,T] f32, ``delta_norm`` [C,T] f32, ``lens_ids`` [C,T,k] i32,
+              ``lens_probs`` [C,T,k] f16, ``next_prob`` [C,T] f16 (prob of the actual next token,
+              NaN in the last column).
+``_targets``  list of precomputed targets: ``{text, id, source, logp [C,T] f32, dla [C,T] f32,
+              logit [T] f32, logprob [T] f32, heads: {"<pos>": {"dla": [L,H+1], "logprob": [L,H+1]}}}``.
+``_vocab``    ``{str(id): text}`` for every id that appears in the lens top-k or in a target.
+``_panes``    (snapshots only) ``{dtype, shape [C,P,d], positions [P], data}``: the deltas of the
+              positions that fit the budget, in float16.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = [
+    "array_payload",
+    "decode_payload",
+    "build_payload",
+    "target_payload",
+    "pane_payload",
+    "panes_payload",
+    "component_kinds",
+    "display_token",
+]
+
+_DTYPES = {"float16": np.float16, "float32": np.float32, "int32": np.int32}
+
+
+def _np(x: Any) -> np.ndarray:
+    """Tensor/array/list -> numpy array (on CPU, detached)."""
+    if hasattr(x, "detach"):
+        x = x.detach()
+        if hasattr(x, "float") and str(getattr(x, "dtype", "")).startswith("torch.bfloat"):
+            x = x.float()
+        x = x.cpu().numpy()
+    return np.asarray(x)
+
+
+def array_payload(x: Any, dtype: str = "float32") -> dict:
+    """Pack an array as ``{dtype, shape, data: bytes}`` (little-endian, C order)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"unsupported payload dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    arr = _np(x)
+    if dtype == "float16":
+        # keep infinities out: float16 overflows above 65504
+        arr = np.clip(arr.astype(np.float32), -65504.0, 65504.0)
+    arr = np.ascontiguousarray(arr.astype(_DTYPES[dtype]).astype(np.dtype(_DTYPES[dtype]).newbyteorder("<")))
+    return {"dtype": dtype, "shape": [int(s) for s in arr.shape], "data": arr.tobytes()}
+
+
+def decode_payload(p: dict) -> np.ndarray:
+    """Inverse of :func:`array_payload` (used by tests and ``figure()``)."""
+    if not p or "data" not in p:
+        raise ValueError("empty payload")
+    data = p["data"]
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    arr = np.frombuffer(data, dtype=np.dtype(_DTYPES[p["dtype"]]).newbyteorder("<"))
+    return arr.reshape(p["shape"]).astype(np.float32 if p["dtype"] != "int32" else np.int64)
+
+
+def display_token(text: str) -> str:
+    """Token text as people read it: leading spaces as '·', newlines as '↵', tabs as '⇥'."""
+    if text is None:
+        return "∅"
+    text = str(text).replace("Ġ", " ").replace("Ċ", "\n").replace("▁", " ")
+    out = text.replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    n = len(out) - len(out.lstrip(" "))
+    out = "·" * n + out[n:]
+    if out and out.strip(" ") == "":
+        out = "·" * len(out)
+    return out if out else "∅"
+
+
+def component_kinds(labels: Iterable[str]) -> tuple[list[str], list[int]]:
+    """For each component label, its kind ("embed", "attn", "mlp", "other") and layer (-1 if none)."""
+    kinds, layers = [], []
+    for lab in labels:
+        lab = str(lab)
+        head, _, tail = lab.partition(".")
+        if head in ("attn", "mlp") and tail.isdigit():
+            kinds.append(head)
+            layers.append(int(tail))
+        elif head in ("embed", "pos_embed") or lab.startswith("embed"):
+            kinds.append("embed")
+            layers.append(-1)
+        else:
+            kinds.append("other")
+            layers.append(int(tail) if tail.isdigit() else -1)
+    return kinds, layers
+
+
+def _position(dec, position: int) -> int:
+    T = len(dec.tokens)
+    p = int(position)
+    if p < 0:
+        p += T
+    if not 0 <= p < T:
+        raise IndexError(f"position {position} is outside the prompt (0..{T - 1})")
+    return p
+
+
+def _log_softmax_rows(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=-1, keepdims=True)
+    return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
+
+
+def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = ()) -> dict:
+    """Everything the views need about one target token (as a dict of arrays)."""
+    tid = int(dec.target_id(target))
+    text = dec.token_text(tid)
+    if lens is None:
+        lens = dec.logit_lens(k=1)
+    prob = _np(lens.prob(tid)).astype(np.float64)
+    logp = np.log(np.clip(prob, 1e-45, None)).astype(np.float32)
+    dla = _np(dec.dla_grid(tid)).astype(np.float32)
+    logits = _np(dec.logits).astype(np.float32)
+    logit = logits[:, tid]
+    logprob = _log_softmax_rows(logits.astype(np.float64))[:, tid].astype(np.float32)
+    out = {
+        "text": text,
+        "display": display_token(text),
+        "id": tid,
+        "source": source,
+        "logp": array_payload(logp, "float32"),
+        "dla": array_payload(dla, "float32"),
+        "logit": array_payload(logit, "float32"),
+        "logprob": array_payload(logprob, "float32"),
+        "heads": {},
+    }
+    for p in head_positions:
+        add_heads(dec, out, p)
+    return out
+
+
+def add_heads(dec, tpayload: dict, position: int) -> dict:
+    """Add per-head contributions of a target at ``position`` (in place); returns the entry."""
+    p = _position(dec, position)
+    key = str(p)
+    if key in tpayload["heads"]:
+        return tpayload["heads"][key]
+    entry = {}
+    for method in ("dla", "logprob"):
+        try:
+            h = _np(dec.head_contributions(tpayload["id"], position=p, method=method)).astype(np.float32)
+        except Exception as exc:  # engine may not support per-head for every family
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        entry[method] = array_payload(h, "float32")
+    tpayload["heads"][key] = entry
+    return entry
+
+
+def _next_prob(dec, lens) -> np.ndarray:
+    """[C,T] probability of the actual next token at each position (NaN at the last one)."""
+    ids = _np(dec.token_ids).reshape(-1).astype(np.int64)
+    C, T = len(dec.labels), len(ids)
+    out = np.full((C, T), np.nan, dtype=np.float32)
+    if T < 2:
+        return out
+    # fast path: the next token is often in the top-k
+    top_ids = _np(lens.top_ids)
+    top_probs = _np(lens.top_probs).astype(np.float32)
+    nxt = ids[1:]
+    hit = top_ids[:, :-1, :] == nxt[None, :, None]
+    found = hit.any(-1)
+    out[:, :-1] = np.where(found, (top_probs[:, :-1, :] * hit).sum(-1), np.nan)
+    missing_cols = np.unique(np.nonzero(~found)[1])
+    if len(missing_cols):
+        need = {}
+        for t in missing_cols:
+            need.setdefault(int(nxt[t]), []).append(int(t))
+        if len(need) <= 64:
+            for tid, cols in need.items():
+                pr = _np(lens.prob(tid)).astype(np.float32)
+                for t in cols:
+                    col = out[:, t]
+                    miss = np.isnan(col)
+                    col[miss] = pr[miss, t]
+        else:  # too many distinct tokens to look up; below top-k means < top_k[-1]
+            kth = top_probs[:, :-1, -1]
+            out[:, :-1] = np.where(np.isnan(out[:, :-1]), kth * 0.5, out[:, :-1])
+    return out
+
+
+def default_targets(dec, position: int = -1, n_alternatives: int = 2, n_next: int = 3) -> list[tuple[int, str]]:
+    """Targets worth precomputing: the top prediction(s) at ``position`` and a few actual next tokens."""
+    p = _position(dec, position)
+    out: list[tuple[int, str]] = []
+    seen: set[int] = set()
+
+    def add(tid: int, source: str):
+        if tid not in seen:
+            seen.add(tid)
+            out.append((tid, source))
+
+    add(int(dec.top_prediction(p)), "top")
+    logits = _np(dec.logits[p]).astype(np.float32)
+    for tid in np.argsort(-logits)[1 : 1 + n_alternatives]:
+        add(int(tid), "alt")
+    ids = _np(dec.token_ids).reshape(-1)
+    # actual next tokens of the selected position and the ones before it
+    for t in range(p, max(p - n_next, 0), -1):
+        if t + 1 < len(ids):
+            add(int(ids[t + 1]), "next")
+    return out
+
+
+def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 10) -> dict:
+    """All synced data of a view: returns trait values ``_meta, _arrays, _targets, _vocab``."""
+    C = len(dec.labels)
+    T = len(dec.tokens)
+    if C == 0 or T == 0:
+        raise ValueError("the decomposition is empty (no components or no tokens)")
+    p = _position(dec, position)
+    states = dec.states
+    deltas = dec.deltas
+    state_norm = _np(states.float().norm(dim=-1) if hasattr(states, "norm") else np.linalg.norm(_np(states), axis=-1))
+    delta_norm = _np(deltas.float().norm(dim=-1) if hasattr(deltas, "norm") else np.linalg.norm(_np(deltas), axis=-1))
+    k = max(1, min(int(k), int(dec.vocab_size)))
+    lens = dec.logit_lens(k=k)
+    top_ids = _np(lens.top_ids).astype(np.int64)
+    top_probs = _np(lens.top_probs).astype(np.float32)
+    next_prob = _next_prob(dec, lens)
+
+    tlist = []
+    seen = set()
+    wanted: list[tuple[Any, str]] = [(t, "user") for t in targets]
+    wanted += default_targets(dec, p)
+    for t, source in wanted:
+        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p])
+        if tp["id"] in seen:
+            continue
+        seen.add(tp["id"])
+        tlist.append(tp)
+
+    vocab_ids = set(int(i) for i in np.unique(top_ids))
+    vocab_ids.update(tp["id"] for tp in tlist)
+    vocab = {str(i): dec.token_text(i) for i in sorted(vocab_ids)}
+    kinds, layers = component_kinds(dec.labels)
+    tokens = [str(t) for t in dec.tokens]
+    meta = {
+        "tokens": tokens,
+        "token_ids": [int(i) for i in _np(dec.token_ids).reshape(-1)],
+        "labels": [str(x) for x in dec.labels],
+        "kinds": kinds,
+        "layers": layers,
+        "n_layers": int(dec.n_layers),
+        "n_heads": int(getattr(dec, "n_heads", 0) or 0),
+        "d_model": int(dec.d_model),
+        "vocab_size": int(dec.vocab_size),
+        "model_name": str(getattr(dec, "model_name", "") or ""),
+        "T": T,
+        "C": C,
+        "k": k,
+        "position": p,
+    }
+    arrays = {
+        "state_norm": array_payload(state_norm, "float32"),
+        "delta_norm": array_payload(delta_norm, "float32"),
+        "lens_ids": array_payload(top_ids, "int32"),
+        "lens_probs": array_payload(top_probs, "float16"),
+        "next_prob": array_payload(next_prob, "float16"),
+    }
+    return {"_meta": meta, "_arrays": arrays, "_targets": tlist, "_vocab": vocab}
+
+
+def pane_payload(dec, position: int) -> tuple[dict, bytes]:
+    """Deltas of every component at one position, float16 [C, d]: (header, buffer)."""
+    p = _position(dec, position)
+    d = _np(dec.deltas[:, p, :]).astype(np.float32)
+    pay = array_payload(d, "float16")
+    data = pay.pop("data")
+    pay["position"] = p
+    return pay, data
+
+
+def panes_payload(dec, budget_bytes: int, first: Iterable[int] = ()) -> tuple[dict, str]:
+    """As many positions' deltas as fit ``budget_bytes`` (float16), most useful positions first."""
+    C, T, d = len(dec.labels), len(dec.tokens), int(dec.d_model)
+    per = C * d * 2
+    n_fit = max(0, int(budget_bytes) // per) if per else 0
+    order: list[int] = []
+    for q in list(first) + [T - 1] + list(range(T - 2, -1, -1)):
+        q = q + T if q < 0 else q
+        if 0 <= q < T and q not in order:
+            order.append(q)
+    keep = sorted(order[:n_fit])
+    if not keep:
+        note = f"no vector panes embedded (one position needs {per:,} bytes, budget {int(budget_bytes):,})"
+        return {}, note
+    d_arr = _np(dec.deltas[:, keep, :]).astype(np.float32)
+    pay = array_payload(d_arr, "float16")
+    pay["positions"] = keep
+    if len(keep) == T:
+        note = f"all {T} positions' vector panes embedded (float16)"
+    else:
+        note = (
+            f"vector panes embedded for {len(keep)} of {T} positions (float16, budget "
+            f"{int(budget_bytes):,} bytes); the others need the kernel"
+        )
+    return pay, note
+
+
+def finite_or_none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None

@@ -1,0 +1,68 @@
+"""StreamGrid: rows = residual states, columns = tokens, colour = a scalar per cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import traitlets as t
+
+from ._base import ResidView
+from .payload import display_token
+
+
+class StreamGrid(ResidView):
+    """Residual stream as a grid of states x positions.
+
+    Colour (``metric``): ``"norm"`` of the stream, ``"delta"`` norm of what the block wrote,
+    ``"prob"`` logit-lens probability of ``target``, ``"dla"`` direct logit attribution of the
+    block to ``target``. Click (or arrow keys) selects a cell; ``selected = (state, position)``.
+    The vector pane below shows the selected stream raw, decomposed by source, or projected onto
+    the target's unembedding direction.
+    """
+
+    _rw_view = t.Unicode("stream-grid").tag(sync=True)
+
+    def values(self, metric: str | None = None) -> np.ndarray:
+        """The [C, T] matrix the grid colours by (``metric`` defaults to the current one)."""
+        metric = metric or self.metric
+        if metric == "norm":
+            return self._array("state_norm")
+        if metric == "delta":
+            return self._array("delta_norm")
+        tp = self._target_entry()
+        if tp is None:
+            raise ValueError("no target")
+        from .payload import decode_payload
+
+        if metric == "prob":
+            return np.exp(decode_payload(tp["logp"]))
+        if metric == "dla":
+            return decode_payload(tp["dla"]).cumsum(0)
+        raise ValueError(f"unknown metric {metric!r}")
+
+    def figure(self):
+        import plotly.graph_objects as go
+
+        z = self.values()
+        tokens = [display_token(x) for x in self._meta["tokens"]]
+        x = [f"{i}:{tok}" for i, tok in enumerate(tokens)]
+        title = {
+            "norm": "‖stream‖",
+            "delta": "‖delta‖ (what each block wrote)",
+            "prob": f"lens p({display_token(self.target)})",
+            "dla": f"cumulative DLA to {display_token(self.target)}",
+        }[self.metric]
+        signed = self.metric == "dla"
+        fig = go.Figure(
+            go.Heatmap(
+                z=z,
+                x=x,
+                y=self._meta["labels"],
+                colorscale="RdBu_r" if signed else "Viridis",
+                zmid=0 if signed else None,
+                colorbar={"title": title},
+            )
+        )
+        s, p = self.selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=s - 0.5, y1=s + 0.5, line={"color": "black", "width": 2})
+        fig.update_layout(title=f"Stream grid — {title}", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
+        return fig
