@@ -136,9 +136,9 @@ class _Recorder:
 
 
 def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decomposition:
-    layers = require_module(model, adapter.layers, "decoder layers", adapter)
-    final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
     unembed = require_module(model, adapter.unembed, "unembedding", adapter)
+    final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+    layers = require_module(model, adapter.layers, "decoder layers", adapter)
     L = len(layers)
     rec = _Recorder()
     try:

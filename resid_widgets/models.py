@@ -67,6 +67,7 @@ def smollm2(dtype=None, device: str | None = None, progress: bool = False):
     model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or torch.float32)
     tok = AutoTokenizer.from_pretrained(target)
     model.eval()
+    model.config._name_or_path = "SmolLM2-135M-Instruct"
     if device:
         model.to(device)
     return model, tok
