@@ -1,0 +1,236 @@
+// A states x positions canvas shared by the stream grid and the logit lens: row labels, token
+// header, cell colours painted once into a cached base layer, selection drawn on top (a click
+// repaints with one drawImage), hover tooltips, click and arrow-key selection.
+import { h, sizeCanvas } from "./dom.js";
+import { cellLayout, hitCell, moveSelection } from "./scale.js";
+import { displayToken, clip } from "./tokens.js";
+
+const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+export function createCellGrid(root, opts) {
+  const { C, T, rowLabels, tokens, tooltip } = opts;
+  const labels = h("canvas", { class: "rw-rowlabels", "aria-hidden": "true" });
+  const cells = h("canvas", { class: "rw-cells", role: "grid", "aria-label": opts.ariaLabel || "states by positions" });
+  const scroll = h("div", { class: "rw-scroll", tabindex: "0", title: "click a cell, or use the arrow keys" }, cells);
+  const wrap = h("div", { class: "rw-gridwrap" }, labels, scroll);
+  root.appendChild(wrap);
+
+  let colors = null; // Uint8ClampedArray C*T*4 (RGBA)
+  let small = null; // T x C offscreen canvas of cell colours
+  let base = null; // cached full-resolution layer
+  let lay = null;
+  let labelW = 60;
+  let colorsDirty = true;
+  let baseDirty = true;
+  let selected = opts.selected || [C - 1, T - 1];
+  const dpr = () => Math.min(window.devicePixelRatio || 1, 2);
+
+  function measureLabels() {
+    const ctx = labels.getContext("2d");
+    ctx.font = FONT;
+    let w = 0;
+    for (const l of rowLabels) w = Math.max(w, ctx.measureText(l).width);
+    labelW = Math.min(120, Math.ceil(w) + 10);
+  }
+  measureLabels();
+
+  function setColors(rgba) {
+    colors = rgba;
+    colorsDirty = true;
+    baseDirty = true;
+  }
+
+  function buildSmall() {
+    if (!small) small = document.createElement("canvas");
+    small.width = T;
+    small.height = C;
+    const ctx = small.getContext("2d");
+    const img = ctx.createImageData(T, C);
+    if (colors) img.data.set(colors.subarray(0, T * C * 4));
+    ctx.putImageData(img, 0, 0);
+    colorsDirty = false;
+  }
+
+  function computeLayout() {
+    const avail = Math.max(50, (wrap.clientWidth || root.clientWidth || 800) - labelW - 2);
+    lay = cellLayout(avail, T, C, opts.layout || {});
+    if (lay.rotated) {
+      // header tall enough for the longest (clipped) token
+      const ctx = cells.getContext("2d");
+      ctx.font = FONT;
+      let w = 0;
+      for (const t of tokens) w = Math.max(w, ctx.measureText(clip(displayToken(t), 14)).width);
+      lay.headerH = Math.min(90, Math.max(24, Math.ceil(w) + 8));
+    }
+    return lay;
+  }
+
+  function paintLabels() {
+    const H = lay.headerH + lay.gridH;
+    const ctx = sizeCanvas(labels, labelW, H);
+    ctx.clearRect(0, 0, labelW, H);
+    ctx.font = FONT;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    const style = getComputedStyle(root);
+    const fg = style.getPropertyValue("--rw-fg").trim() || "#000";
+    const muted = style.getPropertyValue("--rw-muted").trim() || "#666";
+    const every = lay.cellH >= 10 ? 1 : Math.ceil(10 / lay.cellH);
+    for (let c = 0; c < C; c++) {
+      const isSel = c === selected[0];
+      if (!isSel && c % every !== 0 && c !== C - 1) continue;
+      ctx.fillStyle = isSel ? fg : muted;
+      ctx.font = isSel ? `600 ${FONT}` : FONT;
+      ctx.fillText(rowLabels[c], labelW - 5, lay.headerH + c * lay.cellH + lay.cellH / 2);
+    }
+  }
+
+  function paintBase() {
+    if (colorsDirty) buildSmall();
+    const W = lay.gridW, H = lay.headerH + lay.gridH;
+    const d = dpr();
+    if (!base) base = document.createElement("canvas");
+    base.width = Math.max(1, Math.round(W * d));
+    base.height = Math.max(1, Math.round(H * d));
+    const ctx = base.getContext("2d");
+    ctx.setTransform(d, 0, 0, d, 0, 0);
+    const style = getComputedStyle(root);
+    const fg = style.getPropertyValue("--rw-fg").trim() || "#000";
+    const muted = style.getPropertyValue("--rw-muted").trim() || "#666";
+    // header
+    ctx.font = FONT;
+    ctx.fillStyle = muted;
+    if (lay.rotated) {
+      ctx.textAlign = "left";
+      ctx.textBaseline = "middle";
+      const size = Math.min(11, lay.cellW - 1);
+      ctx.font = `${size}px ui-monospace, SFMono-Regular, Menlo, monospace`;
+      for (let i = 0; i < T; i++) {
+        ctx.save();
+        ctx.translate(i * lay.cellW + lay.cellW / 2, lay.headerH - 3);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillStyle = fg;
+        ctx.fillText(clip(displayToken(tokens[i]), 14), 0, 0);
+        ctx.restore();
+      }
+    } else {
+      ctx.textAlign = "left";
+      ctx.textBaseline = "bottom";
+      for (let i = 0; i < T; i += lay.tickEvery) {
+        ctx.fillText(String(i), i * lay.cellW + 1, lay.headerH - 2);
+        ctx.fillRect(i * lay.cellW, lay.headerH - 2, 1, 2);
+      }
+    }
+    // cells
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(small, 0, lay.headerH, lay.gridW, lay.gridH);
+    // thin separators when cells are large enough
+    const sep = style.getPropertyValue("--rw-grid").trim() || "rgba(255,255,255,0.5)";
+    ctx.fillStyle = sep;
+    if (lay.cellW >= 8) for (let i = 1; i < T; i++) ctx.fillRect(i * lay.cellW, lay.headerH, 1, lay.gridH);
+    if (lay.cellH >= 8) for (let c = 1; c < C; c++) ctx.fillRect(0, lay.headerH + c * lay.cellH, lay.gridW, 1);
+    if (opts.overlay) {
+      ctx.save();
+      ctx.translate(0, lay.headerH);
+      opts.overlay(ctx, lay);
+      ctx.restore();
+    }
+    baseDirty = false;
+  }
+
+  function paint() {
+    if (!lay) computeLayout();
+    if (baseDirty) paintBase();
+    const W = lay.gridW, H = lay.headerH + lay.gridH;
+    const ctx = sizeCanvas(cells, W, H);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, cells.width, cells.height);
+    ctx.drawImage(base, 0, 0);
+    ctx.setTransform(dpr(), 0, 0, dpr(), 0, 0);
+    const [c, i] = selected;
+    if (c >= 0 && c < C && i >= 0 && i < T) {
+      const style = getComputedStyle(root);
+      const sel = style.getPropertyValue("--rw-sel").trim() || "#ff2d95";
+      const x = i * lay.cellW, y = lay.headerH + c * lay.cellH;
+      // column marker in the header and a frame around the cell
+      ctx.fillStyle = sel;
+      ctx.fillRect(x, lay.headerH - 3, Math.max(2, lay.cellW), 3);
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = style.getPropertyValue("--rw-bg").trim() || "#fff";
+      ctx.strokeRect(x - 1, y - 1, Math.max(2, lay.cellW) + 2, Math.max(2, lay.cellH) + 2);
+      ctx.strokeStyle = sel;
+      ctx.strokeRect(x, y, Math.max(2, lay.cellW), Math.max(2, lay.cellH));
+    }
+    paintLabels();
+  }
+
+  function full() {
+    computeLayout();
+    baseDirty = true;
+    paint();
+  }
+
+  function select(sel, fromUser) {
+    selected = [sel[0], sel[1]];
+    paint();
+    if (fromUser) {
+      ensureVisible();
+      opts.onSelect && opts.onSelect(selected.slice());
+    }
+  }
+
+  function ensureVisible() {
+    const x = selected[1] * lay.cellW;
+    if (x < scroll.scrollLeft) scroll.scrollLeft = Math.max(0, x - 20);
+    else if (x + lay.cellW > scroll.scrollLeft + scroll.clientWidth) scroll.scrollLeft = x + lay.cellW - scroll.clientWidth + 20;
+  }
+
+  function cellAt(ev) {
+    const r = cells.getBoundingClientRect();
+    return hitCell(ev.clientX - r.left, ev.clientY - r.top - lay.headerH, lay, T, C);
+  }
+
+  cells.addEventListener("click", (ev) => {
+    const hit = cellAt(ev);
+    if (hit) {
+      scroll.focus({ preventScroll: true });
+      select(hit, true);
+    }
+  });
+  cells.addEventListener("dblclick", (ev) => {
+    const hit = cellAt(ev);
+    if (hit && opts.onActivate) opts.onActivate(hit);
+  });
+  cells.addEventListener("mousemove", (ev) => {
+    const hit = cellAt(ev);
+    if (hit && tooltip && opts.tooltipLines) tooltip.show(ev.clientX, ev.clientY, opts.tooltipLines(hit[0], hit[1]));
+    else if (tooltip) tooltip.hide();
+  });
+  cells.addEventListener("mouseleave", () => tooltip && tooltip.hide());
+  scroll.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && opts.onActivate) {
+      opts.onActivate(selected.slice());
+      ev.preventDefault();
+      return;
+    }
+    const next = moveSelection(selected, ev.key, C, T);
+    if (next) {
+      ev.preventDefault();
+      select(next, true);
+    }
+  });
+
+  return {
+    el: wrap,
+    canvas: cells,
+    scroll,
+    setColors,
+    setOverlay(f) { opts.overlay = f; baseDirty = true; },
+    invalidate() { baseDirty = true; },
+    paint,
+    full,
+    select,
+    layout: () => lay,
+    get selected() { return selected.slice(); },
+  };
+}

@@ -1,0 +1,77 @@
+// Tiny DOM helpers. Text always goes through textContent (token text is data, never HTML).
+import { CSS } from "./style.js";
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
+    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k in el && typeof v !== "string") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+const SVGNS = "http://www.w3.org/2000/svg";
+export function s(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v != null) el.setAttribute(k, String(v));
+  if (text != null) el.textContent = text;
+  return el;
+}
+
+/** Add the stylesheet once per document (or shadow root) that holds el. */
+export function ensureStyle(el) {
+  const root = (el.getRootNode && el.getRootNode()) || document;
+  const host = root === document || !root.host ? document.head || document.documentElement : root;
+  const holder = root === document || !root.host ? document : root;
+  if (holder.querySelector && holder.querySelector("style[data-rw-style]")) return;
+  const st = document.createElement("style");
+  st.setAttribute("data-rw-style", "1");
+  st.textContent = CSS;
+  host.appendChild(st);
+}
+
+/** A readable message in place of a view (bad input, missing kernel, ...). */
+export function messageBox(text, kind = "error") {
+  return h("div", { class: `rw-msg rw-msg-${kind}`, role: kind === "error" ? "alert" : "status", text });
+}
+
+/** Select element from [[value, label], ...]. */
+export function select(options, value, onchange, title) {
+  const el = h("select", { class: "rw-select", title });
+  for (const [v, label] of options) el.appendChild(h("option", { value: v, text: label }));
+  el.value = value;
+  el.addEventListener("change", () => onchange(el.value));
+  return el;
+}
+
+export function checkbox(label, checked, onchange, title) {
+  const input = h("input", { type: "checkbox" });
+  input.checked = !!checked;
+  input.addEventListener("change", () => onchange(input.checked));
+  const lab = h("label", { class: "rw-check", title }, input, h("span", { text: label }));
+  lab.input = input;
+  return lab;
+}
+
+/** Canvas sized in CSS pixels, backed by devicePixelRatio pixels. Returns its 2D context. */
+export function sizeCanvas(canvas, w, h_) {
+  const dpr = Math.min(window.devicePixelRatio || 1, 2);
+  const W = Math.max(1, Math.round(w * dpr));
+  const H = Math.max(1, Math.round(h_ * dpr));
+  if (canvas.width !== W) canvas.width = W;
+  if (canvas.height !== H) canvas.height = H;
+  canvas.style.width = `${w}px`;
+  canvas.style.height = `${h_}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return ctx;
+}

@@ -1,0 +1,232 @@
+// ContributionBars: one bar per layer (attention and MLP stacked) or per component, DLA or
+// log-prob increase, with the total and the model's own logit / log-prob beside it.
+import { h, s, checkbox, messageBox, sizeCanvas } from "../shared/dom.js";
+import { PART_COLORS, cssAt, rgbAt, textOn } from "../shared/colors.js";
+import { fmt, fmtSigned } from "../shared/scale.js";
+import { displayToken } from "../shared/tokens.js";
+import { makeTooltip } from "../shared/tooltip.js";
+import { segmented } from "./common.js";
+
+/** Rows of the chart at one position: [{label, parts: [{kind, label, value}]}]. */
+export function barRows(meta, values, group) {
+  const { labels, kinds, layers, n_layers } = meta;
+  if (group === "component") return labels.map((l, c) => ({ label: l, parts: [{ kind: kinds[c], label: l, value: values[c] }] }));
+  const rows = [];
+  const embed = { label: "embed", parts: [] };
+  const byLayer = Array.from({ length: n_layers }, (_, l) => ({ label: `layer ${l}`, parts: [] }));
+  const other = [];
+  labels.forEach((l, c) => {
+    const part = { kind: kinds[c], label: l, value: values[c] };
+    if (kinds[c] === "embed") embed.parts.push(part);
+    else if ((kinds[c] === "attn" || kinds[c] === "mlp") && layers[c] >= 0 && layers[c] < n_layers) byLayer[layers[c]].parts.push(part);
+    else other.push({ label: l, parts: [part] });
+  });
+  if (embed.parts.length) rows.push(embed);
+  rows.push(...byLayer, ...other);
+  return rows;
+}
+
+/** Contributions [C] at a position for a target entry (decoded) and method. */
+export function contributions(meta, t, position, method) {
+  const { C, T } = meta;
+  const out = new Float64Array(C);
+  if (method === "dla") {
+    for (let c = 0; c < C; c++) out[c] = t.dla[c * T + position];
+  } else {
+    // log-prob increase telescopes: each component = log p after it - log p before it
+    for (let c = 1; c < C; c++) out[c] = t.logp[c * T + position] - t.logp[(c - 1) * T + position];
+  }
+  return out;
+}
+
+export function mountContributionBars(root, store, opts = {}) {
+  root.setAttribute("data-rw", "contribution-bars");
+  const meta = store.meta();
+  const { T, tokens } = meta;
+  const tooltip = opts.tooltip || makeTooltip(opts.tooltipRoot || root);
+  const offs = [];
+  const follow = opts.follow || "position";
+  let group = "layer";
+
+  const methodSeg = segmented([["dla", "DLA", "direct logit attribution (frozen final norm); sums with the constant to the logit"], ["logprob", "log-prob", "log-probability increase (Yu & Ananiadou); telescopes to log p(final) − log p(embedding)"]],
+    store.get("method") || "dla", (v) => store.set("method", v), "value shown");
+  const groupSeg = segmented([["layer", "per layer"], ["component", "per component"]], group, (v) => { group = v; draw(); }, "one bar per layer (attention + MLP stacked) or per component");
+  const headBox = checkbox("per head", store.get("per_head"), (v) => store.set("per_head", v), "attention split by head (not additive for log-prob)");
+  const input = h("input", { type: "text", placeholder: "target token…", title: "type a token (a leading space as ' ' or '·') and press Enter", "aria-label": "target token" });
+  const status = h("span", { class: "rw-sub" });
+  const title = h("div", { class: "rw-title" });
+  const chips = h("div", { class: "rw-chips" });
+  const chart = h("div", { class: "rw-chart" });
+  const summary = h("div", { class: "rw-summary" });
+  const heads = h("div", { class: "rw-heads" });
+  root.append(title, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads);
+
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    const text = input.value.replace(/·/g, " ").replace(/↵/g, "\n");
+    if (!text) return;
+    chooseTarget(text);
+  });
+
+  function chooseTarget(text) {
+    const hit = store.findTarget(text) || store.targets().find((t) => displayToken(t.text) === displayToken(text));
+    if (hit) { store.set("target", hit.text); status.textContent = ""; return; }
+    status.textContent = "asking the kernel…";
+    store.ensureTarget(text).then(
+      (t) => { status.textContent = ""; store.set("target", t); },
+      (e) => { status.textContent = String(e.message || e).startsWith("needs the kernel") ? `${displayToken(text)} is not precomputed: ${e.message}` : String(e.message || e); }
+    );
+  }
+
+  function position() {
+    const p = follow === "selected" ? (store.get("selected") || [0, T - 1])[1] : store.get("position");
+    return p == null || p < 0 ? T - 1 : p;
+  }
+
+  function drawChips() {
+    const cur = store.get("target");
+    chips.replaceChildren(h("span", { class: "rw-sub", text: "precomputed:" }));
+    for (const t of store.targets()) {
+      const b = h("button", { class: "rw-chip", type: "button", text: displayToken(t.text), title: `${t.source === "top" ? "top prediction" : t.source === "next" ? "an actual next token" : t.source === "alt" ? "runner-up prediction" : "asked for"} (id ${t.id})` });
+      b.setAttribute("aria-pressed", String(t.text === cur));
+      b.addEventListener("click", () => store.set("target", t.text));
+      chips.appendChild(b);
+    }
+  }
+
+  function draw() {
+    const method = store.get("method") || "dla";
+    methodSeg.setValue(method);
+    groupSeg.setValue(group);
+    headBox.input.checked = !!store.get("per_head");
+    const p = position();
+    const t = store.target(store.get("target")) || store.target();
+    drawChips();
+    title.replaceChildren(h("span", { text: "Contributions to " }), h("span", { class: "rw-tok", text: t ? displayToken(t.text) : "?" }),
+      h("span", { text: ` at position ${p} ` }), h("span", { class: "rw-tok", text: displayToken(tokens[p]) }));
+    if (!t) { chart.replaceChildren(messageBox("no target data", "info")); return; }
+    const vals = contributions(meta, t, p, method);
+    const rows = barRows(meta, vals, group);
+    drawChart(rows, method);
+    let sum = 0;
+    for (const v of vals) sum += v;
+    summary.replaceChildren();
+    if (method === "dla") {
+      const logit = t.logit[p];
+      const constant = logit - sum;
+      summary.append(h("div", {}, h("b", { text: "Σ contributions " }), h("span", { text: fmtSigned(sum) }), h("span", { text: `  + constant ${fmtSigned(constant)} (biases, frozen-norm offset)  = ` }), h("b", { text: fmt(logit) })),
+        h("div", { class: "rw-sub", text: `model's logit of ${displayToken(t.text)} at position ${p}: ${fmt(logit)};  model's log p: ${fmt(t.logprob[p])}  (p = ${fmt(Math.exp(t.logprob[p]))})` }));
+    } else {
+      const C = meta.C;
+      const lpFinal = t.logp[(C - 1) * T + p], lp0 = t.logp[p];
+      summary.append(h("div", {}, h("b", { text: "Σ contributions " }), h("span", { text: fmtSigned(sum) }), h("span", { text: ` = log p(final) ${fmt(lpFinal)} − log p(embedding) ${fmt(lp0)}` })),
+        h("div", { class: "rw-sub", text: `model's log p of ${displayToken(t.text)} at position ${p}: ${fmt(t.logprob[p])}  (p = ${fmt(Math.exp(t.logprob[p]))})` }));
+    }
+    drawHeads(t, p, method);
+  }
+
+  function drawChart(rows, method) {
+    const width = Math.max(260, Math.floor(root.clientWidth || 420));
+    const labelW = 62, valW = 62;
+    const rowH = rows.length > 40 ? 12 : 17;
+    const top = 16;
+    const H = top + rows.length * rowH + 4;
+    let maxAbs = 1e-9;
+    for (const r of rows) {
+      let pos = 0, neg = 0;
+      for (const part of r.parts) (part.value >= 0 ? (pos += part.value) : (neg += part.value));
+      maxAbs = Math.max(maxAbs, pos, -neg);
+    }
+    const barW = width - labelW - valW;
+    const zero = labelW + barW / 2;
+    const sx = (barW / 2 - 2) / maxAbs;
+    const svg = s("svg", { width, height: H, viewBox: `0 0 ${width} ${H}`, role: "img", "aria-label": "contribution bars" });
+    svg.appendChild(s("text", { x: labelW, y: 11, class: "rw-muted" }, `− ${fmt(maxAbs, 2)}`));
+    svg.appendChild(s("text", { x: width - valW, y: 11, "text-anchor": "end", class: "rw-muted" }, `+ ${fmt(maxAbs, 2)}`));
+    svg.appendChild(s("text", { x: zero, y: 11, "text-anchor": "middle", class: "rw-muted" }, method === "dla" ? "logit units" : "Δ log p"));
+    rows.forEach((r, k) => {
+      const y = top + k * rowH;
+      const g = s("g", { class: "rw-barrow" });
+      g.appendChild(s("text", { x: labelW - 4, y: y + rowH * 0.72, "text-anchor": "end" }, r.label));
+      let pos = 0, neg = 0, total = 0;
+      for (const part of r.parts) {
+        const v = part.value;
+        total += v;
+        const w = Math.abs(v) * sx;
+        const x = v >= 0 ? zero + pos * sx : zero + (neg + v) * sx;
+        v >= 0 ? (pos += v) : (neg += v);
+        const rect = s("rect", { x, y: y + 2, width: Math.max(0.5, w), height: rowH - 4, fill: PART_COLORS[part.kind] || PART_COLORS.other });
+        rect.addEventListener("mousemove", (ev) => tooltip.show(ev.clientX, ev.clientY, [part.label, [method === "dla" ? "DLA" : "Δ log p", fmtSigned(v)], ["row total", fmtSigned(total)]]));
+        rect.addEventListener("mouseleave", () => tooltip.hide());
+        g.appendChild(rect);
+      }
+      g.appendChild(s("text", { x: width - valW + 4, y: y + rowH * 0.72, class: total < 0 ? "rw-muted" : "" }, fmtSigned(total, 2)));
+      svg.appendChild(g);
+    });
+    svg.appendChild(s("line", { x1: zero, x2: zero, y1: top - 2, y2: H, class: "rw-axis" }));
+    const key = h("div", { class: "rw-chips" });
+    for (const [kind, label] of [["embed", "embedding"], ["attn", "attention"], ["mlp", "MLP"]]) {
+      const sw = h("span", { style: { display: "inline-block", width: "10px", height: "10px", background: PART_COLORS[kind], borderRadius: "2px" } });
+      key.append(h("span", { class: "rw-legend" }, sw, h("span", { text: label })));
+    }
+    key.append(h("span", { class: "rw-sub", text: "bars right of the axis push the target up, left push it down" }));
+    chart.replaceChildren(svg, key);
+  }
+
+  let headsToken = 0;
+  function drawHeads(t, p, method) {
+    const my = ++headsToken;
+    if (!store.get("per_head")) { heads.replaceChildren(); return; }
+    const entry = t.heads[String(p)];
+    if (entry && entry[method]) { paintHeads(entry[method], method); return; }
+    if (entry && entry.error) { heads.replaceChildren(messageBox(`per-head values are not available: ${entry.error}`, "info")); return; }
+    heads.replaceChildren(h("div", { class: "rw-note", text: "per-head values: asking the kernel…" }));
+    store.ensureHeads(t.text, p).then(
+      () => { if (my === headsToken) draw(); },
+      (e) => { if (my === headsToken) heads.replaceChildren(messageBox(`per-head values for position ${p}: ${e.message || e}`, "info")); }
+    );
+  }
+
+  function paintHeads(arr, method) {
+    const [L, H1] = arr.shape;
+    const width = Math.max(200, Math.min(root.clientWidth || 400, 60 + H1 * 40));
+    const cw = Math.max(6, Math.floor((width - 60) / H1));
+    const ch = L > 40 ? 8 : 14;
+    const canvas = h("canvas", { "aria-label": "per-head contributions" });
+    const g = sizeCanvas(canvas, 60 + cw * H1, 14 + ch * L);
+    let m = 1e-9;
+    for (const v of arr.data) m = Math.max(m, Math.abs(v));
+    const fg = getComputedStyle(root).getPropertyValue("--rw-fg").trim() || "#000";
+    g.font = "10px system-ui, sans-serif";
+    g.textBaseline = "middle";
+    g.fillStyle = fg;
+    g.textAlign = "center";
+    for (let j = 0; j < H1; j++) if (cw >= 14 || j % 4 === 0 || j === H1 - 1) g.fillText(j === H1 - 1 ? "rest" : `h${j}`, 60 + j * cw + cw / 2, 7);
+    for (let l = 0; l < L; l++) {
+      g.fillStyle = fg;
+      g.textAlign = "right";
+      if (ch >= 10 || l % 4 === 0) g.fillText(`attn.${l}`, 56, 14 + l * ch + ch / 2);
+      for (let j = 0; j < H1; j++) {
+        const v = arr.data[l * H1 + j];
+        const rgb = rgbAt("rdbu", 0.5 + v / (2 * m));
+        g.fillStyle = cssAt("rdbu", 0.5 + v / (2 * m));
+        g.fillRect(60 + j * cw, 14 + l * ch, cw - 1, ch - 1);
+        if (cw >= 34 && ch >= 12) { g.fillStyle = textOn(rgb); g.textAlign = "center"; g.fillText(fmt(v, 2), 60 + j * cw + cw / 2, 14 + l * ch + ch / 2); }
+      }
+    }
+    canvas.addEventListener("mousemove", (ev) => {
+      const r = canvas.getBoundingClientRect();
+      const j = Math.floor((ev.clientX - r.left - 60) / cw), l = Math.floor((ev.clientY - r.top - 14) / ch);
+      if (j < 0 || l < 0 || j >= H1 || l >= L) { tooltip.hide(); return; }
+      tooltip.show(ev.clientX, ev.clientY, [`layer ${l} ${j === H1 - 1 ? "rest (output bias, non-head part)" : "head " + j}`, [method === "dla" ? "DLA" : "Δ log p", fmtSigned(arr.data[l * H1 + j])]]);
+    });
+    canvas.addEventListener("mouseleave", () => tooltip.hide());
+    heads.replaceChildren(h("div", { class: "rw-note", text: `per head (blue lowers, red raises the target; ±${fmt(m)})${method === "logprob" ? " — head log-prob scores are not additive" : ""}` }), canvas);
+  }
+
+  draw();
+  const redraw = () => { try { draw(); } catch (e) { console.warn(e); } };
+  for (const n of ["method", "target", "per_head", "_targets", follow === "selected" ? "selected" : "position"]) offs.push(store.on(n, redraw));
+  return { resize: redraw, retheme: redraw, chooseTarget, destroy() { offs.forEach((f) => f()); } };
+}

@@ -1,0 +1,159 @@
+// StreamGrid: rows = residual states, columns = tokens; colour = a scalar per cell.
+import { h, select, checkbox } from "../shared/dom.js";
+import { makeTooltip } from "../shared/tooltip.js";
+import { createCellGrid } from "../shared/cellgrid.js";
+import { fmt, fmtSigned } from "../shared/scale.js";
+import { displayToken } from "../shared/tokens.js";
+import { colorize, legend, metricValues, normalizerFor } from "./common.js";
+import { createPane } from "./pane.js";
+
+const METRICS = [
+  ["norm", "‖stream‖"],
+  ["delta", "‖delta‖ (block output)"],
+  ["prob", "lens p(target)"],
+  ["dla", "DLA → target"],
+];
+
+export function mountStreamGrid(root, store, opts = {}) {
+  root.setAttribute("data-rw", "stream-grid");
+  const { C, T, labels, tokens } = store.meta();
+  const tooltip = opts.tooltip || makeTooltip(opts.tooltipRoot || root);
+  const offs = [];
+
+  const metricSel = select(METRICS, store.get("metric") || "norm", (v) => store.set("metric", v), "what the colour shows");
+  const normSel = select([["row", "per row"], ["quantile", "quantiles"], ["global", "min–max"]], store.get("normalize") || "row", (v) => store.set("normalize", v), "colour normalisation");
+  const excl = checkbox("exclude position 0", store.get("exclude_first"), (v) => store.set("exclude_first", v), "leave position 0 (often an attention sink with a huge norm) out of the colour scale");
+  const legendSlot = h("span");
+  const targetNote = h("span", { class: "rw-sub" });
+  const head = h("div", { class: "rw-bar" }, h("span", { class: "rw-title", text: opts.title || "Residual stream" }), metricSel, normSel, excl, legendSlot, targetNote);
+  root.appendChild(head);
+
+  let mv = null, norm = null, zeroMask = null;
+  const deltaNorm = store.array("delta_norm", [C, T]).data;
+  const stateNorm = store.array("state_norm", [C, T]).data;
+  zeroMask = new Uint8Array(C * T);
+  for (let k = 0; k < C * T; k++) zeroMask[k] = deltaNorm[k] <= 1e-6 * Math.max(1e-6, stateNorm[k]) || deltaNorm[k] === 0 ? 1 : 0;
+
+  const grid = createCellGrid(root, {
+    C, T, rowLabels: labels, tokens, tooltip,
+    ariaLabel: "residual stream grid: states by positions",
+    selected: store.get("selected"),
+    onSelect: (sel) => store.set("selected", sel),
+    tooltipLines: (c, i) => tooltipLines(c, i),
+    overlay: (ctx, lay) => overlay(ctx, lay),
+  });
+
+  function overlay(ctx, lay) {
+    const style = getComputedStyle(root);
+    const fg = style.getPropertyValue("--rw-fg").trim() || "#000";
+    // blocks that wrote (near) zero: a hollow mark
+    ctx.strokeStyle = "#ffffff";
+    ctx.fillStyle = "#000000";
+    for (let c = 0; c < C; c++) for (let i = 0; i < T; i++) {
+      if (!zeroMask[c * T + i]) continue;
+      const x = i * lay.cellW, y = c * lay.cellH;
+      if (lay.cellW >= 6 && lay.cellH >= 6) {
+        const r = Math.max(1.5, Math.min(lay.cellW, lay.cellH) / 2 - 2);
+        ctx.beginPath();
+        ctx.arc(x + lay.cellW / 2, y + lay.cellH / 2, r, 0, 2 * Math.PI);
+        ctx.lineWidth = 1.5;
+        ctx.strokeStyle = "#000";
+        ctx.stroke();
+        ctx.beginPath();
+        ctx.moveTo(x + lay.cellW / 2 - r, y + lay.cellH / 2 + r);
+        ctx.lineTo(x + lay.cellW / 2 + r, y + lay.cellH / 2 - r);
+        ctx.stroke();
+      } else {
+        ctx.fillRect(x, y, Math.max(1, lay.cellW), Math.max(1, lay.cellH));
+      }
+    }
+    // position 0 left out of the scale: hatch it
+    if (store.get("exclude_first") && T > 1 && !mv.fixed) {
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(0, 0, lay.cellW, lay.gridH);
+      ctx.clip();
+      ctx.strokeStyle = fg;
+      ctx.globalAlpha = 0.45;
+      ctx.lineWidth = 1;
+      for (let y = -lay.cellW; y < lay.gridH; y += 6) {
+        ctx.beginPath();
+        ctx.moveTo(0, y + lay.cellW);
+        ctx.lineTo(lay.cellW, y);
+        ctx.stroke();
+      }
+      ctx.restore();
+    }
+  }
+
+  function tooltipLines(c, i) {
+    const lines = [`${labels[c]} @ ${i}  ${displayToken(tokens[i])}`];
+    lines.push(["‖stream‖", fmt(stateNorm[c * T + i])]);
+    lines.push(["‖delta‖", fmt(deltaNorm[c * T + i]) + (zeroMask[c * T + i] ? "  (wrote ~0)" : "")]);
+    try {
+      const ids = store.array("lens_ids").data, probs = store.array("lens_probs").data, k = store.array("lens_ids").shape[2];
+      lines.push(["lens top", `${displayToken(store.vocab(ids[(c * T + i) * k]))}  ${fmt(probs[(c * T + i) * k])}`]);
+    } catch (e) { /* no lens data */ }
+    const t = store.target(store.get("target"));
+    if (t) {
+      lines.push([`p(${displayToken(t.text)})`, fmt(Math.exp(t.logp[c * T + i]))]);
+      lines.push(["DLA of block", fmtSigned(t.dla[c * T + i])]);
+    }
+    if (mv && (store.get("metric") === "dla")) lines.push(["DLA of stream", fmtSigned(mv.values[c * T + i])]);
+    if (norm && norm.clipped(c, i)) lines.push("outside the colour scale (clipped)");
+    return lines;
+  }
+
+  const pane = opts.pane === false ? null : createPane(root, store, tooltip);
+
+  function recolor() {
+    const metric = store.get("metric") || "norm";
+    const tgt = store.get("target");
+    mv = metricValues(store, metric, tgt);
+    norm = normalizerFor(mv, C, T, store.get("normalize") || "row", !!store.get("exclude_first"));
+    grid.setColors(colorize(mv.values, C, T, norm, mv.cmap));
+    legendSlot.replaceChildren(legend(mv.cmap, norm, mv.label));
+    const t = store.target(tgt);
+    targetNote.textContent = metric === "prob" || metric === "dla" ? `target ${t ? displayToken(t.text) : "?"}` : "";
+    metricSel.value = metric;
+    normSel.value = store.get("normalize") || "row";
+    normSel.disabled = !!mv.fixed;
+    excl.input.checked = !!store.get("exclude_first");
+  }
+
+  function setSelectedAttr(sel) {
+    root.setAttribute("data-rw-selected", `${sel[0]},${sel[1]}`);
+  }
+
+  function onSelected(sel) {
+    if (!Array.isArray(sel)) return;
+    setSelectedAttr(sel);
+    grid.select(sel, false);
+    pane && pane.update();
+  }
+
+  recolor();
+  grid.full();
+  const sel0 = store.get("selected") || [C - 1, T - 1];
+  setSelectedAttr(sel0);
+  pane && pane.update();
+
+  const repaint = () => { try { recolor(); grid.full(); } catch (e) { console.warn(e); } };
+  offs.push(store.on("selected", onSelected));
+  for (const n of ["metric", "normalize", "exclude_first"]) offs.push(store.on(n, repaint));
+  offs.push(store.on("target", () => {
+    const m = store.get("metric");
+    if (m === "prob" || m === "dla") repaint();
+    if (pane && store.get("pane_mode") === "project") pane.update();
+  }));
+  offs.push(store.on("pane_mode", () => pane && pane.update()));
+  offs.push(store.on("_targets", () => { if (pane && store.get("pane_mode") === "project") pane.update(); }));
+  offs.push(store.on("_panes", () => pane && pane.update()));
+
+  return {
+    resize() { grid.full(); pane && pane.update(); },
+    retheme() { grid.full(); pane && pane.update(); },
+    grid,
+    destroy() { offs.forEach((f) => f()); },
+  };
+}

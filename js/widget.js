@@ -1,0 +1,74 @@
+// resid_widgets front end: one ESM bundle; render() dispatches on the `_rw_view` trait.
+import { h, ensureStyle, messageBox } from "./shared/dom.js";
+import { createStore } from "./shared/store.js";
+import { detectTheme, watchTheme } from "./shared/theme.js";
+import { mountStreamGrid } from "./views/stream_grid.js";
+import { mountContributionBars } from "./views/contribution_bars.js";
+import { mountLogitLens } from "./views/logit_lens.js";
+import { mountDashboard } from "./views/dashboard.js";
+import { guard } from "./views/common.js";
+
+export const VIEWS = {
+  "stream-grid": mountStreamGrid,
+  "contribution-bars": mountContributionBars,
+  "logit-lens": mountLogitLens,
+  dashboard: mountDashboard,
+};
+
+function render({ model, el }) {
+  const t0 = performance.now();
+  ensureStyle(el);
+  const root = h("div", { class: "rw-root", tabindex: "-1" });
+  el.appendChild(root);
+  const kind = model.get("_rw_view") || "stream-grid";
+  root.setAttribute("data-rw", kind);
+  const store = createStore(model);
+  let view = null;
+
+  const applyTheme = () => {
+    const dark = detectTheme(el.parentElement || el) === "dark";
+    const changed = root.classList.contains("rw-dark") !== dark;
+    root.classList.toggle("rw-dark", dark);
+    return changed;
+  };
+
+  function mount() {
+    if (view && view.destroy) view.destroy();
+    root.replaceChildren();
+    const f = VIEWS[kind];
+    if (!f) {
+      root.appendChild(messageBox(`resid_widgets: unknown view ${JSON.stringify(kind)}`));
+      return;
+    }
+    view = guard(root, () => f(root, store, {}));
+  }
+
+  applyTheme();
+  // the output area's width is known only once el is in the page
+  mount();
+  root.dataset.rwRenderMs = String(Math.round((performance.now() - t0) * 10) / 10);
+
+  let raf = 0, lastW = root.clientWidth;
+  const ro = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => {
+    cancelAnimationFrame(raf);
+    raf = requestAnimationFrame(() => {
+      const w = root.clientWidth;
+      root.classList.toggle("rw-narrow", w < 760);
+      if (Math.abs(w - lastW) >= 2 && view && view.resize) { lastW = w; view.resize(); }
+    });
+  }) : null;
+  ro && ro.observe(root);
+  root.classList.toggle("rw-narrow", (root.clientWidth || 1000) < 760);
+  const unwatch = watchTheme(() => { if (applyTheme() && view && view.retheme) view.retheme(); });
+  const offData = ["_meta", "_arrays", "_error"].map((n) => store.on(n, () => mount()));
+
+  return () => {
+    ro && ro.disconnect();
+    unwatch();
+    offData.forEach((f) => f());
+    if (view && view.destroy) view.destroy();
+    store.destroy();
+  };
+}
+
+export default { render };
