@@ -11,7 +11,11 @@ export function createCellGrid(root, opts) {
   const { C, T, rowLabels, tokens, tooltip } = opts;
   const labels = h("canvas", { class: "rw-rowlabels", "aria-hidden": "true" });
   const cells = h("canvas", { class: "rw-cells", role: "grid", "aria-label": opts.ariaLabel || "states by positions" });
-  const scroll = h("div", { class: "rw-scroll", tabindex: "0", title: "click a cell, or use the arrow keys" }, cells);
+  // transparent per-cell targets (small grids only) so cells can be found and clicked by tests
+  // and assistive tools; events are handled on the container either way
+  const hits = h("div", { class: "rw-hits" });
+  const inner = h("div", { class: "rw-inner" }, cells, hits);
+  const scroll = h("div", { class: "rw-scroll", tabindex: "0", title: "click a cell, or use the arrow keys" }, inner);
   const wrap = h("div", { class: "rw-gridwrap" }, labels, scroll);
   root.appendChild(wrap);
 
@@ -164,10 +168,30 @@ export function createCellGrid(root, opts) {
     paintLabels();
   }
 
+  let hitsKey = "";
+  function buildHits() {
+    const key = `${lay.cellW}x${lay.cellH}x${lay.headerH}`;
+    if (key === hitsKey) return;
+    hitsKey = key;
+    hits.style.top = `${lay.headerH}px`;
+    hits.style.width = `${lay.gridW}px`;
+    hits.style.height = `${lay.gridH}px`;
+    if (C * T > (opts.maxHitCells ?? 3000)) { hits.replaceChildren(); return; }
+    const frag = document.createDocumentFragment();
+    for (let c = 0; c < C; c++) for (let i = 0; i < T; i++) {
+      const d = document.createElement("div");
+      d.setAttribute("data-rw-cell", `${c},${i}`);
+      d.style.cssText = `left:${i * lay.cellW}px;top:${c * lay.cellH}px;width:${lay.cellW}px;height:${lay.cellH}px`;
+      frag.appendChild(d);
+    }
+    hits.replaceChildren(frag);
+  }
+
   function full() {
     computeLayout();
     baseDirty = true;
     paint();
+    buildHits();
   }
 
   function select(sel, fromUser) {
@@ -190,23 +214,23 @@ export function createCellGrid(root, opts) {
     return hitCell(ev.clientX - r.left, ev.clientY - r.top - lay.headerH, lay, T, C);
   }
 
-  cells.addEventListener("click", (ev) => {
+  inner.addEventListener("click", (ev) => {
     const hit = cellAt(ev);
     if (hit) {
       scroll.focus({ preventScroll: true });
       select(hit, true);
     }
   });
-  cells.addEventListener("dblclick", (ev) => {
+  inner.addEventListener("dblclick", (ev) => {
     const hit = cellAt(ev);
     if (hit && opts.onActivate) opts.onActivate(hit);
   });
-  cells.addEventListener("mousemove", (ev) => {
+  inner.addEventListener("mousemove", (ev) => {
     const hit = cellAt(ev);
     if (hit && tooltip && opts.tooltipLines) tooltip.show(ev.clientX, ev.clientY, opts.tooltipLines(hit[0], hit[1]));
     else if (tooltip) tooltip.hide();
   });
-  cells.addEventListener("mouseleave", () => tooltip && tooltip.hide());
+  inner.addEventListener("mouseleave", () => tooltip && tooltip.hide());
   scroll.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && opts.onActivate) {
       opts.onActivate(selected.slice());

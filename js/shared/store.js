@@ -85,7 +85,7 @@ export function createStore(model) {
   model.on("msg:custom", onMsg);
   modelHandlers.push(["msg:custom", onMsg]);
 
-  const isStatic = () => !!get("_rw_static");
+  const isStatic = () => !!get("_rw_static") || model.__rw_offline === true;
 
   function request(msg, timeoutMs = 8000) {
     if (isStatic()) return Promise.reject(new NeedsKernel("needs the kernel: this is a static snapshot"));
@@ -151,7 +151,7 @@ export function createStore(model) {
     if (!t) return null;
     return memo(`t:${t.id}:${Object.keys(t.heads || {}).join(",")}`, () => {
       const { C, T } = meta();
-      const out = { text: t.text, id: t.id, source: t.source, heads: {} };
+      const out = { text: t.text, id: t.id, source: t.source, heads: {}, dla_constant: Number.isFinite(t.dla_constant) ? t.dla_constant : null };
       out.logp = decodeArray(t.logp, `target ${t.text} logp`).data;
       out.dla = decodeArray(t.dla, `target ${t.text} dla`).data;
       out.logit = decodeArray(t.logit, `target ${t.text} logit`).data;

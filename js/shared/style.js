@@ -25,6 +25,9 @@ export const CSS = `
 .rw-root .rw-scroll { overflow-x: auto; overflow-y: hidden; flex: 1 1 auto; min-width: 0; outline: none; }
 .rw-root .rw-scroll:focus-visible, .rw-root canvas.rw-cells:focus-visible { outline: 2px solid var(--rw-sel); outline-offset: 1px; }
 .rw-root canvas { display: block; }
+.rw-root .rw-inner { position: relative; width: max-content; }
+.rw-root .rw-hits { position: absolute; left: 0; cursor: crosshair; }
+.rw-root .rw-hits > div { position: absolute; }
 .rw-root canvas.rw-cells { cursor: crosshair; }
 .rw-root .rw-legend { display: inline-flex; align-items: center; gap: 4px; color: var(--rw-muted); font-size: 11px; }
 .rw-root .rw-legend canvas { border: 1px solid var(--rw-border); }

@@ -82,11 +82,12 @@ export function guard(root, f) {
 }
 
 /** A group of toggle buttons. */
-export function segmented(options, value, onchange, title) {
+export function segmented(options, value, onchange, title, attr) {
   const wrap = h("span", { class: "rw-seg", role: "group", title });
   const btns = options.map(([v, label, tip]) => {
     const b = h("button", { class: "rw-btn", type: "button", text: label, title: tip || label });
     b.dataset.value = v;
+    if (attr) b.setAttribute(`data-rw-${attr}`, v);
     b.addEventListener("click", () => { set(v); onchange(v); });
     wrap.appendChild(b);
     return b;

@@ -49,7 +49,7 @@ export function mountContributionBars(root, store, opts = {}) {
   let group = "layer";
 
   const methodSeg = segmented([["dla", "DLA", "direct logit attribution (frozen final norm); sums with the constant to the logit"], ["logprob", "log-prob", "log-probability increase (Yu & Ananiadou); telescopes to log p(final) − log p(embedding)"]],
-    store.get("method") || "dla", (v) => store.set("method", v), "value shown");
+    store.get("method") || "dla", (v) => store.set("method", v), "value shown", "method");
   const groupSeg = segmented([["layer", "per layer"], ["component", "per component"]], group, (v) => { group = v; draw(); }, "one bar per layer (attention + MLP stacked) or per component");
   const headBox = checkbox("per head", store.get("per_head"), (v) => store.set("per_head", v), "attention split by head (not additive for log-prob)");
   const input = h("input", { type: "text", placeholder: "target token…", title: "type a token (a leading space as ' ' or '·') and press Enter", "aria-label": "target token" });
@@ -98,6 +98,7 @@ export function mountContributionBars(root, store, opts = {}) {
   function draw() {
     const method = store.get("method") || "dla";
     methodSeg.setValue(method);
+    root.setAttribute("data-rw-method", method);
     groupSeg.setValue(group);
     headBox.input.checked = !!store.get("per_head");
     const p = position();
@@ -114,8 +115,11 @@ export function mountContributionBars(root, store, opts = {}) {
     summary.replaceChildren();
     if (method === "dla") {
       const logit = t.logit[p];
-      const constant = logit - sum;
-      summary.append(h("div", {}, h("b", { text: "Σ contributions " }), h("span", { text: fmtSigned(sum) }), h("span", { text: `  + constant ${fmtSigned(constant)} (biases, frozen-norm offset)  = ` }), h("b", { text: fmt(logit) })),
+      const constant = t.dla_constant == null ? logit - sum : t.dla_constant;
+      const recon = sum + constant;
+      const off = Math.abs(recon - logit) > 1e-3 * Math.max(1, Math.abs(logit));
+      summary.append(h("div", {}, h("b", { text: "Σ contributions " }), h("span", { text: fmtSigned(sum) }), h("span", { text: `  + constant ${fmtSigned(constant)} (final-norm and unembedding biases)  = ` }), h("b", { text: fmt(recon) })),
+        h("div", { class: "rw-sub", text: off ? "(differs from the model's logit: final soft-cap or numerical error)" : "" }),
         h("div", { class: "rw-sub", text: `model's logit of ${displayToken(t.text)} at position ${p}: ${fmt(logit)};  model's log p: ${fmt(t.logprob[p])}  (p = ${fmt(Math.exp(t.logprob[p]))})` }));
     } else {
       const C = meta.C;

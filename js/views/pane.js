@@ -14,7 +14,8 @@ export function createPane(root, store, tooltip) {
     [["raw", "raw", "the stream vector itself"], ["decompose", "decompose", "one strip per source that wrote into it"], ["project", "project on target", "each source → its direct logit attribution to the target"]],
     store.get("pane_mode") || "decompose",
     (v) => store.set("pane_mode", v),
-    "how to show the vector"
+    "how to show the vector",
+    "mode"
   );
   let sortDims = false;
   const sortBox = checkbox("sort by magnitude", false, (v) => { sortDims = v; update(); }, "order dimensions (or sources) by |value|");
@@ -30,6 +31,7 @@ export function createPane(root, store, tooltip) {
     if (!(c >= 0 && c < C && i >= 0 && i < T)) { body.replaceChildren(messageBox("no cell selected", "info")); return; }
     const m = store.get("pane_mode") || "decompose";
     mode.setValue(m);
+    pane.setAttribute("data-rw-pane-mode", m);
     title.textContent = `stream after ${labels[c]} at position ${i} `;
     title.appendChild(h("span", { class: "rw-tok", text: displayToken(tokens[i]) }));
     title.appendChild(h("span", { class: "rw-sub", text: `  (d_model = ${d_model})` }));

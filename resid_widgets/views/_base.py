@@ -47,7 +47,7 @@ class ResidView(anywidget.AnyWidget):
 
     # user state, readable and settable from Python
     selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
-    target = t.Unicode("").tag(sync=True)
+    target = t.Union([t.Unicode(), t.Int()], default_value="").tag(sync=True)
     method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
     position = t.Int(-1).tag(sync=True)
     metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
@@ -78,10 +78,8 @@ class ResidView(anywidget.AnyWidget):
             super().__init__(_error=f"cannot show this decomposition: {type(exc).__name__}: {exc}", **kwargs)
             return
         meta = data["_meta"]
-        tdefault = data["_targets"][0]["text"] if data["_targets"] else ""
-        tname = tdefault
-        if target is not None and target != "":
-            tname = dec.token_text(int(dec.target_id(target)))
+        # the asked-for target (if any) comes first, else the top prediction
+        tname = data["_targets"][0]["text"] if data["_targets"] else ""
         T, C = meta["T"], meta["C"]
         p = meta["position"]
         sel = kwargs.pop("selected", (C - 1, p))
@@ -121,11 +119,14 @@ class ResidView(anywidget.AnyWidget):
 
     @t.validate("target")
     def _check_target(self, proposal):
+        """Accepts token text (" Paris") or a token id; stores the token text."""
         value = proposal["value"]
         if not self._meta or value == "":
             return value
-        self._ensure_target(value)
-        return value
+        try:
+            return self._ensure_target(value)["text"]
+        except Exception as exc:
+            raise t.TraitError(f"target {value!r}: {exc}") from exc
 
     # ---------------------------------------------------------------- helpers
     def _find_target(self, text_or_id) -> dict | None:
@@ -139,7 +140,7 @@ class ResidView(anywidget.AnyWidget):
         found = self._find_target(target)
         if found is not None:
             return found
-        tid = int(self._dec.target_id(target))
+        tid = P.resolve_target_id(self._dec, target)
         found = self._find_target(tid)
         if found is not None:
             return found
@@ -193,6 +194,7 @@ class ResidView(anywidget.AnyWidget):
         panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
         extra["_panes"] = panes
         extra["_panes_note"] = note
+        extra["__notes__"] = [note]
         return extra
 
     def _repr_keys(self):  # pragma: no cover - cosmetic

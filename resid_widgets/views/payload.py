@@ -117,14 +117,30 @@ def _log_softmax_rows(logits: np.ndarray) -> np.ndarray:
     return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
 
 
+def resolve_target_id(dec, target) -> int:
+    """Token text or id -> id; also understands "<7>", "#7" and "7" (tokens without a tokenizer)."""
+    import re
+
+    try:
+        return int(dec.target_id(target))
+    except Exception:
+        m = re.fullmatch(r"\s*(?:<(\d+)>|#(\d+)|(\d+))\s*", target) if isinstance(target, str) else None
+        if not m:
+            raise
+        return int(dec.target_id(int(next(g for g in m.groups() if g is not None))))
+
+
 def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = ()) -> dict:
     """Everything the views need about one target token (as a dict of arrays)."""
-    tid = int(dec.target_id(target))
+    tid = resolve_target_id(dec, target)
     text = dec.token_text(tid)
     if lens is None:
         lens = dec.logit_lens(k=1)
-    prob = _np(lens.prob(tid)).astype(np.float64)
-    logp = np.log(np.clip(prob, 1e-45, None)).astype(np.float32)
+    if hasattr(lens, "logprob"):
+        logp = _np(lens.logprob(tid)).astype(np.float32)
+    else:
+        prob = _np(lens.prob(tid)).astype(np.float64)
+        logp = np.log(np.clip(prob, 1e-45, None)).astype(np.float32)
     dla = _np(dec.dla_grid(tid)).astype(np.float32)
     logits = _np(dec.logits).astype(np.float32)
     logit = logits[:, tid]
@@ -139,6 +155,7 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
         "logit": array_payload(logit, "float32"),
         "logprob": array_payload(logprob, "float32"),
         "heads": {},
+        "dla_constant": float(dec.dla_constant(tid, -1)) if hasattr(dec, "dla_constant") else 0.0,
     }
     for p in head_positions:
         add_heads(dec, out, p)
@@ -170,16 +187,34 @@ def _next_prob(dec, lens) -> np.ndarray:
     out = np.full((C, T), np.nan, dtype=np.float32)
     if T < 2:
         return out
-    # fast path: the next token is often in the top-k
+    nxt = ids[1:]
+    readout = getattr(dec, "readout", None)
+    lse = getattr(lens, "logsumexp", None)
+    if readout is not None and lse is not None and hasattr(readout, "target_logits"):
+        # exact and cheap: only the columns whose next token is tid, per distinct tid
+        try:
+            lse = _np(lse).astype(np.float64)
+            states = dec.states
+            groups: dict[int, list[int]] = {}
+            for t, tid in enumerate(nxt):
+                groups.setdefault(int(tid), []).append(t)
+            d = states.shape[-1]
+            for tid, cols in groups.items():
+                h = states[:, cols, :].reshape(-1, d)
+                z = _np(readout.target_logits(h, tid)).astype(np.float64).reshape(C, len(cols))
+                out[:, cols] = np.exp(z - lse[:, cols])
+            return out
+        except Exception:
+            out[:] = np.nan
+    # generic: the next token is often in the top-k; otherwise ask the lens per distinct token
     top_ids = _np(lens.top_ids)
     top_probs = _np(lens.top_probs).astype(np.float32)
-    nxt = ids[1:]
     hit = top_ids[:, :-1, :] == nxt[None, :, None]
     found = hit.any(-1)
     out[:, :-1] = np.where(found, (top_probs[:, :-1, :] * hit).sum(-1), np.nan)
     missing_cols = np.unique(np.nonzero(~found)[1])
     if len(missing_cols):
-        need = {}
+        need: dict[int, list[int]] = {}
         for t in missing_cols:
             need.setdefault(int(nxt[t]), []).append(int(t))
         if len(need) <= 64:
@@ -189,9 +224,6 @@ def _next_prob(dec, lens) -> np.ndarray:
                     col = out[:, t]
                     miss = np.isnan(col)
                     col[miss] = pr[miss, t]
-        else:  # too many distinct tokens to look up; below top-k means < top_k[-1]
-            kth = top_probs[:, :-1, -1]
-            out[:, :-1] = np.where(np.isnan(out[:, :-1]), kth * 0.5, out[:, :-1])
     return out
 
 
