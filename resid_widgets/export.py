@@ -314,8 +314,13 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("resid_widgets")
-    except Exception:  # pragma: no cover
-        return "dev"
+    except Exception:  # a source checkout that was not pip-installed
+        try:
+            from . import __version__
+
+            return str(__version__)
+        except Exception:
+            return "dev"
 
 
 def snapshot_html(
