@@ -107,3 +107,24 @@ def fake_dec():
 @pytest.fixture
 def fake_dec_factory():
     return FakeDecomposition
+
+
+def tiny_llama_decomposition(T: int = 10, n_layers: int = 2, vocab: int = 97, d: int = 32, seed: int = 0):
+    """A real Decomposition of a tiny random Llama (no tokenizer: tokens show as "<id>")."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import resid_widgets as rw
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=n_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max(64, T + 8),
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, vocab, (T,), generator=torch.Generator().manual_seed(seed))
+    return rw.decompose(model, ids)
+
+
+@pytest.fixture(scope="module")
+def llama_dec():
+    return tiny_llama_decomposition()
