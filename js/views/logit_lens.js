@@ -90,6 +90,9 @@ export function mountLogitLens(root, store, opts = {}) {
       const text = store.vocab(ids[k * K + j]);
       const b = h("button", { class: "rw-chip", type: "button", text: `${displayToken(text)} ${fmt(probs[k * K + j], 2)}`, title: "make this token the target" });
       b.setAttribute("aria-pressed", String(text === cur));
+      const pre = !!store.findTarget(text);
+      b.setAttribute("data-rw-precomputed", String(pre));
+      if (!pre) b.title = store.isStatic() ? "not precomputed in this snapshot (needs the kernel)" : "make this token the target (asks the kernel)";
       b.addEventListener("click", () => {
         if (store.findTarget(text)) store.set("target", text);
         else store.ensureTarget(text).then((t) => store.set("target", t), (e) => { b.title = String(e.message || e); b.textContent = `${displayToken(text)}: ${e.message || e}`; });

@@ -1,0 +1,255 @@
+"""The views in a real (headless) Chromium, through tests/browser/harness.py: rendering, token
+safety, selection (click, keys, from Python), linking in the dashboard, panes and targets with and
+without a kernel, bad input, theme."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import attach_kernel, have_chromium, launch, push_state, write_page
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium is not installed"),
+]
+
+from views_fixtures import FakeDecomposition  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+class Page:
+    def __init__(self, browser, tmp_path, widgets, kernel=False, extras=None, dark=False, width="1100px", name="page"):
+        self.widgets = widgets
+        path = write_page(tmp_path / f"{name}.html", widgets, extras=extras, dark=dark, width=width)
+        self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        if kernel:
+            attach_kernel(self.page, widgets)
+        self.page.goto(path.as_uri())
+        self.page.wait_for_function("window.rwReady === true", timeout=15000)
+        assert self.page.evaluate("window.rwErrors") == []
+
+    def clean(self):
+        assert self.errors == [], self.errors
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.fixture
+def open_page(browser, tmp_path):
+    pages = []
+
+    def _open(widgets, **kw):
+        pg = Page(browser, tmp_path, widgets, name=f"p{len(pages)}", **kw)
+        pages.append(pg)
+        return pg
+
+    yield _open
+    for pg in pages:
+        pg.close()
+
+
+@pytest.fixture
+def rw():
+    import resid_widgets.views as v
+
+    return v
+
+
+def canvas_colours(page, selector):
+    """Number of distinct colours on a canvas (a blank canvas has 1)."""
+    return page.evaluate(
+        """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const s = new Set(); for (let i = 0; i < d.length; i += 16) s.add(d[i] << 16 | d[i+1] << 8 | d[i+2]); return s.size; }""",
+        selector,
+    )
+
+
+def test_all_views_render_non_blank(open_page, rw):
+    dec = FakeDecomposition(T=8, n_layers=3)
+    pg = open_page([rw.StreamGrid(dec), rw.ContributionBars(dec), rw.LogitLens(dec), rw.Dashboard(dec)])
+    page = pg.page
+    for name, n in (("stream-grid", 2), ("contribution-bars", 2), ("logit-lens", 2), ("dashboard", 1)):
+        assert page.locator(f'[data-rw="{name}"]').count() == n, name
+    assert canvas_colours(page, '[data-rw="stream-grid"] canvas.rw-cells') > 8
+    assert canvas_colours(page, '[data-rw="logit-lens"] canvas.rw-cells') > 8
+    assert page.locator('[data-rw="contribution-bars"] svg rect').count() >= dec.n_layers * 2
+    # in the dashboard, sub-views keep their own roots
+    dash = page.locator('[data-rw="dashboard"]')
+    for name in ("stream-grid", "contribution-bars", "logit-lens"):
+        assert dash.locator(f'[data-rw="{name}"]').count() == 1
+    # grid root carries the selection
+    assert page.locator('[data-rw="stream-grid"]').first.get_attribute("data-rw-selected") == f"{len(dec.labels) - 1},{len(dec.tokens) - 1}"
+    pg.clean()
+
+
+def test_token_text_is_data_not_html(open_page, rw):
+    dec = FakeDecomposition(T=6)
+    assert dec.tokens[1].startswith("<script>") and "onerror" in dec.tokens[2]
+    pg = open_page([rw.Dashboard(dec)])
+    page = pg.page
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator('[data-rw="dashboard"] script').count() == 0
+    assert page.locator('[data-rw="dashboard"] img').count() == 0
+    text = page.locator(".rw-prompt").inner_text()
+    assert "<script>alert(1)</script>" in text and "<img src=x" in text
+    pg.clean()
+
+
+def test_click_keys_and_python_selection(open_page, rw):
+    dec = FakeDecomposition(T=8, n_layers=3)
+    w = rw.StreamGrid(dec)
+    pg = open_page([w], kernel=True)
+    page = pg.page
+    grid = page.locator('[data-rw="stream-grid"]')
+    page.locator('[data-rw-cell="2,3"]').first.click()
+    assert grid.get_attribute("data-rw-selected") == "2,3"
+    page.wait_for_timeout(50)
+    assert w.selected == (2, 3), "the click reached Python"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    assert grid.get_attribute("data-rw-selected") == "3,4"
+    assert w.selected == (3, 4)
+    # Python -> browser
+    w.selected = (1, 6)
+    push_state(page, 0, w, ["selected"])
+    assert grid.get_attribute("data-rw-selected") == "1,6"
+    pg.clean()
+
+
+def test_dashboard_views_are_linked_without_a_kernel(open_page, rw):
+    dec = FakeDecomposition(T=8, n_layers=3)
+    w = rw.Dashboard(dec)
+    pg = open_page([w], extras=[w._snapshot_state(10_000_000)])
+    page = pg.page
+    grid = page.locator('[data-rw="stream-grid"]')
+    bars = page.locator('[data-rw="contribution-bars"]')
+    lens = page.locator('[data-rw="logit-lens"]')
+    lens.locator('[data-rw-cell="4,2"]').click()
+    assert grid.get_attribute("data-rw-selected") == "4,2"
+    assert "at position 2" in bars.locator(".rw-title").inner_text()
+    # pick a target by clicking a token in the lens' top-k
+    chips = lens.locator('[data-rw-part="topk"] .rw-chip[data-rw-precomputed="true"][aria-pressed="false"]')
+    if chips.count():
+        want = chips.first.inner_text().rsplit(" ", 1)[0]
+        chips.first.click()
+        assert want in bars.locator(".rw-title").inner_text()
+    other = lens.locator('[data-rw-part="topk"] .rw-chip[data-rw-precomputed="false"]')
+    if other.count():
+        other.first.click()
+        assert "needs the kernel" in other.first.inner_text()
+    # a precomputed target chip in the bars also sets the target for the whole dashboard
+    bars.locator(".rw-chip").nth(1).click()
+    assert bars.locator(".rw-chip").nth(1).get_attribute("aria-pressed") == "true"
+    # method switch
+    bars.locator('[data-rw-method="logprob"]').click()
+    assert bars.get_attribute("data-rw-method") == "logprob"
+    assert "log p(final)" in bars.locator(".rw-summary").inner_text()
+    pg.clean()
+
+
+def test_pane_embedded_kernel_and_missing(open_page, rw):
+    dec = FakeDecomposition(T=6, n_layers=2)
+    w1, w2, w3 = rw.StreamGrid(dec), rw.StreamGrid(dec), rw.StreamGrid(dec)
+    per = len(dec.labels) * dec.d_model * 2
+    extras = [w1._snapshot_state(10_000_000), w2._snapshot_state(per + 1), None]
+    pg = open_page([w1, w2, w3], extras=extras, kernel=True)
+    page = pg.page
+    panes = page.locator('[data-rw-part="pane"]')
+    # 1: all panes embedded: a decomposition strip canvas, no kernel needed
+    panes.nth(0).locator("canvas").wait_for(timeout=5000)
+    page.locator('[data-rw="stream-grid"]').nth(0).locator('[data-rw-cell="1,0"]').click()
+    panes.nth(0).locator("canvas").wait_for(timeout=5000)
+    # 2: a static snapshot with only the last position: another position says it needs the kernel
+    page.locator('[data-rw="stream-grid"]').nth(1).locator('[data-rw-cell="1,0"]').click()
+    panes.nth(1).get_by_text("needs the kernel").wait_for(timeout=5000)
+    # ... but "project on target" works without it
+    panes.nth(1).locator('[data-rw-mode="project"]').click()
+    panes.nth(1).locator("canvas").wait_for(timeout=5000)
+    assert panes.nth(1).get_attribute("data-rw-pane-mode") == "project"
+    # 3: live, the kernel answers the pane request
+    page.locator('[data-rw="stream-grid"]').nth(2).locator('[data-rw-cell="2,1"]').click()
+    panes.nth(2).locator("canvas").wait_for(timeout=5000)
+    panes.nth(2).locator('[data-rw-mode="raw"]').click()
+    panes.nth(2).locator("canvas").wait_for(timeout=5000)
+    assert "the stream vector" in panes.nth(2).inner_text()
+    sent = page.evaluate("window.rwSent")
+    assert any(m.get("type") == "pane" for m in sent)
+    pg.clean()
+
+
+def test_new_target_asks_kernel_or_says_it_needs_one(open_page, rw):
+    dec = FakeDecomposition(T=6, n_layers=2)
+    live, static = rw.ContributionBars(dec), rw.ContributionBars(dec)
+    pg = open_page([live, static], extras=[None, static._snapshot_state(1000)], kernel=True)
+    page = pg.page
+    inputs = page.locator('[data-rw="contribution-bars"] input[type=text]')
+    inputs.nth(0).fill(" Paris")
+    inputs.nth(0).press("Enter")
+    page.locator('[data-rw="contribution-bars"]').nth(0).locator(".rw-title", has_text="·Paris").wait_for(timeout=5000)
+    assert live.target == " Paris"
+    inputs.nth(1).fill("·Paris")
+    inputs.nth(1).press("Enter")
+    page.locator('[data-rw="contribution-bars"]').nth(1).get_by_text("needs the kernel").wait_for(timeout=5000)
+    pg.clean()
+
+
+def test_bad_input_shows_a_message(open_page, rw):
+    dec = FakeDecomposition(T=5)
+    good = rw.LogitLens(dec)
+    broken = rw.StreamGrid(dec)
+    broken._arrays = {**broken._arrays, "state_norm": {**broken._arrays["state_norm"], "data": b"\x00" * 12}}
+    empty = rw.ContributionBars(dec)
+    empty._meta = {}
+    dec2 = FakeDecomposition(T=3)
+    dec2.labels = []
+    err = rw.Dashboard(dec2)
+    pg = open_page([good, broken, empty, err])
+    page = pg.page
+    msgs = page.locator(".rw-msg-error")
+    assert msgs.count() == 3
+    text = page.locator("body").inner_text()
+    assert "do not match shape" in text and "empty payload" in text and "empty" in text
+    pg.clean()
+
+
+def test_dark_theme_followed(open_page, rw):
+    dec = FakeDecomposition(T=5)
+    pg = open_page([rw.StreamGrid(dec)], dark=True)
+    assert "rw-dark" in pg.page.locator(".rw-root").first.get_attribute("class")
+    pg.clean()
+
+
+def test_sink_excluded_and_legend_shown(open_page, rw):
+    dec = FakeDecomposition(T=6)
+    pg = open_page([rw.StreamGrid(dec)])
+    page = pg.page
+    assert page.locator('.rw-check input').first.is_checked()
+    assert "per row" in page.locator(".rw-legend").first.inner_text()
+    page.locator(".rw-check input").first.uncheck()
+    pg.clean()
+
+
+def test_large_grid_renders_and_scrolls(open_page, rw):
+    dec = FakeDecomposition(T=400, n_layers=8, d_model=16, vocab=60)
+    pg = open_page([rw.Dashboard(dec)])
+    page = pg.page
+    assert page.locator("[data-rw-cell]").count() == 0  # no per-cell elements for big grids
+    box = page.locator('[data-rw="stream-grid"] canvas.rw-cells').bounding_box()
+    assert box["width"] >= 400 * 3
+    page.locator('[data-rw="stream-grid"] .rw-scroll').focus()
+    page.keyboard.press("ArrowLeft")
+    assert page.locator('[data-rw="stream-grid"]').get_attribute("data-rw-selected") == f"{len(dec.labels) - 1},398"
+    pg.clean()
