@@ -1,4 +1,4 @@
-"""Runs the JS unit tests (tests/js/*.test.js: payload decoding, colour scales, layout maths) with
+"""Runs the JS unit tests (tests/js/*.test.mjs: payload decoding, colour scales, layout maths) with
 node's built-in test runner, so one `pytest` covers them."""
 
 import shutil
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_units():
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "js").glob("*.test.js"))
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "js").glob("*.test.mjs"))
     assert files, "no JS unit tests found"
     r = subprocess.run(["node", "--test", *files], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
