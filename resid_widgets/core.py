@@ -293,7 +293,7 @@ class Decomposition:
     def _post_multiplier(self, kind: str, layer: int) -> torch.Tensor | None:
         """[T, d] the frozen post-norm of a sub-layer (Gemma 2/3) as a multiplier, or None."""
         inputs = self._post_norm_inputs.get(kind)
-        if not inputs:
+        if inputs is None or len(inputs) == 0:
             return None
         post = self._weights.norm(layer, f"{kind}_post")
         return post.gain * post.inv_scale(inputs[layer])
@@ -308,10 +308,12 @@ class Decomposition:
         z = self._head_inputs[layer]  # [T, H*dh]
         if position is not None:
             z = z[self._position(position)][None]
-        W, b = self._weights.attn_out(layer)  # [d, H*dh]
+        W, b = self._weights.attn_out(layer)  # [d, H*dh], on the device the model keeps it
         H = self.n_heads
-        per_head = torch.einsum("thk,dhk->htd", z.view(z.shape[0], H, -1), W.view(W.shape[0], H, -1))
-        bias = (torch.zeros(1, z.shape[0], W.shape[0]) if b is None else b.expand(1, z.shape[0], -1))
+        # computed where the weight lives (a GPU for GPU models), returned on the CPU
+        per_head = torch.einsum("thk,dhk->htd", z.to(W.device).view(z.shape[0], H, -1),
+                                W.view(W.shape[0], H, -1)).cpu()
+        bias = (torch.zeros(1, z.shape[0], W.shape[0]) if b is None else b.cpu().expand(1, z.shape[0], -1))
         out = torch.cat([per_head, bias], 0)
         mult = self._post_multiplier("attn", layer)
         if mult is not None:
@@ -356,7 +358,7 @@ class Decomposition:
             W, _ = self._weights.mlp_out(l)  # [d, d_ff]
             mult = self._post_multiplier("mlp", l)
             rl = r if mult is None else r * mult[pos]
-            rows.append(self._neuron_acts[l][pos] * (rl @ W))
+            rows.append(self._neuron_acts[l][pos] * (rl.to(W.device) @ W).cpu())
         return torch.stack(rows) if layer is None else rows[0]
 
     def neuron_vectors(self, layer: int, indices: Sequence[int], position: int = -1) -> torch.Tensor:
@@ -368,7 +370,7 @@ class Decomposition:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         if len(idx) and (idx.min() < 0 or idx.max() >= d_ff):
             raise IndexError(f"neuron index out of range: layer {layer} has {d_ff} neurons (0..{d_ff - 1})")
-        vecs = self._neuron_acts[layer][pos, idx, None] * W[:, idx].t()
+        vecs = self._neuron_acts[layer][pos, idx, None] * W[:, idx.to(W.device)].t().cpu()
         mult = self._post_multiplier("mlp", layer)
         return vecs if mult is None else vecs * mult[pos]
 

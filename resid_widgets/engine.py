@@ -16,7 +16,7 @@ from .core import Decomposition, LayerWeights
 from .errors import AdditivityError, NonFiniteWarning, PromptError, UnsupportedModelError
 from .lens import Readout
 from .norms import Norm
-from .weights import linear_weight, materialized, module_device
+from .weights import module_device, unembedding_fp32
 
 # fp32 models must add up to rounding; anything above this means the adapter is wrong.
 FP32_ADDITIVITY_LIMIT = 1e-4
@@ -128,11 +128,18 @@ class _Recorder:
             h.remove()
         self.handles.clear()
 
-    def stacked(self, key) -> list[torch.Tensor] | None:
-        """Per-call captures as fp32 CPU tensors [T, ...] (batch dim dropped)."""
+    def stacked(self, key) -> torch.Tensor | list[torch.Tensor] | None:
+        """Per-call captures as fp32 CPU tensors [calls, T, ...] (batch dim dropped).
+
+        Stacked on the model's device first, so a GPU model pays one transfer per kind of capture,
+        not one per layer."""
         if key not in self.seen:
             return None
-        return [v[0].float().cpu() for v in self.seen[key]]
+        values = self.seen[key]
+        try:
+            return torch.stack([v[0] for v in values]).float().cpu()
+        except RuntimeError:  # different devices (device_map) or widths: one at a time
+            return [v[0].float().cpu() for v in values]
 
 
 def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decomposition:
@@ -173,15 +180,16 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
             f"and {len(rec.seen.get('attn', []))} attention calls: the adapter '{adapter.name}' does not "
             "match this model's forward (gradient checkpointing or a custom forward?).")
     layer_in = rec.stacked("layer_in")
-    attn = rec.stacked("attn_post_out") or rec.stacked("attn")
-    mlp = rec.stacked("mlp_post_out") or rec.stacked("mlp")
+    post = adapter.attn_post_norm is not None, adapter.mlp_post_norm is not None
+    attn = rec.stacked("attn_post_out" if post[0] else "attn")
+    mlp = rec.stacked("mlp_post_out" if post[1] else "mlp")
     if adapter.embeddings:
         embeds = [rec.stacked(label)[0] for label, _ in adapter.embeddings]
         embeds = [e.expand_as(layer_in[0]) for e in embeds]
         labels = [label for label, _ in adapter.embeddings]
     else:
         embeds, labels = [layer_in[0]], ["embed"]
-    deltas = embeds[:]
+    deltas = list(embeds)
     for i in range(L):
         deltas += [attn[i], mlp[i]]
         labels += [f"attn.{i}", f"mlp.{i}"]
@@ -219,7 +227,7 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
 
     # Readout: final norm + unembedding, on the device the model's head computes on.
     device = module_device(unembed)
-    W_U, b_U = linear_weight(unembed)
+    W_U, b_U = unembedding_fp32(unembed)
     norm = Norm.from_module(final_norm, adapter.norm_kind, adapter.norm_offset)
     readout = Readout(norm.to(device), W_U.to(device), None if b_U is None else b_U.to(device),
                       getattr(model.config, "final_logit_softcapping", None))

@@ -81,17 +81,17 @@ class LensResult:
         self._readout = readout
         self._resolve = resolve_target
         self.k = k
-        top_ids = torch.empty(C * T, k, dtype=torch.long)
-        top_logits = torch.empty(C * T, k)
-        lse = torch.empty(C * T)
+        # results stay on the readout's device until the end: one transfer, not one per chunk
+        dev = readout.device
+        top_ids = torch.empty(C * T, k, dtype=torch.long, device=dev)
+        top_logits = torch.empty(C * T, k, device=dev)
+        lse = torch.empty(C * T, device=dev)
         for rows, z in readout.chunks(self._flat):
-            values, ids = torch.topk(z, k, dim=-1)
-            top_ids[rows] = ids.cpu()
-            top_logits[rows] = values.cpu()
-            lse[rows] = torch.logsumexp(z, -1).cpu()
-        self._lse = lse
-        self.top_ids = top_ids.view(C, T, k)
-        self.top_probs = (top_logits - lse[:, None]).exp_().view(C, T, k)
+            torch.topk(z, k, dim=-1, out=(top_logits[rows], top_ids[rows]))
+            torch.logsumexp(z, -1, out=lse[rows])
+        self._lse = lse.cpu()
+        self.top_ids = top_ids.cpu().view(C, T, k)
+        self.top_probs = (top_logits.cpu() - self._lse[:, None]).exp_().view(C, T, k)
         self._entropy: torch.Tensor | None = None
 
     @property

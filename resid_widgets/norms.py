@@ -12,7 +12,7 @@ import torch
 
 @dataclass
 class Norm:
-    """An RMSNorm or LayerNorm, fp32 copies of its parameters.
+    """An RMSNorm or LayerNorm, fp32 copies of its parameters (on the CPU unless moved with ``to``).
 
     ``gain`` already includes Gemma's ``1 +`` offset; ``bias`` is LayerNorm's beta (or None).
     """
@@ -29,9 +29,9 @@ class Norm:
         with materialized(module):
             weight = getattr(module, "weight", None)
             d = getattr(module, "normalized_shape", None)
-            gain = (weight.detach().float().clone() + offset) if weight is not None else None
+            gain = (weight.detach().float().cpu() + offset) if weight is not None else None
             bias = getattr(module, "bias", None)
-            bias = None if bias is None else bias.detach().float().clone()
+            bias = None if bias is None else bias.detach().float().cpu().clone()
         if gain is None:
             gain = torch.ones(int(d[0]))
         eps = getattr(module, "variance_epsilon", None)

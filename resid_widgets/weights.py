@@ -6,6 +6,7 @@ moment and puts them back, so the model is left as it was found.
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -46,3 +47,26 @@ def module_device(module: torch.nn.Module) -> torch.device:
         if p.device.type != "meta":
             return p.device
     return torch.device("cpu")
+
+
+# fp32 copies of half-precision unembeddings, kept while the parameter lives and is unchanged
+# (keyed on the tensor's in-place version counter), so repeated decompositions don't re-cast
+# a [vocab, d_model] matrix each time.
+_FP32_CACHE: "weakref.WeakKeyDictionary[torch.Tensor, tuple]" = weakref.WeakKeyDictionary()
+
+
+def unembedding_fp32(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(W_U [V, d], b_U [V] or None) in fp32 without copying fp32 weights (read-only use)."""
+    with materialized(module):
+        weight = module.weight
+        if weight.device.type == "meta":
+            return linear_weight(module)
+        bias = getattr(module, "bias", None)
+        bias = None if bias is None else bias.detach().float()
+        if weight.dtype == torch.float32:
+            return weight.detach(), bias
+        cached = _FP32_CACHE.get(weight)
+        if cached is None or cached[0] != weight._version:
+            cached = (weight._version, weight.detach().float())
+            _FP32_CACHE[weight] = cached
+        return cached[1], bias

@@ -113,7 +113,7 @@ def test_neurons_sum_to_mlp_dla(dec_of):
         if bias is not None:
             mult = dec._post_multiplier("mlp", layer)
             b = bias if mult is None else bias * mult[-1]
-            bias_term = float(b @ r)
+            bias_term = float(b.cpu() @ r)
         assert abs(float(nd[layer].sum()) + bias_term - float(dla[dec.mlp_index(layer)])) <= 1e-4
     top = dec.top_neurons(target, -1, n=3)
     assert len(top) == 3 and top[0].dla >= top[1].dla >= top[2].dla
