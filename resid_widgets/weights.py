@@ -50,9 +50,9 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 # fp32 copies of half-precision unembeddings, kept while the parameter lives and is unchanged
-# (keyed on the tensor's in-place version counter), so repeated decompositions don't re-cast
-# a [vocab, d_model] matrix each time.
-_FP32_CACHE: "weakref.WeakKeyDictionary[torch.Tensor, tuple]" = weakref.WeakKeyDictionary()
+# (checked against the tensor's in-place version counter), so repeated decompositions don't
+# re-cast a [vocab, d_model] matrix each time. Keyed by id() since tensors hash by value.
+_FP32_CACHE: dict[int, tuple] = {}
 
 
 def unembedding_fp32(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,8 +65,10 @@ def unembedding_fp32(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tenso
         bias = None if bias is None else bias.detach().float()
         if weight.dtype == torch.float32:
             return weight.detach(), bias
-        cached = _FP32_CACHE.get(weight)
-        if cached is None or cached[0] != weight._version:
-            cached = (weight._version, weight.detach().float())
-            _FP32_CACHE[weight] = cached
-        return cached[1], bias
+        cached = _FP32_CACHE.get(id(weight))
+        if cached is None or cached[0]() is not weight or cached[1] != weight._version:
+            key = id(weight)
+            cached = (weakref.ref(weight, lambda _: _FP32_CACHE.pop(key, None)), weight._version,
+                      weight.detach().float())
+            _FP32_CACHE[key] = cached
+        return cached[2], bias
