@@ -1,0 +1,215 @@
+"""TransformerLens bridge: ``rw.decompose`` on a TransformerLens model.
+
+Works with TransformerLens 4.x ``TransformerBridge`` (also after ``enable_compatibility_mode()``)
+and, through the same hook names and weight attributes, with 3.x ``HookedTransformer`` (which
+4.0 removed). One ``run_with_hooks`` pass records only what the decomposition needs:
+
+- ``hook_embed`` (+ ``hook_pos_embed``), ``blocks.l.hook_attn_out``, ``blocks.l.hook_mlp_out``:
+  the components, the same tensors ``cache.decompose_resid()`` stacks;
+- ``blocks.l.attn.hook_z`` and ``blocks.l.mlp.hook_post``: head and neuron splits;
+- ``blocks.l.hook_resid_pre`` and the last ``hook_resid_post``: the additivity check;
+- ``blocks.l.ln{1,2}_post.hook_in`` where they exist (Gemma 2/3 post-norms).
+
+Weights come from TL's own views (``W_O`` [H, d_head, d], ``W_out`` [d_ff, d], ``W_U`` [d, V]),
+so folded / centred weights of compatibility mode are read as the model uses them.
+"""
+from __future__ import annotations
+
+import types
+import warnings
+
+import torch
+
+from ..core import Decomposition
+from ..errors import AdditivityError, NonFiniteWarning, PromptError, UnsupportedModelError
+from ..lens import Readout
+from ..norms import Norm
+
+_NORM_NAMES = {"attn": "ln1", "mlp": "ln2", "attn_post": "ln1_post", "mlp_post": "ln2_post"}
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().float().cpu().clone()
+
+
+def _attr(obj, name):
+    """getattr that treats a raising property (bias-free projections) as absent."""
+    try:
+        return getattr(obj, name, None)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
+    """A TL normalisation module (bridge or HookedTransformer) as a :class:`Norm`."""
+    if ln is None:
+        return None
+    name = type(ln).__name__
+    rms = getattr(ln, "uses_rms_norm", None)
+    kind = "rms" if (("RMS" in name) if rms is None else rms) else "layer"
+    cfg_eps = float(getattr(cfg, "eps", 1e-5))
+    d = int(cfg.d_model)
+    if "Pre" in name:  # LayerNormPre / RMSNormPre: no weights
+        return Norm(kind, torch.ones(d), None, cfg_eps)
+    orig = getattr(ln, "original_component", None)
+    if orig is not None:  # TransformerBridge: the wrapped HF norm holds the weights
+        offset = 1.0 if getattr(ln, "uses_weight_offset", False) else 0.0
+        norm = Norm.from_module(orig, kind, offset)
+        native = getattr(ln, "use_native_layernorm_autograd", False) or getattr(cfg, "layer_norm_folding", False)
+        if not native:  # the bridge's own python forward uses cfg.eps
+            norm.eps = cfg_eps
+        if kind == "rms":
+            norm.bias = None
+        return norm
+    w, b = _attr(ln, "w"), _attr(ln, "b")  # HookedTransformer LayerNorm / RMSNorm
+    return Norm(kind, torch.ones(d) if w is None else _f32(w), _f32(b) if kind == "layer" else None, cfg_eps)
+
+
+class TLWeights:
+    """The :class:`~resid_widgets.core.LayerWeights` interface over TL's weight views (fp32 CPU copies)."""
+
+    def __init__(self, model):
+        self._blocks = model.blocks
+        self._cfg = model.cfg
+        self._norms: dict[tuple[int, str], Norm | None] = {}
+
+    def attn_out(self, layer: int):
+        attn = self._blocks[layer].attn
+        W_O = attn.W_O  # [H, d_head, d] (or [H*d_head, d])
+        W = W_O.reshape(-1, W_O.shape[-1]).t()
+        return _f32(W), _f32(_attr(attn, "b_O"))
+
+    def mlp_out(self, layer: int):
+        mlp = self._blocks[layer].mlp
+        return _f32(mlp.W_out.t()), _f32(_attr(mlp, "b_out"))
+
+    def mlp_key(self, layer: int):
+        mlp = self._blocks[layer].mlp
+        gate = _attr(mlp, "W_gate")
+        if gate is not None:
+            return _f32(gate.t()), None
+        return _f32(mlp.W_in.t()), _f32(_attr(mlp, "b_in"))
+
+    def norm(self, layer: int, which: str) -> Norm | None:
+        key = (layer, which)
+        if key not in self._norms:
+            self._norms[key] = tl_norm(getattr(self._blocks[layer], _NORM_NAMES[which], None), self._cfg)
+        return self._norms[key]
+
+
+def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
+    from ..engine import prepare_token_ids
+
+    cfg = model.cfg
+    limits = types.SimpleNamespace(vocab_size=cfg.d_vocab, n_ctx=cfg.n_ctx)
+    if isinstance(prompt, str) and prompt and getattr(model, "tokenizer", None) is not None:
+        # TL's own convention (BOS prepended per cfg.default_prepend_bos), as in model(prompt).
+        prompt = model.to_tokens(prompt)[0].cpu()
+    return prepare_token_ids(prompt, tokenizer, limits, None)
+
+
+def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
+    """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring)."""
+    from ..engine import FP32_ADDITIVITY_LIMIT, model_left_as_found
+
+    cfg = model.cfg
+    if getattr(cfg, "attn_only", False):
+        raise UnsupportedModelError("Attention-only TransformerLens models have no MLP components; "
+                                    "resid_widgets expects an attention and an MLP per layer.")
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    token_ids = _token_ids(model, prompt, tokenizer)
+    L = int(cfg.n_layers)
+    available = set(model.hook_dict)
+    final_name = f"blocks.{L - 1}.hook_resid_post"
+    wanted = ["hook_embed", "hook_pos_embed", final_name]
+    for l in range(L):
+        wanted += [f"blocks.{l}.{n}" for n in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out",
+                                               "attn.hook_z", "mlp.hook_post", "ln1_post.hook_in",
+                                               "ln2_post.hook_in")]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keeper(name):  # keyed by the name asked for (bridge hook points may carry another name)
+        def keep(tensor, hook):
+            seen[name] = tensor.detach()
+        return keep
+
+    fwd_hooks = [(name, keeper(name)) for name in wanted if name in available]
+    device = getattr(cfg, "device", None) or "cpu"
+    with model_left_as_found(model):
+        logits = model.run_with_hooks(token_ids[None].to(device), fwd_hooks=fwd_hooks, return_type="logits")
+
+    def get(name, required=True):
+        if name not in seen:
+            if not required:
+                return None
+            raise UnsupportedModelError(
+                f"TransformerLens hook '{name}' did not fire for {type(model).__name__} "
+                f"(architecture {getattr(cfg, 'architecture', '?')}): resid_widgets needs the standard "
+                "hook_embed / blocks.l.hook_attn_out / hook_mlp_out / attn.hook_z / mlp.hook_post hooks.")
+        return seen[name][0].float().cpu()
+
+    labels, deltas = ["embed"], [get("hook_embed")]
+    pos = get("hook_pos_embed", required=False)
+    if pos is not None:
+        labels.append("pos_embed")
+        deltas.append(pos.expand_as(deltas[0]))
+    n_embed = len(deltas)
+    for l in range(L):
+        deltas += [get(f"blocks.{l}.hook_attn_out"), get(f"blocks.{l}.hook_mlp_out")]
+        labels += [f"attn.{l}", f"mlp.{l}"]
+    deltas = torch.stack(deltas)
+    T = deltas.shape[1]
+
+    nonfinite = {lab: int((~torch.isfinite(d)).sum()) for lab, d in zip(labels, deltas)}
+    nonfinite = {k: v for k, v in nonfinite.items() if v}
+    if nonfinite:
+        warnings.warn(NonFiniteWarning(f"NaN/inf in the model's activations: {nonfinite} (values per "
+                                       "component), kept and flagged in dec.nonfinite."), stacklevel=3)
+
+    states = deltas.cumsum(0)
+    boundaries = [(n_embed - 1 + 2 * l, get(f"blocks.{l}.hook_resid_pre")) for l in range(L)]
+    boundaries.append((len(labels) - 1, get(final_name)))
+    err = 0.0
+    for idx, actual in boundaries:
+        rel = (states[idx] - actual).norm(dim=-1) / actual.norm(dim=-1).clamp_min(1e-12)
+        rel = rel[torch.isfinite(rel)]
+        if rel.numel():
+            err = max(err, float(rel.max()))
+    dtype = getattr(cfg, "dtype", None) or torch.float32
+    if err > FP32_ADDITIVITY_LIMIT and not nonfinite:
+        msg = (f"The TransformerLens hooks do not add up to the model's stream (relative error {err:.2e}) "
+               f"for {type(model).__name__}.")
+        if dtype == torch.float32:
+            raise AdditivityError(msg + " This architecture writes the stream outside hook_attn_out / "
+                                  "hook_mlp_out (hybrid, MoE or custom block?).")
+        warnings.warn(msg + f" Expected in {dtype}.", stacklevel=3)
+
+    W_U = model.W_U  # [d, V]
+    unembed_device = W_U.device
+    b_U = _attr(model, "b_U")
+    softcap = getattr(cfg, "output_logits_soft_cap", None)
+    readout = Readout(tl_norm(model.ln_final, cfg).to(unembed_device),
+                      W_U.detach().float().t().contiguous(),
+                      None if b_U is None else b_U.detach().float(),
+                      float(softcap) if softcap and softcap > 0 else None)
+    logits = logits[0].float().cpu()
+    check = (readout.logits(states[-1, -1:]).cpu() - logits[-1:]).abs().max()
+    if float(check) > 1e-3 * (1 + float(logits[-1].abs().max())) and not nonfinite:
+        warnings.warn(f"The final norm + W_U read from {type(model).__name__} reproduce its logits only to "
+                      f"{float(check):.2e}: lens and attributions may be off for this model.", stacklevel=3)
+
+    post_inputs = {}
+    for kind, ln in (("attn", "ln1_post"), ("mlp", "ln2_post")):
+        ins = [get(f"blocks.{l}.{ln}.hook_in", required=False) for l in range(L)]
+        post_inputs[kind] = ins if all(i is not None for i in ins) else None
+    tokens = ([tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
+              else [f"<{int(t)}>" for t in token_ids])
+    return Decomposition(
+        tokens=tokens, token_ids=token_ids, labels=labels, deltas=deltas, logits=logits,
+        readout=readout, n_heads=int(cfg.n_heads),
+        head_inputs=[get(f"blocks.{l}.attn.hook_z").reshape(T, -1) for l in range(L)],
+        neuron_acts=[get(f"blocks.{l}.mlp.hook_post") for l in range(L)],
+        weights=TLWeights(model), post_norm_inputs=post_inputs,
+        parallel_residual=bool(getattr(cfg, "parallel_attn_mlp", False)), tokenizer=tokenizer,
+        model=model, adapter=None, model_name=str(getattr(cfg, "model_name", "") or type(model).__name__),
+        dtype=dtype, additivity_error=err, nonfinite=nonfinite)
