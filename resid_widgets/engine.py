@@ -103,43 +103,73 @@ def model_left_as_found(model: torch.nn.Module):
             p.requires_grad_(flag)
 
 
-class _Recorder:
-    """Places forward hooks and keeps what they see; ``remove()`` takes every hook off again."""
+def _first(value) -> torch.Tensor:
+    return value[0] if isinstance(value, (tuple, list)) else value
 
-    def __init__(self):
+
+class _Collector:
+    """Hooks that write each capture straight into preallocated fp32 buffers.
+
+    Deltas go into ``deltas`` [C, T, d] (one copy each, on the device the embedding computes on,
+    so a GPU model pays one host transfer at the end); a running sum of them is compared with
+    the stream the model itself passes into every block and into the final norm (additivity).
+    ``remove()`` takes every hook off again.
+    """
+
+    def __init__(self, n_embed: int, n_layers: int, device: torch.device):
+        self.n_embed, self.n_layers, self.device = n_embed, n_layers, device
         self.handles = []
-        self.seen: dict[str, list] = {}
+        self.deltas: torch.Tensor | None = None
+        self.running: torch.Tensor | None = None
+        self.per_layer: dict[str, torch.Tensor] = {}  # "z", "acts", "attn_post_in", "mlp_post_in"
+        self.calls: dict[str, int] = {}
+        self.gaps: list[torch.Tensor] = []  # per boundary: max over positions of the relative gap
 
-    def _keep(self, key, value):
-        if isinstance(value, (tuple, list)):
-            value = value[0]
-        self.seen.setdefault(key, []).append(value.detach())
+    # -- writing ---------------------------------------------------------------------------
+    def _count(self, key):
+        self.calls[key] = self.calls.get(key, 0) + 1
 
-    def output(self, module, key):
-        self.handles.append(module.register_forward_hook(lambda m, a, out: self._keep(key, out)))
+    def _write_delta(self, component: int, value: torch.Tensor, key: str):
+        self._count(key)
+        value = value.detach()[0]
+        if self.deltas is None:
+            self.deltas = torch.zeros(self.n_embed + 2 * self.n_layers, *value.shape,
+                                      dtype=torch.float32, device=self.device)
+            self.running = torch.zeros(value.shape, dtype=torch.float32, device=self.device)
+        self.deltas[component].copy_(value)
+        self.running += self.deltas[component]
 
-    def input(self, module, key):
-        def hook(m, args, kwargs):
-            self._keep(key, args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))))
-        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    def _write_layer(self, key: str, layer: int, value: torch.Tensor):
+        self._count(key)
+        value = value.detach()[0]
+        buf = self.per_layer.get(key)
+        if buf is None:
+            buf = self.per_layer[key] = torch.empty(self.n_layers, *value.shape, dtype=torch.float32,
+                                                    device=self.device)
+        buf[layer].copy_(value)
+
+    def _check_stream(self, key: str, value: torch.Tensor):
+        self._count(key)
+        actual = value.detach()[0].to(self.device, torch.float32)
+        gap = (self.running - actual).norm(dim=-1) / actual.norm(dim=-1).clamp_min(1e-12)
+        self.gaps.append(torch.nan_to_num(gap, nan=0.0, posinf=0.0).max())
+
+    # -- hooks -----------------------------------------------------------------------------
+    @staticmethod
+    def _input_of(args, kwargs):
+        return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
+
+    def on_output(self, module, fn):
+        self.handles.append(module.register_forward_hook(lambda m, a, out: fn(_first(out))))
+
+    def on_input(self, module, fn):
+        self.handles.append(module.register_forward_pre_hook(
+            lambda m, args, kwargs: fn(self._input_of(args, kwargs)), with_kwargs=True))
 
     def remove(self):
         for h in self.handles:
             h.remove()
         self.handles.clear()
-
-    def stacked(self, key) -> torch.Tensor | list[torch.Tensor] | None:
-        """Per-call captures as fp32 CPU tensors [calls, T, ...] (batch dim dropped).
-
-        Stacked on the model's device first, so a GPU model pays one transfer per kind of capture,
-        not one per layer."""
-        if key not in self.seen:
-            return None
-        values = self.seen[key]
-        try:
-            return torch.stack([v[0] for v in values]).float().cpu()
-        except RuntimeError:  # different devices (device_map) or widths: one at a time
-            return [v[0].float().cpu() for v in values]
 
 
 def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decomposition:
@@ -147,74 +177,64 @@ def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decompo
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
     layers = require_module(model, adapter.layers, "decoder layers", adapter)
     L = len(layers)
-    rec = _Recorder()
+    n_embed = max(1, len(adapter.embeddings))
+    device = module_device(model.get_input_embeddings())
+    col = _Collector(n_embed, L, device)
+
+    def layer_input(i):
+        def seen(x):
+            if i == 0 and not adapter.embeddings:
+                col._write_delta(0, x, "embed")  # the embedding is what enters the first block
+            col._check_stream("layer_in", x)
+        return seen
+
     try:
-        for label, path in adapter.embeddings:
-            rec.output(require_module(model, path, f"embedding '{label}'", adapter), label)
+        for c, (label, path) in enumerate(adapter.embeddings):
+            module = require_module(model, path, f"embedding '{label}'", adapter)
+            col.on_output(module, lambda x, c=c, label=label: col._write_delta(c, x, label))
         for i, layer in enumerate(layers):
-            rec.input(layer, "layer_in")
-            rec.output(require_module(layer, adapter.attn, "attention", adapter), "attn")
-            rec.output(require_module(layer, adapter.mlp, "FFN", adapter), "mlp")
-            rec.input(require_module(layer, adapter.attn_out_proj, "attention output projection", adapter), "z")
-            rec.input(require_module(layer, adapter.mlp_out_proj, "FFN output projection", adapter), "acts")
-            for kind in ("attn", "mlp"):
-                path = getattr(adapter, f"{kind}_post_norm")
-                if path:
-                    post = require_module(layer, path, f"{kind} post-norm", adapter)
-                    rec.input(post, f"{kind}_post_in")
-                    rec.output(post, f"{kind}_post_out")
-        rec.input(final_norm, "final_in")
+            col.on_input(layer, layer_input(i))
+            for offset, kind in ((0, "attn"), (1, "mlp")):
+                post_path = getattr(adapter, f"{kind}_post_norm")
+                writer = require_module(layer, post_path or getattr(adapter, kind), f"{kind} output", adapter)
+                col.on_output(writer, lambda x, c=n_embed + 2 * i + offset, k=kind: col._write_delta(c, x, k))
+                if post_path:
+                    col.on_input(writer, lambda x, i=i, k=kind: col._write_layer(f"{k}_post_in", i, x))
+            col.on_input(require_module(layer, adapter.attn_out_proj, "attention output projection", adapter),
+                         lambda x, i=i: col._write_layer("z", i, x))
+            col.on_input(require_module(layer, adapter.mlp_out_proj, "FFN output projection", adapter),
+                         lambda x, i=i: col._write_layer("acts", i, x))
+        col.on_input(final_norm, lambda x: col._check_stream("final_in", x))
         with model_left_as_found(model):
-            device = module_device(model.get_input_embeddings())
             out = model(input_ids=token_ids[None].to(device), use_cache=False)
     finally:
-        rec.remove()
-    return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, rec, out.logits[0])
+        col.remove()
+    return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
 
 
-def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, rec, logits):
+def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: _Collector, logits):
     L = len(layers)
-    if len(rec.seen.get("layer_in", [])) != L or len(rec.seen.get("attn", [])) != L:
+    expected = {"layer_in": L, "attn": L, "mlp": L, "final_in": 1}
+    if any(col.calls.get(k, 0) != n for k, n in expected.items()):
         raise UnsupportedModelError(
-            f"Expected each of the {L} layers to run once, saw {len(rec.seen.get('layer_in', []))} layer "
-            f"and {len(rec.seen.get('attn', []))} attention calls: the adapter '{adapter.name}' does not "
-            "match this model's forward (gradient checkpointing or a custom forward?).")
-    layer_in = rec.stacked("layer_in")
-    post = adapter.attn_post_norm is not None, adapter.mlp_post_norm is not None
-    attn = rec.stacked("attn_post_out" if post[0] else "attn")
-    mlp = rec.stacked("mlp_post_out" if post[1] else "mlp")
-    if adapter.embeddings:
-        embeds = [rec.stacked(label)[0] for label, _ in adapter.embeddings]
-        embeds = [e.expand_as(layer_in[0]) for e in embeds]
-        labels = [label for label, _ in adapter.embeddings]
-    else:
-        embeds, labels = [layer_in[0]], ["embed"]
-    deltas = list(embeds)
+            f"Expected each of the {L} layers to run once; the hooks saw {col.calls}: the adapter "
+            f"'{adapter.name}' does not match this model's forward (a custom forward or generation loop?).")
+    labels = [label for label, _ in adapter.embeddings] or ["embed"]
     for i in range(L):
-        deltas += [attn[i], mlp[i]]
         labels += [f"attn.{i}", f"mlp.{i}"]
-    deltas = torch.stack(deltas)
-    final_in = rec.stacked("final_in")[0]
+    deltas = col.deltas.cpu()
+    err = float(torch.stack(col.gaps).max())
 
-    nonfinite = {lab: int((~torch.isfinite(d)).sum()) for lab, d in zip(labels, deltas)}
-    nonfinite = {k: v for k, v in nonfinite.items() if v}
-    if nonfinite:
+    nonfinite = {}
+    if not bool(torch.isfinite(deltas).all()):
+        counts = (~torch.isfinite(deltas)).flatten(1).sum(1).tolist()
+        nonfinite = {lab: int(n) for lab, n in zip(labels, counts) if n}
         warnings.warn(NonFiniteWarning(
             f"NaN/inf in the model's activations: {nonfinite} (values per component). They are kept "
             "as NaN/inf and flagged in dec.nonfinite; the model's dtype "
             f"{next(model.parameters()).dtype} may overflow on this prompt."), stacklevel=3)
 
     # Additivity: the running sum must equal the stream the model itself passed on.
-    states = deltas.cumsum(0)
-    n_embed = len(embeds)
-    boundaries = [(n_embed - 1 + 2 * i, layer_in[i]) for i in range(L)] + [(len(labels) - 1, final_in)]
-    err = 0.0
-    for idx, actual in boundaries:
-        diff = (states[idx] - actual).norm(dim=-1)
-        rel = diff / actual.norm(dim=-1).clamp_min(1e-12)
-        rel = rel[torch.isfinite(rel)]
-        if rel.numel():
-            err = max(err, float(rel.max()))
     dtype = next(model.parameters()).dtype
     if err > FP32_ADDITIVITY_LIMIT and not nonfinite:
         msg = (f"The recorded deltas do not add up to the model's stream (relative error {err:.2e}) "
@@ -234,13 +254,14 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
 
     config = model.config
     n_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
-    post_inputs = {kind: rec.stacked(f"{kind}_post_in") for kind in ("attn", "mlp")}
+    per_layer = {k: v.cpu() for k, v in col.per_layer.items()}
+    post_inputs = {kind: per_layer.get(f"{kind}_post_in") for kind in ("attn", "mlp")}
     name = getattr(config, "_name_or_path", "") or type(model).__name__
     return Decomposition(
         tokens=[tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
         else [f"<{int(t)}>" for t in token_ids],
         token_ids=token_ids, labels=labels, deltas=deltas, logits=logits.float().cpu(),
-        readout=readout, n_heads=n_heads, head_inputs=rec.stacked("z"), neuron_acts=rec.stacked("acts"),
+        readout=readout, n_heads=n_heads, head_inputs=per_layer["z"], neuron_acts=per_layer["acts"],
         weights=LayerWeights(layers, adapter), post_norm_inputs=post_inputs,
         parallel_residual=adapter.is_parallel(config), tokenizer=tokenizer, model=model, adapter=adapter,
         model_name=name, dtype=dtype, additivity_error=err, nonfinite=nonfinite)
