@@ -11,6 +11,7 @@ from .errors import (AdditivityError, NonFiniteWarning, PromptError, ResidWidget
                      UnsupportedModelError)
 from .lens import LensResult
 from . import models
+from . import analysis
 
 __version__ = "0.1.0"
 

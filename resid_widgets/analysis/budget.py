@@ -1,0 +1,166 @@
+"""Block budget and the bigram floor (seed 003), and "drop one block".
+
+Block budget k: blocks 0..k-1 run, blocks k..L-1 are replaced by the identity, and the output is
+W_U · norm_f(h) (final norm recomputed, then any final soft-cap). In a causal pre-norm model the
+blocks after k do not change what blocks 0..k-1 compute, so this equals the logit lens of the
+state after block k-1 — computed here from the decomposition, no re-run (the tests check it
+against a real run with identity blocks). k = 0 is the direct path W_U · norm_f(e); with tied
+embeddings it mostly predicts the input token itself (see ``repeats_input``): it is measured,
+not assumed to be a bigram table.
+
+Drop one: each block (or sub-layer) alone replaced by the identity (its delta zeroed), the rest
+running normally — real re-runs, batched: one copy of the prompt per dropped unit.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
+                      require_model, zero_rows_hook)
+from ..adapters.base import require_module
+from ..engine import model_left_as_found
+
+
+class BlockBudget(Table):
+    """Result of :func:`block_budget`.
+
+    Attributes:
+        position, target_id, target (None when not given).
+        top_ids / top_probs: [L+1, k] the next-token distribution's top tokens per budget k.
+        target_logprob: [L+1] log p(target) per budget (None without target).
+        entropy: [L+1] nats. repeats_input: whether budget 0's top token is the input token.
+        rows: one dict per budget (k, top tokens, target prob...).
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, make_subplots = plotly()
+        K = self.top_ids.shape[0]
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12,
+                            subplot_titles=(f"top next tokens at position {self.position} per block budget k",
+                                            "p(target) / entropy per k"))
+        texts = [[self.top_texts[k][i] for i in range(self.top_ids.shape[1])] for k in range(K)]
+        fig.add_heatmap(z=self.top_probs.tolist(), text=[[repr(t) for t in row] for row in texts],
+                        texttemplate="%{text}", x=[f"#{i + 1}" for i in range(self.top_ids.shape[1])],
+                        y=[f"k={k}" for k in range(K)], colorscale="Blues", zmin=0, zmax=1,
+                        hovertemplate="k=%{y} %{text}: p=%{z:.3f}<extra></extra>", row=1, col=1)
+        if self.target_logprob is not None:
+            fig.add_scatter(x=list(range(K)), y=self.target_logprob.exp().tolist(), mode="lines+markers",
+                            name=f"p({self.target!r})", row=1, col=2)
+        fig.add_scatter(x=list(range(K)), y=self.entropy.tolist(), mode="lines+markers", name="entropy (nats)",
+                        row=1, col=2)
+        fig.update_xaxes(title_text="block budget k", row=1, col=2)
+        fig.update_layout(title="block budget: blocks 0..k-1 active, the rest identity (k=0: direct path)",
+                          height=max(420, 24 * K + 160))
+        return fig
+
+
+def budget_state_indices(dec) -> list[int]:
+    """Component indices of the states h_k, k = 0..L (the stream after block k-1)."""
+    return [dec.n_embed - 1] + [dec.mlp_index(l) for l in range(dec.n_layers)]
+
+
+def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudget:
+    """Next-token distribution at ``position`` with only blocks 0..b-1 active, b = 0..L."""
+    pos = dec._position(position)
+    if not 1 <= k <= dec.vocab_size:
+        raise ValueError(f"k={k} must be between 1 and the vocabulary size {dec.vocab_size}")
+    tid = None if target is None else dec.target_id(target)
+    h = dec.states[budget_state_indices(dec), pos]  # [L+1, d]
+    z = dec.readout.logits(h).cpu()
+    lse = torch.logsumexp(z, -1)
+    logp = z - lse[:, None]
+    top_lp, top_ids = logp.topk(k, -1)
+    p = logp.exp()
+    entropy = -(p * logp).nan_to_num(0.0).sum(-1)
+    target_lp = None if tid is None else logp[:, tid]
+    top_texts = [[dec.token_text(i) for i in row] for row in top_ids.tolist()]
+    rows = []
+    for b in range(len(h)):
+        row = dict(k=b, top=top_texts[b][0], top_prob=float(top_lp[b, 0].exp()), entropy=float(entropy[b]))
+        if tid is not None:
+            row["target_prob"] = float(target_lp[b].exp())
+            row["target_rank"] = int((z[b] > z[b, tid]).sum())
+        row["tops"] = list(zip(top_texts[b], top_lp[b].exp().tolist()))
+        rows.append(row)
+    return BlockBudget(position=pos, target_id=tid, target=None if tid is None else dec.token_text(tid),
+                       top_ids=top_ids, top_probs=top_lp.exp(), top_texts=top_texts, target_logprob=target_lp,
+                       entropy=entropy, repeats_input=bool(top_ids[0, 0] == dec.token_ids[pos]), rows=rows)
+
+
+class DropOne(Table):
+    """Result of :func:`drop_one`.
+
+    Attributes:
+        unit: "block", "attn" or "mlp"; position, target_id, target.
+        full_logprob: log p(target) of the intact model (from the same batched run).
+        logprob: [L] log p(target) with unit l replaced by the identity; effect: [L] logprob − full.
+        top_ids: [L] the top next token with unit l dropped.
+        rows: one dict per unit.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, _ = plotly()
+        names = [f"{self.unit} {l}" for l in range(len(self.effect))]
+        fig = go.Figure(go.Bar(x=names, y=self.effect.tolist(),
+                               hovertext=[f"drop {n}: log p={float(v):.3f}, top {t!r}"
+                                          for n, v, t in zip(names, self.logprob, self.top_texts)],
+                               hoverinfo="text+y"))
+        fig.update_layout(title=f"drop one {self.unit}: change in log p({self.target!r}) at position {self.position} "
+                                f"(intact: {self.full_logprob:.3f})", yaxis_title="Δ log p", height=420)
+        return fig
+
+
+def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_size: int = 8) -> DropOne:
+    """Log p(target) at ``position`` with each block (``unit="block"``) or each attention / FFN
+    sub-layer (``"attn"`` / ``"mlp"``, its delta zeroed) alone removed: L real forward passes,
+    run as batches of copies of the prompt (truncated after ``position``: later tokens cannot
+    matter in a causal model). Default target: the model's top prediction."""
+    if unit not in ("block", "attn", "mlp"):
+        raise ValueError(f"unit must be 'block', 'attn' or 'mlp', not {unit!r}")
+    model = require_model(dec)
+    adapter, layers = model_parts(model, dec.adapter)
+    pos = dec._position(position)
+    tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
+    L = len(layers)
+    ids = dec.token_ids[: pos + 1]
+    final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+    finals = []
+    # rows 0..L-1 drop unit l; row L is the intact model
+    for start in range(0, L + 1, batch_size):
+        rows_here = list(range(start, min(L + 1, start + batch_size)))
+        B = len(rows_here)
+        with hooks() as handles:
+            for l in range(L):
+                mask = torch.tensor([r == l for r in rows_here])
+                if not mask.any():
+                    continue
+                if unit == "block":
+                    handles.append(layers[l].register_forward_hook(identity_block_hook(mask), with_kwargs=True))
+                else:
+                    path = getattr(adapter, f"{unit}_post_norm") or getattr(adapter, unit)
+                    mod = require_module(layers[l], path, unit, adapter)
+                    handles.append(mod.register_forward_hook(zero_rows_hook(mask)))
+            seen: list = []
+            handles.append(final_norm.register_forward_pre_hook(
+                lambda m, a, kw: seen.append((a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True))
+            with model_left_as_found(model):
+                model(input_ids=ids[None].expand(B, -1).to(input_device(model)), use_cache=False)
+        finals.append(seen[0][:, pos].float())
+    h = torch.cat([f.to(dec.readout.device) for f in finals])
+    z = dec.readout.logits(h).cpu()
+    logp = z[:, tid] - torch.logsumexp(z, -1)
+    top_ids = z.argmax(-1)
+    full = float(logp[L])
+    return DropOne(unit=unit, position=pos, target_id=tid, target=dec.token_text(tid), full_logprob=full,
+                   logprob=logp[:L], effect=logp[:L] - full, top_ids=top_ids[:L],
+                   top_texts=[dec.token_text(i) for i in top_ids[:L].tolist()],
+                   rows=[dict(unit=f"{unit}.{l}", logprob=float(logp[l]), effect=float(logp[l] - full),
+                              top=dec.token_text(int(top_ids[l]))) for l in range(L)])

@@ -1,0 +1,142 @@
+"""Cross-layer contribution: which lower components switch on an upper FFN neuron.
+
+Neuron k of layer l reads r through its pre-norm: pre_k = key_k · norm2(r) + b_k (key_k: the row of
+fc1, or of the gate for gated FFNs). r = e + Σ_{i<l}(A_i + F_i) + A_l (parallel residual: h_{l-1})
+is a sum of components c. Freezing norm2's scale at r (LayerNorm: centring is linear, so each
+component is centred) makes this linear:
+
+    pre_k = Σ_c c · K' + const,   K' = centre(g ⊙ key_k) / scale(r),   const = β · key_k + b_k
+
+and share_c = (c · K') / Σ_{c'} (c' · K'). Shares sum to 1; they are large and of either sign
+when the sum is near zero (check ``total``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ._common import Table, check_index, plotly
+
+
+class NeuronInputShares(Table):
+    """Result of :func:`neuron_input_shares`.
+
+    Attributes:
+        layer, neuron, position.
+        labels: [C] the components of the neuron's input (heads "attn.i.h{h}" / "attn.i.bias" with
+            split_heads=True).
+        contributions: [C] c · K' (with frozen scale); shares: [C] contributions / total.
+        total: Σ contributions; constant: β · key + key bias; preactivation: total + constant.
+        rows: one dict per component (component, contribution, share).
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, _ = plotly()
+        fig = go.Figure(go.Bar(x=self.labels, y=self.shares.tolist(), name="share",
+                               hovertext=[f"{c}: c·K'={v:+.4f}" for c, v in zip(self.labels, self.contributions.tolist())],
+                               hoverinfo="text+y"))
+        fig.update_layout(title=f"what switches on L{self.layer}N{self.neuron} at position {self.position} "
+                                f"(pre-activation {self.preactivation:+.3f} = Σ c·K' {self.total:+.3f} + const "
+                                f"{self.constant:+.3f})", yaxis_title="share of Σ c·K'", height=420)
+        return fig
+
+
+def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
+                        split_heads: bool = False) -> NeuronInputShares:
+    """Split FFN neuron ``neuron`` of ``layer``'s pre-activation (gate for gated FFNs) at
+    ``position`` over the components of its input stream (see the module docstring)."""
+    l = dec._check_layer(layer)
+    pos = dec._position(position)
+    key_w, key_b = dec._weights.mlp_key(l)
+    k = check_index(neuron, key_w.shape[0], f"neuron index (layer {l} has {key_w.shape[0]} neurons)")
+    stop = dec.attn_index(l) if dec.parallel_residual else dec.mlp_index(l)
+    comps = dec.deltas[:stop, pos]  # [C, d]
+    labels = list(dec.labels[:stop])
+    if split_heads:
+        vecs, labs = [], []
+        for c, lab in enumerate(labels):
+            if lab.startswith("attn."):
+                i = int(lab.split(".")[1])
+                hd = dec.head_deltas(i, pos)  # [H+1, d]
+                vecs.append(hd)
+                labs += [f"{lab}.h{h}" for h in range(hd.shape[0] - 1)] + [f"{lab}.bias"]
+            else:
+                vecs.append(comps[c][None])
+                labs.append(lab)
+        comps, labels = torch.cat(vecs), labs
+    r = dec.state_before(stop, pos)
+    norm = dec._weights.norm(l, "mlp")
+    key = key_w[k].cpu()
+    K = norm.frozen_readout(key, r)  # c · K == norm*(c) · key
+    contrib = comps @ K
+    const = float(key_b[k]) if key_b is not None else 0.0
+    if norm.bias is not None:
+        const += float(norm.bias @ key)
+    total = float(contrib.sum())
+    shares = contrib / total if total != 0 else torch.full_like(contrib, float("nan"))
+    rows = [dict(component=lab, contribution=float(v), share=float(s))
+            for lab, v, s in zip(labels, contrib.tolist(), shares.tolist())]
+    return NeuronInputShares(layer=l, neuron=k, position=pos, labels=labels, contributions=contrib,
+                             shares=shares, total=total, constant=const, preactivation=total + const,
+                             rows=rows)
+
+
+class CrossLayer(Table):
+    """Result of :func:`cross_layer`: importance-weighted shares of the top neurons' inputs.
+
+    Attributes:
+        neurons: [(layer, neuron)] the top neurons; importance: [N] their scores.
+        labels: [C] all components; shares: [N, C] each neuron's shares (0 for components above it).
+        weighted: [C] Σ_n importance_n · shares[n] (the authors' aggregate).
+        rows: one dict per component (component, weighted).
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, make_subplots = plotly()
+        fig = make_subplots(rows=2, cols=1, row_heights=[0.35, 0.65], vertical_spacing=0.12,
+                            subplot_titles=("importance-weighted input shares",
+                                            "each top neuron's input shares"))
+        fig.add_bar(x=self.labels, y=self.weighted.tolist(), name="weighted", row=1, col=1)
+        names = [f"L{l}N{k}" for l, k in self.neurons]
+        z = self.shares.clamp(-3, 3)
+        fig.add_heatmap(z=z.tolist(), x=self.labels, y=names, colorscale="RdBu", reversescale=True,
+                        zmid=0, hovertext=[[f"{n} ← {c}: share {float(v):+.3f}" for c, v in zip(self.labels, row)]
+                                           for n, row in zip(names, self.shares)], hoverinfo="text",
+                        row=2, col=1)
+        fig.update_layout(title=f"cross-layer contribution to {self.target!r} at position {self.position}",
+                          height=420 + 22 * len(names), showlegend=False)
+        return fig
+
+
+def cross_layer(dec, target, position: int = -1, n: int = 10, method: str = "logprob") -> CrossLayer:
+    """Which lower components activate the ``n`` FFN neurons most important for ``target``:
+    each neuron's input shares weighted by its importance (log-prob increase or DLA), summed."""
+    from .ffn import ffn_subvalues
+
+    if method not in ("dla", "logprob"):
+        raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
+    pos = dec._position(position)
+    tid = dec.target_id(target)
+    top = ffn_subvalues(dec, tid, pos, n=n, rank_by=method, logprob="candidates" if method == "logprob" else "none",
+                        bs_k=1)
+    labels = list(dec.labels)
+    shares = torch.zeros(len(top.rows), len(labels))
+    importance = torch.zeros(len(top.rows))
+    neurons = []
+    for i, row in enumerate(top.rows):
+        s = neuron_input_shares(dec, row["layer"], row["neuron"], pos)
+        shares[i, : len(s.shares)] = s.shares.nan_to_num(0.0)
+        importance[i] = row["logprob_increase"] if method == "logprob" else row["dla"]
+        neurons.append((row["layer"], row["neuron"]))
+    weighted = importance @ shares
+    rows = [dict(component=lab, weighted=float(w)) for lab, w in zip(labels, weighted.tolist())]
+    return CrossLayer(target=dec.token_text(tid), target_id=tid, position=pos, neurons=neurons,
+                      importance=importance, labels=labels, shares=shares, weighted=weighted, rows=rows,
+                      method=method)

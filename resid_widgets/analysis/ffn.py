@@ -1,0 +1,169 @@
+"""FFN subvalues (Yu & Ananiadou): every neuron's contribution to a target at one position.
+
+F_l = Σ_k m_k · W_out[:, k] + b_out (Gemma 2/3: times the post-norm frozen at its real input).
+For each neuron k of each layer l:
+
+- ``dla[l, k]`` = (W_U · norm*(m_k W_out[:, k]))[target], final norm frozen at the real final
+  stream; per layer, Σ_k dla[l, k] + ``bias_dla[l]`` == the FFN's DLA (exact).
+- ``logprob[l, k]`` = log p(target | b + m_k W_out[:, k]) − log p(target | b), b = the stream
+  before that FFN (attention output of the layer included), p the logit lens (norm recomputed).
+  Not additive over neurons. Exact for the neurons it is computed for: all neurons of the chosen
+  layers (``logprob="all"``), or the ``candidates`` with the largest |DLA| (default; NaN elsewhere),
+  since one exact value needs a full softmax over the vocabulary per neuron.
+- the top neurons, each with its before-softmax (BS) top and bottom tokens W_U · norm*(subvalue).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ._common import Table, plotly, tok_list
+
+
+class FFNSubvalues(Table):
+    """Result of :func:`ffn_subvalues`.
+
+    Attributes:
+        target_id, target, position: what was attributed, where.
+        layers: the layer indices covered (rows of the tensors).
+        dla: [len(layers), d_ff] every neuron's DLA.
+        bias_dla: [len(layers)] DLA of the output bias b_out (0 when none).
+        layer_dla: [len(layers)] the FFN's own DLA (== dla.sum(1) + bias_dla).
+        logprob: [len(layers), d_ff] log-prob increase, NaN where not computed.
+        activations: [len(layers), d_ff] m_k at the position.
+        rows: the top ``n`` neurons (dicts: layer, neuron, label, activation, dla, logprob_increase,
+            bs_top, bs_bottom), ordered by ``rank_by``.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, make_subplots = plotly()
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                            subplot_titles=(f"top neurons for {self.target!r} at position {self.position}",
+                                            "per layer: neuron DLA (+ / −) and bias"))
+        rows = list(reversed(self.rows))
+        labels = [r["label"] for r in rows]
+        hover = [f"{r['label']} act={r['activation']:+.3f}<br>DLA={r['dla']:+.3f}"
+                 + (f"<br>Δlog p={r['logprob_increase']:+.3f}" if r["logprob_increase"] is not None else "")
+                 + f"<br>promotes: {tok_list(r['bs_top'])}<br>suppresses: {tok_list(r['bs_bottom'])}"
+                 for r in rows]
+        fig.add_bar(y=labels, x=[r["dla"] for r in rows], orientation="h", name="DLA", hovertext=hover,
+                    hoverinfo="text", row=1, col=1)
+        if any(r["logprob_increase"] is not None for r in rows):
+            fig.add_bar(y=labels, x=[r["logprob_increase"] if r["logprob_increase"] is not None else 0
+                                     for r in rows], orientation="h", name="Δ log p (not additive)",
+                        hovertext=hover, hoverinfo="text", row=1, col=1)
+        pos = self.dla.clamp_min(0).sum(1).tolist()
+        neg = self.dla.clamp_max(0).sum(1).tolist()
+        names = [f"mlp.{l}" for l in self.layers]
+        fig.add_bar(x=names, y=pos, name="neurons +", marker_color="#2a9d8f", row=1, col=2)
+        fig.add_bar(x=names, y=neg, name="neurons −", marker_color="#e76f51", row=1, col=2)
+        fig.add_bar(x=names, y=self.bias_dla.tolist(), name="bias", marker_color="#888", row=1, col=2)
+        fig.add_scatter(x=names, y=self.layer_dla.tolist(), mode="markers+lines", name="FFN DLA",
+                        marker_color="black", row=1, col=2)
+        fig.update_layout(barmode="relative", height=max(400, 22 * len(rows) + 150),
+                          title="FFN subvalues (DLA additive; Δ log p per neuron vs the stream before the FFN)")
+        return fig
+
+    def __repr__(self) -> str:
+        return (f"FFNSubvalues(target={self.target!r}, position={self.position}, layers={len(self.layers)}, "
+                f"d_ff={self.dla.shape[1]})\n{self._repr_rows()}")
+
+
+def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Sequence[int] | None = None,
+                  rank_by: str = "dla", order: str = "top", logprob: str = "candidates",
+                  candidates: int = 256, bs_k: int = 10) -> FFNSubvalues:
+    """Every FFN neuron's contribution to ``target`` at ``position``; the top ``n`` in a table.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+        target: single-token string or token id.
+        layer: one layer, a list of layers, or None for all.
+        rank_by: "dla" or "logprob" (log-prob increase, among the neurons it was computed for).
+        order: "top" (most promoting), "bottom" (most suppressing) or "abs" (largest magnitude).
+        logprob: "candidates" (exact log-prob increase for the ``candidates`` neurons with the largest
+            |DLA| over the covered layers, plus the rows shown), "all" (every neuron of the covered
+            layers; one vocabulary softmax per neuron: slow for many layers) or "none".
+        bs_k: how many BS top / bottom tokens per listed neuron.
+    """
+    if rank_by not in ("dla", "logprob"):
+        raise ValueError(f"rank_by must be 'dla' or 'logprob', not {rank_by!r}")
+    if order not in ("top", "bottom", "abs"):
+        raise ValueError(f"order must be 'top', 'bottom' or 'abs', not {order!r}")
+    if logprob not in ("candidates", "all", "none"):
+        raise ValueError(f"logprob must be 'candidates', 'all' or 'none', not {logprob!r}")
+    if rank_by == "logprob" and logprob == "none":
+        raise ValueError("rank_by='logprob' needs logprob='candidates' or 'all'")
+    if n < 1:
+        raise ValueError(f"n={n} must be at least 1")
+    tid = dec.target_id(target)
+    pos = dec._position(position)
+    if layer is None:
+        layers = list(range(dec.n_layers))
+    elif isinstance(layer, int):
+        layers = [dec._check_layer(layer)]
+    else:
+        layers = [dec._check_layer(l) for l in layer]
+    r = dec._readout_direction(tid, pos)
+    dla_rows, bias, acts = [], [], []
+    for l in layers:
+        dla_rows.append(dec.neuron_dla(tid, pos, l))
+        _, b = dec._weights.mlp_out(l)
+        mult = dec._post_multiplier("mlp", l)
+        rl = r if mult is None else r * mult[pos]
+        bias.append(0.0 if b is None else float(b.cpu() @ rl))
+        acts.append(dec.neuron_activations(l)[pos])
+    dla = torch.stack(dla_rows)
+    bias_dla = torch.tensor(bias)
+    layer_dla = dec.contributions(tid, pos, "dla")[[dec.mlp_index(l) for l in layers]]
+    d_ff = dla.shape[1]
+
+    def key_of(values: torch.Tensor) -> torch.Tensor:
+        return {"top": values, "bottom": -values, "abs": values.abs()}[order]
+
+    lp = torch.full_like(dla, math.nan)
+    want: dict[int, set[int]] = {i: set() for i in range(len(layers))}
+    if logprob == "all":
+        for i in range(len(layers)):
+            want[i] = set(range(d_ff))
+    elif logprob == "candidates":
+        flat = dla.flatten()
+        n_c = min(flat.numel(), max(candidates, n))
+        for j in flat.abs().topk(n_c).indices.tolist() + key_of(flat).topk(min(n, flat.numel())).indices.tolist():
+            want[j // d_ff].add(j % d_ff)
+    for i, l in enumerate(layers):
+        ks = sorted(want[i])
+        if ks:
+            lp[i, ks] = _neuron_logprobs(dec, l, ks, pos, tid)
+
+    score = dla if rank_by == "dla" else lp
+    keyed = key_of(score).flatten().nan_to_num(nan=-math.inf)
+    picks = keyed.topk(min(n, int(torch.isfinite(keyed).sum()))).indices.tolist()
+    rows = []
+    for j in picks:
+        i, k = divmod(j, d_ff)
+        l = layers[i]
+        vec = dec.neuron_vectors(l, [k], pos)
+        top, bottom = dec.bs_tokens(vec, pos, bs_k)
+        val = float(lp[i, k])
+        rows.append(dict(layer=l, neuron=k, label=f"L{l}N{k}", activation=float(acts[i][k]),
+                         dla=float(dla[i, k]), logprob_increase=None if math.isnan(val) else val,
+                         bs_top=top[0], bs_bottom=bottom[0]))
+    return FFNSubvalues(target_id=tid, target=dec.token_text(tid), position=pos, layers=layers, dla=dla,
+                        bias_dla=bias_dla, layer_dla=layer_dla, logprob=lp, activations=torch.stack(acts),
+                        rows=rows, rank_by=rank_by, order=order)
+
+
+def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 512) -> torch.Tensor:
+    """[len(ks)] log p(tid | b + m_k W_out[:, k]) - log p(tid | b), b = stream before the FFN."""
+    base = dec.state_before(dec.mlp_index(layer), pos)
+    lp0 = dec.readout.logprob(base[None], tid)[0]
+    out = []
+    for s in range(0, len(ks), chunk):
+        vecs = dec.neuron_vectors(layer, ks[s:s + chunk], pos)
+        out.append(dec.readout.logprob(base[None] + vecs, tid) - lp0)
+    return torch.cat(out)

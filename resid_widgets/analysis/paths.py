@@ -1,0 +1,245 @@
+"""Paths and bandwidth (Elhage et al. 2021, seed 003).
+
+- Direct path: W_U · norm_f(e) (final norm recomputed), the model with every block removed.
+- Single-block paths, two readings, both per block l:
+  * ``dla_*``: the DLA of block l's actual delta A_l + F_l (final norm frozen at h_L; additive);
+  * ``lens``: the logit lens of e + A_l + F_l — the embedding plus what block l really wrote in the
+    full model (norm recomputed);
+  * ``isolated=True``: W_U · norm_f(e + B_l(e)) from a real run where every other block is the
+    identity, i.e. block l applied to the bare embedding (the one-block path through the real
+    non-linearities).
+- Residual bandwidth: d_model against the dimensions each layer writes with (H·d_head for
+  attention, d_ff for the FFN), the numerical rank of those writes, and how much the heads'
+  output subspaces overlap: for orthonormal bases Q_i, Q_j of the column spaces of W_O^i, W_O^j,
+  overlap = ||Q_iᵀ Q_j||_F² / min(rank_i, rank_j) ∈ [0, 1] (the mean squared cosine of the
+  principal angles; 1 = one contains the other, ~d_head/d_model for random subspaces).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
+                      require_model)
+from ..adapters.base import require_module
+from ..engine import model_left_as_found
+
+
+class DirectPath(Table):
+    """Result of :func:`direct_path`: per position the top tokens of W_U · norm_f(e).
+
+    top_ids / top_probs [T, k]; input_rank [T] rank of the input token itself;
+    repeats_input: fraction of positions whose top token is the input token.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, _ = plotly()
+        T, k = self.top_ids.shape
+        text = [[repr(t) for t in row] for row in self.top_texts]
+        fig = go.Figure(go.Heatmap(z=self.top_probs.T.tolist(), text=list(map(list, zip(*text))), texttemplate="%{text}",
+                                   x=[f"{i}:{t!r}" for i, t in enumerate(self.tokens)], y=[f"#{j + 1}" for j in range(k)],
+                                   colorscale="Blues", zmin=0, zmax=1,
+                                   hovertemplate="%{x} → %{text}: p=%{z:.3f}<extra></extra>"))
+        fig.update_layout(title=f"direct path W_U·norm_f(e): top token = input token at {self.repeats_input:.0%} "
+                                "of positions", yaxis_autorange="reversed", height=300 + 20 * k)
+        return fig
+
+
+def direct_path(dec, k: int = 5) -> DirectPath:
+    """The direct path (no blocks) at every position: top-``k`` next tokens of W_U · norm_f(e)."""
+    e = dec.states[dec.n_embed - 1]  # [T, d]
+    z = dec.readout.logits(e).cpu()
+    logp = z - torch.logsumexp(z, -1, keepdim=True)
+    top_lp, top_ids = logp.topk(k, -1)
+    ids = dec.token_ids
+    input_rank = (z > z.gather(1, ids[:, None])).sum(-1)
+    top_texts = [[dec.token_text(i) for i in row] for row in top_ids.tolist()]
+    rows = [dict(position=t, token=dec.tokens[t], top=top_texts[t][0], top_prob=float(top_lp[t, 0].exp()),
+                 input_rank=int(input_rank[t]), tops=list(zip(top_texts[t], top_lp[t].exp().tolist())))
+            for t in range(len(ids))]
+    return DirectPath(top_ids=top_ids, top_probs=top_lp.exp(), top_texts=top_texts, tokens=dec.tokens,
+                      input_rank=input_rank, repeats_input=float((top_ids[:, 0] == ids).float().mean()), rows=rows)
+
+
+class BlockPaths(Table):
+    """Result of :func:`block_paths`, per block l (rows):
+
+    dla_attn / dla_mlp / dla_block [L]: DLA of A_l, F_l, A_l + F_l to the target (additive).
+    lens_logprob [L]: log p(target | e + A_l + F_l); direct_logprob: log p(target | e);
+    lens_top: top tokens of e + A_l + F_l.
+    isolated_logprob [L] / isolated_top (with isolated=True): the run with only block l active.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self):
+        go, make_subplots = plotly()
+        L = len(self.dla_block)
+        names = [f"block {l}" for l in range(L)]
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                            subplot_titles=(f"DLA of each block's delta to {self.target!r}",
+                                            "log p(target) of e + one block"))
+        fig.add_bar(x=names, y=self.dla_attn.tolist(), name="attention", row=1, col=1)
+        fig.add_bar(x=names, y=self.dla_mlp.tolist(), name="FFN", row=1, col=1)
+        fig.add_scatter(x=names, y=self.lens_logprob.tolist(), mode="lines+markers", name="lens of e + A_l + F_l",
+                        hovertext=[f"top {t[0][0]!r}" for t in self.lens_top], row=1, col=2)
+        if self.isolated_logprob is not None:
+            fig.add_scatter(x=names, y=self.isolated_logprob.tolist(), mode="lines+markers",
+                            name="only block l active (re-run)",
+                            hovertext=[f"top {t!r}" for t in self.isolated_top], row=1, col=2)
+        fig.add_hline(y=self.direct_logprob, line_dash="dot", annotation_text="direct path", row=1, col=2)
+        fig.update_layout(barmode="relative", title=f"single-block paths at position {self.position}", height=440)
+        return fig
+
+
+def block_paths(dec, target=None, position: int = -1, k: int = 5, isolated: bool = False) -> BlockPaths:
+    """Single-block paths to ``target`` (default: the model's prediction) at ``position``."""
+    pos = dec._position(position)
+    tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
+    L = dec.n_layers
+    dla = dec.contributions(tid, pos, "dla")
+    dla_attn = dla[[dec.attn_index(l) for l in range(L)]]
+    dla_mlp = dla[[dec.mlp_index(l) for l in range(L)]]
+    e = dec.states[dec.n_embed - 1, pos]
+    block = torch.stack([dec.deltas[dec.attn_index(l), pos] + dec.deltas[dec.mlp_index(l), pos] for l in range(L)])
+    z = dec.readout.logits(torch.cat([e[None], e[None] + block])).cpu()
+    logp = z - torch.logsumexp(z, -1, keepdim=True)
+    top_lp, top_ids = logp[1:].topk(k, -1)
+    lens_top = [[(dec.token_text(i), float(p)) for i, p in zip(ids, lp.exp().tolist())]
+                for ids, lp in zip(top_ids.tolist(), top_lp)]
+    iso_lp = iso_top = None
+    if isolated:
+        iso = _only_block_logits(dec, pos)
+        iso_lp = (iso[:, tid] - torch.logsumexp(iso, -1))[:L]
+        iso_top = [dec.token_text(i) for i in iso[:L].argmax(-1).tolist()]
+    rows = []
+    for l in range(L):
+        row = dict(block=l, dla_attn=float(dla_attn[l]), dla_mlp=float(dla_mlp[l]),
+                   dla_block=float(dla_attn[l] + dla_mlp[l]), lens_logprob=float(logp[l + 1, tid]),
+                   lens_top=lens_top[l][0][0])
+        if isolated:
+            row.update(isolated_logprob=float(iso_lp[l]), isolated_top=iso_top[l])
+        rows.append(row)
+    return BlockPaths(target_id=tid, target=dec.token_text(tid), position=pos, dla_attn=dla_attn, dla_mlp=dla_mlp,
+                      dla_block=dla_attn + dla_mlp, lens_logprob=logp[1:, tid], direct_logprob=float(logp[0, tid]),
+                      lens_top=lens_top, isolated_logprob=iso_lp, isolated_top=iso_top, rows=rows)
+
+
+def _only_block_logits(dec, pos: int, batch_size: int = 8) -> torch.Tensor:
+    """[L+1, V] logits at ``pos`` of runs where only block l is active (row L: none)."""
+    model = require_model(dec)
+    adapter, layers = model_parts(model, dec.adapter)
+    L = len(layers)
+    final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+    ids = dec.token_ids[: pos + 1]
+    finals = []
+    for start in range(0, L + 1, batch_size):
+        rows_here = list(range(start, min(L + 1, start + batch_size)))
+        with hooks() as handles:
+            for l in range(L):
+                mask = torch.tensor([r != l for r in rows_here])  # identity everywhere but row l
+                handles.append(layers[l].register_forward_hook(identity_block_hook(mask), with_kwargs=True))
+            seen: list = []
+            handles.append(final_norm.register_forward_pre_hook(
+                lambda m, a, kw: seen.append((a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True))
+            with model_left_as_found(model):
+                model(input_ids=ids[None].expand(len(rows_here), -1).to(input_device(model)), use_cache=False)
+        finals.append(seen[0][:, pos].float().to(dec.readout.device))
+    return dec.readout.logits(torch.cat(finals)).cpu()
+
+
+class Bandwidth(Table):
+    """Result of :func:`bandwidth`.
+
+    d_model; per layer (rows): attn_dims (H·d_head), mlp_dims (d_ff), attn_rank / mlp_rank
+    (numerical rank of the write matrices), head_ranks [L, H];
+    head_overlap [L, H, H] normalised Frobenius overlap of the heads' output subspaces;
+    mean_overlap [L] mean off-diagonal overlap; random_overlap: the expected value for random
+    subspaces of the same size (d_head / d_model).
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def figure(self, layer: int | None = None):
+        go, make_subplots = plotly()
+        L = len(self.rows)
+        show = int(self.mean_overlap.argmax()) if layer is None else layer % L
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                            subplot_titles=("dimensions written per layer vs d_model",
+                                            f"head output-subspace overlap, layer {show}"))
+        names = [f"L{l}" for l in range(L)]
+        fig.add_bar(x=names, y=[r["attn_rank"] for r in self.rows], name="attention rank", row=1, col=1)
+        fig.add_bar(x=names, y=[r["mlp_rank"] for r in self.rows], name="FFN rank", row=1, col=1)
+        fig.add_scatter(x=names, y=[r["mlp_dims"] for r in self.rows], mode="lines", name="d_ff", row=1, col=1)
+        fig.add_scatter(x=names, y=[r["attn_dims"] for r in self.rows], mode="lines", name="H·d_head", row=1, col=1)
+        fig.add_hline(y=self.d_model, line_dash="dot", annotation_text=f"d_model={self.d_model}", row=1, col=1)
+        H = self.head_overlap.shape[1]
+        fig.add_heatmap(z=self.head_overlap[show].tolist(), x=[f"H{h}" for h in range(H)], y=[f"H{h}" for h in range(H)],
+                        zmin=0, zmax=1, colorscale="Viridis", row=1, col=2,
+                        hovertemplate="%{y}·%{x}: %{z:.3f}<extra></extra>")
+        fig.update_layout(title=f"residual bandwidth (random-subspace overlap ≈ {self.random_overlap:.3f})",
+                          height=440, barmode="group")
+        return fig
+
+
+def _orthonormal(W: torch.Tensor, rtol: float) -> torch.Tensor:
+    U, S, _ = torch.linalg.svd(W.double(), full_matrices=False)
+    r = int((S > rtol * S[0]).sum()) if S.numel() and S[0] > 0 else 0
+    return U[:, :r]
+
+
+def bandwidth(source, rtol: float = 1e-5) -> Bandwidth:
+    """Residual bandwidth of a model (or of a Decomposition's model), from the weights alone.
+
+    A post-norm's gain (Gemma 2/3) is part of what a sub-layer writes, so it is applied to the
+    columns; ranks count singular values above ``rtol`` × the largest.
+    """
+    from ..core import Decomposition, LayerWeights
+
+    if isinstance(source, Decomposition):
+        weights, L, H, d = source._weights, source.n_layers, source.n_heads, source.d_model
+        adapter = source.adapter
+    else:
+        adapter, layers = model_parts(source)
+        weights, L = LayerWeights(layers, adapter), len(layers)
+        cfg = source.config
+        H = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
+        d = None
+    rows, overlaps, head_ranks = [], [], []
+    for l in range(L):
+        W_O, _ = weights.attn_out(l)
+        W_out, _ = weights.mlp_out(l)
+        W_O, W_out = W_O.cpu(), W_out.cpu()
+        d = W_O.shape[0]
+        for kind in ("attn", "mlp"):
+            post = weights.norm(l, f"{kind}_post") if getattr(adapter, f"{kind}_post_norm", None) else None
+            if post is not None:
+                if kind == "attn":
+                    W_O = W_O * post.gain[:, None]
+                else:
+                    W_out = W_out * post.gain[:, None]
+        dh = W_O.shape[1] // H
+        Qs = [_orthonormal(W_O[:, h * dh:(h + 1) * dh], rtol) for h in range(H)]
+        ranks = [q.shape[1] for q in Qs]
+        ov = torch.zeros(H, H)
+        for i in range(H):
+            for j in range(H):
+                m = min(ranks[i], ranks[j])
+                ov[i, j] = 0.0 if m == 0 else float((Qs[i].T @ Qs[j]).pow(2).sum() / m)
+        overlaps.append(ov)
+        head_ranks.append(ranks)
+        attn_rank = _orthonormal(W_O, rtol).shape[1]
+        mlp_rank = _orthonormal(W_out, rtol).shape[1]
+        off = ov[~torch.eye(H, dtype=torch.bool)]
+        rows.append(dict(layer=l, d_model=d, attn_dims=W_O.shape[1], attn_rank=attn_rank, mlp_dims=W_out.shape[1],
+                         mlp_rank=mlp_rank, mean_head_overlap=float(off.mean()) if off.numel() else 0.0,
+                         max_head_overlap=float(off.max()) if off.numel() else 0.0))
+    head_overlap = torch.stack(overlaps)
+    return Bandwidth(d_model=d, n_heads=H, d_head=dh, rows=rows, head_overlap=head_overlap,
+                     head_ranks=torch.tensor(head_ranks),
+                     mean_overlap=torch.tensor([r["mean_head_overlap"] for r in rows]),
+                     random_overlap=dh / d)
