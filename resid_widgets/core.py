@@ -17,7 +17,7 @@ from .errors import (AdditivityError, NonFiniteWarning, PromptError, TargetError
                      UnsupportedModelError)
 from .lens import LensResult, Readout
 from .norms import Norm
-from .weights import linear_weight, module_device
+from .weights import linear_weight, materialized, module_device
 
 
 # --------------------------------------------------------------------------------------------
@@ -38,18 +38,18 @@ class LayerWeights:
         """(W_O [d_model, H*d_head], b_O [d_model] or None)."""
         module = require_module(self._layers[layer], self._adapter.attn_out_proj,
                                 "attention output projection", self._adapter)
-        return linear_weight(module)
+        return linear_weight(module, self._layers[layer])
 
     def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W_out [d_model, d_ff], b_out [d_model] or None)."""
         module = require_module(self._layers[layer], self._adapter.mlp_out_proj,
                                 "FFN output projection", self._adapter)
-        return linear_weight(module)
+        return linear_weight(module, self._layers[layer])
 
     def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(K [d_ff, d_model], b [d_ff] or None): each row is one neuron's key (gate for gated FFNs)."""
         module = require_module(self._layers[layer], self._adapter.mlp_key, "FFN key", self._adapter)
-        weight, bias = linear_weight(module)
+        weight, bias = linear_weight(module, self._layers[layer])
         if self._adapter.mlp_key_rows == "first_half":
             half = weight.shape[0] // 2
             weight, bias = weight[:half], (None if bias is None else bias[:half])
@@ -61,8 +61,11 @@ class LayerWeights:
         if key not in self._norms:
             path = getattr(self._adapter, f"{which}_norm")
             module = get_module(self._layers[layer], path) if path else None
-            self._norms[key] = (None if module is None else
-                                Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset))
+            if module is None:
+                self._norms[key] = None
+            else:
+                with materialized(module, self._layers[layer]):
+                    self._norms[key] = Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset)
         return self._norms[key]
 
 
@@ -111,7 +114,7 @@ class Decomposition:
         self.token_ids = token_ids
         self.labels = list(labels)
         self.deltas = deltas
-        self.logits = logits
+        self._logits = logits
         self.readout = readout
         self.n_heads = n_heads
         self.n_layers = len(head_inputs)
@@ -125,15 +128,44 @@ class Decomposition:
         self.dtype = dtype
         self.additivity_error = additivity_error
         self.nonfinite = nonfinite or {}
-        self._head_inputs = head_inputs
-        self._neuron_acts = neuron_acts
+        self._head_inputs_raw = head_inputs
+        self._neuron_acts_raw = neuron_acts
         self._weights = weights
-        self._post_norm_inputs = post_norm_inputs or {}
+        self._post_norm_inputs_raw = post_norm_inputs or {}
         self._states: torch.Tensor | None = None
         self._lens_cache: dict[int, LensResult] = {}
         self.n_embed = len(self.labels) - 2 * self.n_layers
 
     # ---- basic views -----------------------------------------------------------------------
+    # Large captures may arrive on the model's device (a GPU); each moves to the CPU as fp32 the
+    # first time it is read, so a run pays host transfers only for what is used.
+    @staticmethod
+    def _on_cpu(value):
+        if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.dtype != torch.float32):
+            return value.float().cpu()
+        return value
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """[T, vocab] float32: the model's own output logits."""
+        self._logits = self._on_cpu(self._logits)
+        return self._logits
+
+    @property
+    def _head_inputs(self):
+        self._head_inputs_raw = self._on_cpu(self._head_inputs_raw)
+        return self._head_inputs_raw
+
+    @property
+    def _neuron_acts(self):
+        self._neuron_acts_raw = self._on_cpu(self._neuron_acts_raw)
+        return self._neuron_acts_raw
+
+    @property
+    def _post_norm_inputs(self):
+        self._post_norm_inputs_raw = {k: self._on_cpu(v) for k, v in self._post_norm_inputs_raw.items()}
+        return self._post_norm_inputs_raw
+
     @property
     def states(self) -> torch.Tensor:
         """[C, T, d_model] the stream after each component."""

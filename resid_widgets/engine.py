@@ -222,12 +222,10 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     labels = [label for label, _ in adapter.embeddings] or ["embed"]
     for i in range(L):
         labels += [f"attn.{i}", f"mlp.{i}"]
-    deltas = col.deltas.cpu()
     err = float(torch.stack(col.gaps).max())
-
     nonfinite = {}
-    if not bool(torch.isfinite(deltas).all()):
-        counts = (~torch.isfinite(deltas)).flatten(1).sum(1).tolist()
+    if not bool(torch.isfinite(col.deltas).all()):  # checked where the deltas are (GPU: fast)
+        counts = (~torch.isfinite(col.deltas)).flatten(1).sum(1).tolist()
         nonfinite = {lab: int(n) for lab, n in zip(labels, counts) if n}
         warnings.warn(NonFiniteWarning(
             f"NaN/inf in the model's activations: {nonfinite} (values per component). They are kept "
@@ -254,13 +252,13 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
 
     config = model.config
     n_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
-    per_layer = {k: v.cpu() for k, v in col.per_layer.items()}
+    per_layer = col.per_layer  # moved to the CPU lazily by the Decomposition, when first read
     post_inputs = {kind: per_layer.get(f"{kind}_post_in") for kind in ("attn", "mlp")}
     name = getattr(config, "_name_or_path", "") or type(model).__name__
     return Decomposition(
         tokens=[tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
         else [f"<{int(t)}>" for t in token_ids],
-        token_ids=token_ids, labels=labels, deltas=deltas, logits=logits.float().cpu(),
+        token_ids=token_ids, labels=labels, deltas=col.deltas.cpu(), logits=logits.detach(),
         readout=readout, n_heads=n_heads, head_inputs=per_layer["z"], neuron_acts=per_layer["acts"],
         weights=LayerWeights(layers, adapter), post_norm_inputs=post_inputs,
         parallel_residual=adapter.is_parallel(config), tokenizer=tokenizer, model=model, adapter=adapter,

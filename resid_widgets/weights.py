@@ -13,23 +13,50 @@ import torch
 
 
 @contextmanager
-def materialized(module: torch.nn.Module):
-    """Within the block, ``module``'s parameters are real tensors (not ``meta``)."""
-    hook = getattr(module, "_hf_hook", None)
+def materialized(module: torch.nn.Module, root: torch.nn.Module | None = None):
+    """Within the block, ``module``'s parameters are real tensors (not ``meta``).
+
+    ``root`` (an ancestor, e.g. the decoder layer) is searched for the hook that loads them when
+    accelerate hooked a parent rather than ``module`` itself (``preload_module_classes``).
+    """
     offloaded = any(p.device.type == "meta" for p in module.parameters(recurse=False))
-    if hook is None or not offloaded or not hasattr(hook, "pre_forward"):
+    owner = _loading_owner(module, root) if offloaded else None
+    if owner is None:
         yield module
         return
-    hook.pre_forward(module)
+    owner._hf_hook.pre_forward(owner)
     try:
         yield module
     finally:
-        hook.post_forward(module, None)
+        owner._hf_hook.post_forward(owner, None)
 
 
-def linear_weight(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(W [out, in], b [out] or None) of a Linear or of GPT-2's transposed Conv1D, as fp32 copies."""
-    with materialized(module):
+def _loading_owner(module: torch.nn.Module, root: torch.nn.Module | None) -> torch.nn.Module | None:
+    """``module`` if it has an accelerate hook, else its nearest ancestor under ``root`` whose
+    hook loads its submodules' offloaded weights, else None."""
+    if hasattr(getattr(module, "_hf_hook", None), "pre_forward"):
+        return module
+    if root is None:
+        return None
+    path = next((name for name, m in root.named_modules() if m is module), None)
+    if not path:
+        return None
+    parts = path.split(".")
+    for n in range(len(parts) - 1, -1, -1):
+        ancestor = root.get_submodule(".".join(parts[:n]))
+        hook = getattr(ancestor, "_hf_hook", None)
+        hooks = getattr(hook, "hooks", [hook])  # a SequentialHook or one hook
+        if any(getattr(h, "offload", False) and getattr(h, "place_submodules", False) for h in hooks):
+            return ancestor
+    return None
+
+
+def linear_weight(module: torch.nn.Module, root: torch.nn.Module | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(W [out, in], b [out] or None) of a Linear or of GPT-2's transposed Conv1D, as fp32 copies.
+
+    ``root``: see :func:`materialized`."""
+    with materialized(module, root):
         weight = module.weight.detach()
         if type(module).__name__ == "Conv1D":  # GPT-2 stores [in, out]
             weight = weight.t()

@@ -202,7 +202,7 @@ def test_wrong_adapter_is_caught_by_additivity_check():
 def test_half_precision_accumulates_in_fp32(dtype):
     model = build("llama").to(dtype)
     dec = rw.decompose(model, random_ids(9))
-    assert dec.deltas.dtype == torch.float32 and dec.dtype == dtype
+    assert dec.deltas.dtype == torch.float32 and dec.logits.dtype == torch.float32 and dec.dtype == dtype
     assert dec.additivity_error < 5e-2
     with torch.no_grad():
         ref = model(random_ids(9)[None]).logits[0].float()

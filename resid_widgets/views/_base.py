@@ -73,7 +73,7 @@ class ResidView(anywidget.AnyWidget):
         if target is not None and not (isinstance(target, str) and target == ""):
             extra = [target] + extra
         try:
-            data = P.build_payload(dec, targets=extra, position=position, k=k)
+            data = P.build_payload(dec, targets=extra, position=position, k=k, heads=bool(kwargs.get("per_head")))
         except Exception as exc:  # show the problem in the cell, never a blank area
             super().__init__(_error=f"cannot show this decomposition: {type(exc).__name__}: {exc}", **kwargs)
             return
@@ -144,7 +144,7 @@ class ResidView(anywidget.AnyWidget):
         found = self._find_target(tid)
         if found is not None:
             return found
-        tp = P.target_payload(self._dec, tid, source="user", head_positions=[self._meta["position"]])
+        tp = P.target_payload(self._dec, tid, lens=self._dec.logit_lens(k=self._meta["k"]), source="user")
         vocab = dict(self._vocab)
         vocab[str(tid)] = tp["text"]
         self._vocab = vocab
@@ -194,7 +194,19 @@ class ResidView(anywidget.AnyWidget):
         panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
         extra["_panes"] = panes
         extra["_panes_note"] = note
-        extra["__notes__"] = [note]
+        notes = [note]
+        # per-head values of the current target at the selected position (computed now if missing)
+        try:
+            tp = self._target_entry()
+            if tp is not None:
+                new = [dict(x, heads=dict(x["heads"])) for x in self._targets]
+                mine = next(x for x in new if x["id"] == tp["id"])
+                P.add_heads(self._dec, mine, sel_pos)
+                extra["_targets"] = new
+                notes.append(f"per-head values embedded for {P.display_token(tp['text'])} at position {sel_pos}; other targets/positions need the kernel")
+        except Exception as exc:  # per-head is optional
+            notes.append(f"per-head values left out ({type(exc).__name__}: {exc})")
+        extra["__notes__"] = notes
         return extra
 
     def _repr_keys(self):  # pragma: no cover - cosmetic

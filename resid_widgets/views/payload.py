@@ -162,14 +162,14 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
     return out
 
 
-def add_heads(dec, tpayload: dict, position: int) -> dict:
+def add_heads(dec, tpayload: dict, position: int, methods=("dla", "logprob")) -> dict:
     """Add per-head contributions of a target at ``position`` (in place); returns the entry."""
     p = _position(dec, position)
     key = str(p)
-    if key in tpayload["heads"]:
-        return tpayload["heads"][key]
-    entry = {}
-    for method in ("dla", "logprob"):
+    entry = dict(tpayload["heads"].get(key, {}))
+    for method in methods:
+        if method in entry:
+            continue
         try:
             h = _np(dec.head_contributions(tpayload["id"], position=p, method=method)).astype(np.float32)
         except Exception as exc:  # engine may not support per-head for every family
@@ -190,19 +190,24 @@ def _next_prob(dec, lens) -> np.ndarray:
     nxt = ids[1:]
     readout = getattr(dec, "readout", None)
     lse = getattr(lens, "logsumexp", None)
-    if readout is not None and lse is not None and hasattr(readout, "target_logits"):
-        # exact and cheap: only the columns whose next token is tid, per distinct tid
+    if readout is not None and lse is not None and all(hasattr(readout, a) for a in ("norm", "unembed", "cap")):
+        # exact, one batched pass: normed states . W_U[next token of each column]
         try:
-            lse = _np(lse).astype(np.float64)
-            states = dec.states
-            groups: dict[int, list[int]] = {}
-            for t, tid in enumerate(nxt):
-                groups.setdefault(int(tid), []).append(t)
-            d = states.shape[-1]
-            for tid, cols in groups.items():
-                h = states[:, cols, :].reshape(-1, d)
-                z = _np(readout.target_logits(h, tid)).astype(np.float64).reshape(C, len(cols))
-                out[:, cols] = np.exp(z - lse[:, cols])
+            import torch
+
+            with torch.no_grad():
+                states = dec.states[:, : T - 1, :]
+                d = states.shape[-1]
+                dev = readout.unembed.device
+                x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)
+                nxt_t = torch.as_tensor(nxt, device=dev)
+                w = readout.unembed[nxt_t].to(torch.float32)  # [T-1, d]
+                z = torch.einsum("ctd,td->ct", x, w)
+                if getattr(readout, "unembed_bias", None) is not None:
+                    z = z + readout.unembed_bias[nxt_t].to(torch.float32)
+                z = readout.cap(z)
+                lp = z.cpu().double().numpy() - _np(lse).astype(np.float64)[:, : T - 1]
+            out[:, : T - 1] = np.exp(lp)
             return out
         except Exception:
             out[:] = np.nan
@@ -250,7 +255,7 @@ def default_targets(dec, position: int = -1, n_alternatives: int = 2, n_next: in
     return out
 
 
-def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 10) -> dict:
+def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 10, heads: bool = False) -> dict:
     """All synced data of a view: returns trait values ``_meta, _arrays, _targets, _vocab``."""
     C = len(dec.labels)
     T = len(dec.tokens)
@@ -272,7 +277,7 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     wanted: list[tuple[Any, str]] = [(t, "user") for t in targets]
     wanted += default_targets(dec, p)
     for t, source in wanted:
-        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p])
+        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p] if heads else [])
         if tp["id"] in seen:
             continue
         seen.add(tp["id"])
