@@ -28,6 +28,14 @@ export function createCellGrid(root, opts) {
   let baseDirty = true;
   let selected = opts.selected || [C - 1, T - 1];
   const dpr = () => Math.min(window.devicePixelRatio || 1, 2);
+  // theme colours, read once per layout (getComputedStyle forces a style pass: not on every click)
+  let colours = null;
+  function readColours() {
+    const st = getComputedStyle(root);
+    const v = (n, d) => st.getPropertyValue(n).trim() || d;
+    colours = { fg: v("--rw-fg", "#000"), muted: v("--rw-muted", "#666"), sel: v("--rw-sel", "#ff2d95"), bg: v("--rw-bg", "#fff"), grid: v("--rw-grid", "rgba(255,255,255,0.5)") };
+    return colours;
+  }
 
   function measureLabels() {
     const ctx = labels.getContext("2d");
@@ -69,23 +77,46 @@ export function createCellGrid(root, opts) {
     return lay;
   }
 
+  // row labels: every label drawn once into a cached layer; a selection change redraws one row
+  let labelBase = null, labelsDirty = true, labelsSized = "";
   function paintLabels() {
     const H = lay.headerH + lay.gridH;
-    const ctx = sizeCanvas(labels, labelW, H);
-    ctx.clearRect(0, 0, labelW, H);
-    ctx.font = FONT;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    const style = getComputedStyle(root);
-    const fg = style.getPropertyValue("--rw-fg").trim() || "#000";
-    const muted = style.getPropertyValue("--rw-muted").trim() || "#666";
+    const d = dpr();
+    const { fg, muted } = colours || readColours();
     const every = lay.cellH >= 10 ? 1 : Math.ceil(10 / lay.cellH);
-    for (let c = 0; c < C; c++) {
-      const isSel = c === selected[0];
-      if (!isSel && c % every !== 0 && c !== C - 1) continue;
-      ctx.fillStyle = isSel ? fg : muted;
-      ctx.font = isSel ? `600 ${FONT}` : FONT;
-      ctx.fillText(rowLabels[c], labelW - 5, lay.headerH + c * lay.cellH + lay.cellH / 2);
+    if (labelsDirty || !labelBase) {
+      if (!labelBase) labelBase = document.createElement("canvas");
+      labelBase.width = Math.max(1, Math.round(labelW * d));
+      labelBase.height = Math.max(1, Math.round(H * d));
+      const b = labelBase.getContext("2d");
+      b.setTransform(d, 0, 0, d, 0, 0);
+      b.font = FONT;
+      b.textAlign = "right";
+      b.textBaseline = "middle";
+      b.fillStyle = muted;
+      for (let c = 0; c < C; c++) {
+        if (c % every !== 0 && c !== C - 1) continue;
+        b.fillText(rowLabels[c], labelW - 5, lay.headerH + c * lay.cellH + lay.cellH / 2);
+      }
+      labelsDirty = false;
+    }
+    const key = `${labelW}x${H}`;
+    let ctx;
+    if (key !== labelsSized) { ctx = sizeCanvas(labels, labelW, H); labelsSized = key; }
+    else ctx = labels.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, labels.width, labels.height);
+    ctx.drawImage(labelBase, 0, 0);
+    ctx.setTransform(d, 0, 0, d, 0, 0);
+    const c = selected[0];
+    if (c >= 0 && c < C) {
+      const y = lay.headerH + c * lay.cellH;
+      ctx.clearRect(0, y - 6 + lay.cellH / 2, labelW, 12);
+      ctx.font = `600 ${FONT}`;
+      ctx.textAlign = "right";
+      ctx.textBaseline = "middle";
+      ctx.fillStyle = fg;
+      ctx.fillText(rowLabels[c], labelW - 5, y + lay.cellH / 2);
     }
   }
 
@@ -98,9 +129,7 @@ export function createCellGrid(root, opts) {
     base.height = Math.max(1, Math.round(H * d));
     const ctx = base.getContext("2d");
     ctx.setTransform(d, 0, 0, d, 0, 0);
-    const style = getComputedStyle(root);
-    const fg = style.getPropertyValue("--rw-fg").trim() || "#000";
-    const muted = style.getPropertyValue("--rw-muted").trim() || "#666";
+    const { fg, muted } = colours || readColours();
     // header
     ctx.font = FONT;
     ctx.fillStyle = muted;
@@ -129,7 +158,7 @@ export function createCellGrid(root, opts) {
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(small, 0, lay.headerH, lay.gridW, lay.gridH);
     // thin separators when cells are large enough
-    const sep = style.getPropertyValue("--rw-grid").trim() || "rgba(255,255,255,0.5)";
+    const sep = colours.grid;
     ctx.fillStyle = sep;
     if (lay.cellW >= 8) for (let i = 1; i < T; i++) ctx.fillRect(i * lay.cellW, lay.headerH, 1, lay.gridH);
     if (lay.cellH >= 8) for (let c = 1; c < C; c++) ctx.fillRect(0, lay.headerH + c * lay.cellH, lay.gridW, 1);
@@ -146,21 +175,22 @@ export function createCellGrid(root, opts) {
     if (!lay) computeLayout();
     if (baseDirty) paintBase();
     const W = lay.gridW, H = lay.headerH + lay.gridH;
-    const ctx = sizeCanvas(cells, W, H);
+    let ctx;
+    if (cellsSized !== `${W}x${H}`) { ctx = sizeCanvas(cells, W, H); cellsSized = `${W}x${H}`; }
+    else ctx = cells.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, cells.width, cells.height);
     ctx.drawImage(base, 0, 0);
     ctx.setTransform(dpr(), 0, 0, dpr(), 0, 0);
     const [c, i] = selected;
     if (c >= 0 && c < C && i >= 0 && i < T) {
-      const style = getComputedStyle(root);
-      const sel = style.getPropertyValue("--rw-sel").trim() || "#ff2d95";
+      const { sel, bg } = colours || readColours();
       const x = i * lay.cellW, y = lay.headerH + c * lay.cellH;
       // column marker in the header and a frame around the cell
       ctx.fillStyle = sel;
       ctx.fillRect(x, lay.headerH - 3, Math.max(2, lay.cellW), 3);
       ctx.lineWidth = 2;
-      ctx.strokeStyle = style.getPropertyValue("--rw-bg").trim() || "#fff";
+      ctx.strokeStyle = bg;
       ctx.strokeRect(x - 1, y - 1, Math.max(2, lay.cellW) + 2, Math.max(2, lay.cellH) + 2);
       ctx.strokeStyle = sel;
       ctx.strokeRect(x, y, Math.max(2, lay.cellW), Math.max(2, lay.cellH));
@@ -187,9 +217,14 @@ export function createCellGrid(root, opts) {
     hits.replaceChildren(frag);
   }
 
+  let cellsSized = "";
   function full() {
+    readColours();
     computeLayout();
     baseDirty = true;
+    labelsDirty = true;
+    labelsSized = "";
+    cellsSized = "";
     paint();
     buildHits();
   }

@@ -81,6 +81,21 @@ export function guard(root, f) {
   }
 }
 
+/**
+ * fn, run once after the next frame has been painted (calls in between coalesce). Secondary
+ * updates (bars, pane, top-k list) go through this so a click repaints the grid within one frame.
+ */
+export function afterPaint(fn) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    const run = () => { pending = false; try { fn(); } catch (e) { console.warn("resid_widgets:", e); } };
+    if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => setTimeout(run, 0));
+    else setTimeout(run, 0);
+  };
+}
+
 /** A group of toggle buttons. */
 export function segmented(options, value, onchange, title, attr) {
   const wrap = h("span", { class: "rw-seg", role: "group", title });

@@ -5,7 +5,7 @@ import { PART_COLORS, cssAt, rgbAt, textOn } from "../shared/colors.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { makeTooltip } from "../shared/tooltip.js";
-import { segmented } from "./common.js";
+import { afterPaint, segmented } from "./common.js";
 
 /** Rows of the chart at one position: [{label, parts: [{kind, label, value}]}]. */
 export function barRows(meta, values, group) {
@@ -95,8 +95,12 @@ export function mountContributionBars(root, store, opts = {}) {
     }
   }
 
-  function draw() {
+  let lastKey = "";
+  function draw(force) {
     const method = store.get("method") || "dla";
+    const key = [method, group, store.get("target"), store.get("per_head"), position(), root.clientWidth, store.targets().length].join("|");
+    if (key === lastKey && force !== true) return;
+    lastKey = key;
     methodSeg.setValue(method);
     root.setAttribute("data-rw-method", method);
     groupSeg.setValue(group);
@@ -187,7 +191,7 @@ export function mountContributionBars(root, store, opts = {}) {
     if (entry && entry.error) { heads.replaceChildren(messageBox(`per-head values are not available: ${entry.error}`, "info")); return; }
     heads.replaceChildren(h("div", { class: "rw-note", text: "per-head values: asking the kernel…" }));
     store.ensureHeads(t.text, p).then(
-      () => { if (my === headsToken) draw(); },
+      () => { if (my === headsToken) draw(true); },
       (e) => { if (my === headsToken) heads.replaceChildren(messageBox(`per-head values for position ${p}: ${e.message || e}`, "info")); }
     );
   }
@@ -231,6 +235,8 @@ export function mountContributionBars(root, store, opts = {}) {
 
   draw();
   const redraw = () => { try { draw(); } catch (e) { console.warn(e); } };
-  for (const n of ["method", "target", "per_head", "_targets", follow === "selected" ? "selected" : "position"]) offs.push(store.on(n, redraw));
-  return { resize: redraw, retheme: redraw, chooseTarget, destroy() { offs.forEach((f) => f()); } };
+  const redrawAll = () => { try { draw(true); } catch (e) { console.warn(e); } };
+  for (const n of ["method", "target", "per_head", "_targets"]) offs.push(store.on(n, redraw));
+  offs.push(store.on(follow === "selected" ? "selected" : "position", afterPaint(redraw)));
+  return { resize: redraw, retheme: redrawAll, chooseTarget, destroy() { offs.forEach((f) => f()); } };
 }

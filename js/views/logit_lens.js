@@ -6,7 +6,7 @@ import { createCellGrid } from "../shared/cellgrid.js";
 import { lut, textOn } from "../shared/colors.js";
 import { fmt } from "../shared/scale.js";
 import { displayToken, clip } from "../shared/tokens.js";
-import { colorize, legend, normalizerFor } from "./common.js";
+import { afterPaint, colorize, legend, normalizerFor } from "./common.js";
 
 export function mountLogitLens(root, store, opts = {}) {
   root.setAttribute("data-rw", "logit-lens");
@@ -105,7 +105,8 @@ export function mountLogitLens(root, store, opts = {}) {
   recolor();
   grid.full();
   drawInfo();
-  offs.push(store.on("selected", (sel) => { if (Array.isArray(sel)) { grid.select(sel, false); drawInfo(); } }));
+  const infoLater = afterPaint(drawInfo);
+  offs.push(store.on("selected", (sel) => { if (Array.isArray(sel)) { grid.select(sel, false); infoLater(); } }));
   offs.push(store.on("lens_color", () => { recolor(); grid.full(); }));
   offs.push(store.on("target", () => { if ((store.get("lens_color") || "top") === "target") { recolor(); grid.full(); } drawInfo(); }));
   return { resize() { grid.full(); }, retheme() { grid.full(); }, grid, destroy() { offs.forEach((f) => f()); } };

@@ -4,7 +4,7 @@ import { makeTooltip } from "../shared/tooltip.js";
 import { createCellGrid } from "../shared/cellgrid.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
-import { colorize, legend, metricValues, normalizerFor } from "./common.js";
+import { afterPaint, colorize, legend, metricValues, normalizerFor } from "./common.js";
 import { createPane } from "./pane.js";
 
 const METRICS = [
@@ -125,11 +125,12 @@ export function mountStreamGrid(root, store, opts = {}) {
     root.setAttribute("data-rw-selected", `${sel[0]},${sel[1]}`);
   }
 
+  const paneLater = afterPaint(() => pane && pane.update());
   function onSelected(sel) {
     if (!Array.isArray(sel)) return;
     setSelectedAttr(sel);
     grid.select(sel, false);
-    pane && pane.update();
+    paneLater();
   }
 
   recolor();

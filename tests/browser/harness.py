@@ -128,7 +128,7 @@ states.forEach((st, idx) => {
   window.rwModels.push(model);
   const el = document.getElementById("w" + idx);
   const t0 = performance.now();
-  try { mod.default.render({ model, el }); } catch (e) { window.rwErrors.push(String(e && e.stack || e)); }
+  try { (window.rwCleanup = window.rwCleanup || {})[idx] = mod.default.render({ model, el }); } catch (e) { window.rwErrors.push(String(e && e.stack || e)); }
   window.rwTimes.push(performance.now() - t0);
 });
 await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));

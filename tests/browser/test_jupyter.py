@@ -145,7 +145,9 @@ def test_dashboard_live_in_jupyterlab(lab):
             timeout=30000,
         )
         # the lens and bars followed the selection in the same dashboard
-        assert "at position 2" in dash.locator('[data-rw="contribution-bars"] .rw-title').inner_text()
+        from playwright.sync_api import expect
+
+        expect(dash.locator('[data-rw="contribution-bars"] .rw-title')).to_contain_text("at position 2")
         rw_errors = [e for e in errors if "resid_widgets" in e or "widget" in e.lower()]
         assert rw_errors == []
         browser.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from playwright.sync_api import expect
+
 from .harness import attach_kernel, have_chromium, launch, push_state, write_page
 
 pytestmark = [
@@ -139,24 +141,24 @@ def test_dashboard_views_are_linked_without_a_kernel(open_page, rw):
     lens = page.locator('[data-rw="logit-lens"]')
     lens.locator('[data-rw-cell="4,2"]').click()
     assert grid.get_attribute("data-rw-selected") == "4,2"
-    assert "at position 2" in bars.locator(".rw-title").inner_text()
+    expect(bars.locator(".rw-title")).to_contain_text("at position 2")
     # pick a target by clicking a token in the lens' top-k
     chips = lens.locator('[data-rw-part="topk"] .rw-chip[data-rw-precomputed="true"][aria-pressed="false"]')
     if chips.count():
         want = chips.first.inner_text().rsplit(" ", 1)[0]
         chips.first.click()
-        assert want in bars.locator(".rw-title").inner_text()
+        expect(bars.locator(".rw-title")).to_contain_text(want)
     other = lens.locator('[data-rw-part="topk"] .rw-chip[data-rw-precomputed="false"]')
     if other.count():
         other.first.click()
-        assert "needs the kernel" in other.first.inner_text()
+        expect(other.first).to_contain_text("needs the kernel")
     # a precomputed target chip in the bars also sets the target for the whole dashboard
     bars.locator(".rw-chip").nth(1).click()
-    assert bars.locator(".rw-chip").nth(1).get_attribute("aria-pressed") == "true"
+    expect(bars.locator(".rw-chip").nth(1)).to_have_attribute("aria-pressed", "true")
     # method switch
     bars.locator('[data-rw-method="logprob"]').click()
-    assert bars.get_attribute("data-rw-method") == "logprob"
-    assert "log p(final)" in bars.locator(".rw-summary").inner_text()
+    expect(bars).to_have_attribute("data-rw-method", "logprob")
+    expect(bars.locator(".rw-summary")).to_contain_text("log p(final)")
     pg.clean()
 
 
@@ -178,13 +180,12 @@ def test_pane_embedded_kernel_and_missing(open_page, rw):
     # ... but "project on target" works without it
     panes.nth(1).locator('[data-rw-mode="project"]').click()
     panes.nth(1).locator("canvas").wait_for(timeout=5000)
-    assert panes.nth(1).get_attribute("data-rw-pane-mode") == "project"
+    expect(panes.nth(1)).to_have_attribute("data-rw-pane-mode", "project")
     # 3: live, the kernel answers the pane request
     page.locator('[data-rw="stream-grid"]').nth(2).locator('[data-rw-cell="2,1"]').click()
     panes.nth(2).locator("canvas").wait_for(timeout=5000)
     panes.nth(2).locator('[data-rw-mode="raw"]').click()
-    panes.nth(2).locator("canvas").wait_for(timeout=5000)
-    assert "the stream vector" in panes.nth(2).inner_text()
+    expect(panes.nth(2)).to_contain_text("the stream vector")
     sent = page.evaluate("window.rwSent")
     assert any(m.get("type") == "pane" for m in sent)
     pg.clean()
