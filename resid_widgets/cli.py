@@ -117,6 +117,15 @@ def _load_model(spec: str | None, device: str):
     return model, tokenizer
 
 
+def _smollm2_cached() -> bool:
+    try:
+        from . import models
+
+        return (models.cache_dir() / "smollm2-135m-instruct" / "config.json").is_file()
+    except Exception:
+        return True
+
+
 def _make_view(rw: Any, view: str, dec: Any, targets: Sequence[str] | None, position: int):
     cls = getattr(rw, VIEWS[view], None)
     if cls is None:
@@ -158,6 +167,9 @@ def snapshot(args: argparse.Namespace) -> Path:
     try:
         bar.set_description(steps[0])
         import resid_widgets as rw
+
+        if args.model is None and not _smollm2_cached():
+            bar.set_description("converting SmolLM2 (once, ~35 s)")
         from .export import DEFAULT_BUDGET_BYTES, export_html
 
         model, tokenizer = _load_model(args.model, args.device)

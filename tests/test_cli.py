@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from resid_widgets import cli
+from test_export import browser, open_offline  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = [
@@ -116,6 +117,18 @@ def test_snapshot_from_model_folder(capsys, tmp_path, tiny_model_dir):
     assert "Paris" in text and "Rome" in text
     assert "running the model" in err  # the progress bar
     assert f"wrote {out}" in err
+
+
+@pytest.mark.browser
+def test_cli_snapshot_opens_offline(capsys, tmp_path, tiny_model_dir, open_offline):
+    if not (REPO / "resid_widgets" / "static" / "widget.js").exists():
+        pytest.skip("resid_widgets/static/widget.js is not built")
+    out = tmp_path / "dash.html"
+    rc, _, err = run_cli(capsys, "snapshot", "--prompt", "The capital of France is", "--model", str(tiny_model_dir), "-o", str(out), "-q")
+    assert rc == 0, err
+    pg = open_offline(out)
+    pg.page.wait_for_selector('[data-rw="dashboard"] [data-rw="stream-grid"]', timeout=10_000)
+    pg.check_clean()
 
 
 def test_bad_target_is_clear(capsys, tmp_path, tiny_model_dir):

@@ -430,3 +430,12 @@ def test_smollm2_dashboard_64_tokens_under_5mb(tmp_path, open_offline):
     assert pg.page.locator('[data-rw="dashboard"]').count() == 1
     pg.check_clean()
     shutil.copy(out, tmp_path / "keep.html")
+
+
+def test_runtime_is_inlinable_and_offline():
+    from resid_widgets.export import _runtime_js
+
+    js = _runtime_js()
+    assert "__rw_offline" in js and "</script" not in js.lower()
+    code = "\n".join(line for line in js.splitlines() if not line.lstrip().startswith("//"))
+    assert not re.search(r"https?://|\bfetch\s*\(|XMLHttpRequest|WebSocket", code)

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NB_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_residual_stream.ipynb", "02_where_paris_comes_from.ipynb", "03_heads_and_induction.ipynb"]
-MAX_SECONDS = 240  # "under a few minutes" each, model conversion excluded (cached by then)
+MAX_SECONDS = 300  # "under a few minutes" each (SmolLM2 conversion excluded: cached by then)
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
