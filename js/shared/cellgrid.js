@@ -6,6 +6,7 @@ import { cellLayout, hitCell, moveSelection } from "./scale.js";
 import { displayToken, clip } from "./tokens.js";
 
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+const MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
 
 export function createCellGrid(root, opts) {
   const { C, T, rowLabels, tokens, tooltip } = opts;
@@ -69,10 +70,10 @@ export function createCellGrid(root, opts) {
     if (lay.rotated) {
       // header tall enough for the longest (clipped) token
       const ctx = cells.getContext("2d");
-      ctx.font = FONT;
+      ctx.font = `${Math.min(11, lay.cellW - 1)}px ${MONO}`;
       let w = 0;
       for (const t of tokens) w = Math.max(w, ctx.measureText(clip(displayToken(t), 14)).width);
-      lay.headerH = Math.min(90, Math.max(24, Math.ceil(w) + 8));
+      lay.headerH = Math.min(100, Math.max(24, Math.ceil(w) + 10));
     }
     return lay;
   }
@@ -137,7 +138,7 @@ export function createCellGrid(root, opts) {
       ctx.textAlign = "left";
       ctx.textBaseline = "middle";
       const size = Math.min(11, lay.cellW - 1);
-      ctx.font = `${size}px ui-monospace, SFMono-Regular, Menlo, monospace`;
+      ctx.font = `${size}px ${MONO}`;
       for (let i = 0; i < T; i++) {
         ctx.save();
         ctx.translate(i * lay.cellW + lay.cellW / 2, lay.headerH - 3);

@@ -29,7 +29,8 @@ export function mountLogitLens(root, store, opts = {}) {
     C, T, rowLabels: labels, tokens, tooltip,
     ariaLabel: "logit lens: states by positions",
     selected: store.get("selected"),
-    layout: { maxCellW: 110, textMinW: 26, maxCellH: 18, minCellH: 5 },
+    // short prompts get rows tall enough to print the top token in every cell
+    layout: { maxCellW: 110, textMinW: 26, maxCellH: 18, minCellH: 5, maxHeight: T <= 32 ? Math.max(480, C * 13) : 480 },
     onSelect: (sel) => store.set("selected", sel),
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),
     tooltipLines: (c, i) => tip(c, i),

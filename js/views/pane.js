@@ -108,7 +108,7 @@ export function createPane(root, store, tooltip) {
     const width = Math.max(240, (body.clientWidth || 600) - 10);
     const labelW = 110;
     const stripW = width - labelW;
-    const rowH = vectors.length > 30 ? 8 : 13;
+    const rowH = vectors.length > 40 ? 10 : 13;
     const H = vectors.length * rowH + 16;
     const canvas = h("canvas");
     const g = sizeCanvas(canvas, width, H);
@@ -118,7 +118,7 @@ export function createPane(root, store, tooltip) {
     const muted = style.getPropertyValue("--rw-muted").trim() || "#666";
     const bins = Math.min(d, Math.floor(stripW));
     const px = stripW / bins;
-    g.font = '10px system-ui, sans-serif';
+    g.font = `${rowH >= 13 ? 10 : 9}px system-ui, sans-serif`;
     g.textBaseline = "middle";
     vectors.forEach((v, r) => {
       const y = r * rowH;

@@ -21,7 +21,7 @@ export function mountStreamGrid(root, store, opts = {}) {
   const offs = [];
 
   const metricSel = select(METRICS, store.get("metric") || "norm", (v) => store.set("metric", v), "what the colour shows");
-  const normSel = select([["row", "per row"], ["quantile", "quantiles"], ["global", "min–max"]], store.get("normalize") || "row", (v) => store.set("normalize", v), "colour normalisation");
+  const normSel = select([["row", "per row"], ["quantile", "quantiles"], ["global", "min–max"]], store.get("normalize") || "quantile", (v) => store.set("normalize", v), "colour normalisation");
   const excl = checkbox("exclude position 0", store.get("exclude_first"), (v) => store.set("exclude_first", v), "leave position 0 (often an attention sink with a huge norm) out of the colour scale");
   const legendSlot = h("span");
   const targetNote = h("span", { class: "rw-sub" });
@@ -36,6 +36,7 @@ export function mountStreamGrid(root, store, opts = {}) {
 
   const grid = createCellGrid(root, {
     C, T, rowLabels: labels, tokens, tooltip,
+    layout: { maxCellW: 120 },
     ariaLabel: "residual stream grid: states by positions",
     selected: store.get("selected"),
     onSelect: (sel) => store.set("selected", sel),
@@ -110,13 +111,13 @@ export function mountStreamGrid(root, store, opts = {}) {
     const metric = store.get("metric") || "norm";
     const tgt = store.get("target");
     mv = metricValues(store, metric, tgt);
-    norm = normalizerFor(mv, C, T, store.get("normalize") || "row", !!store.get("exclude_first"));
+    norm = normalizerFor(mv, C, T, store.get("normalize") || "quantile", !!store.get("exclude_first"));
     grid.setColors(colorize(mv.values, C, T, norm, mv.cmap));
     legendSlot.replaceChildren(legend(mv.cmap, norm, mv.label));
     const t = store.target(tgt);
     targetNote.textContent = metric === "prob" || metric === "dla" ? `target ${t ? displayToken(t.text) : "?"}` : "";
     metricSel.value = metric;
-    normSel.value = store.get("normalize") || "row";
+    normSel.value = store.get("normalize") || "quantile";
     normSel.disabled = !!mv.fixed;
     excl.input.checked = !!store.get("exclude_first");
   }

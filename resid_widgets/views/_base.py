@@ -51,7 +51,7 @@ class ResidView(anywidget.AnyWidget):
     method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
     position = t.Int(-1).tag(sync=True)
     metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
-    normalize = t.Enum(NORMALIZE, default_value="row").tag(sync=True)
+    normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
     exclude_first = t.Bool(False).tag(sync=True)
     lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
     pane_mode = t.Enum(("raw", "decompose", "project"), default_value="decompose").tag(sync=True)

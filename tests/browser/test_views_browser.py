@@ -238,7 +238,7 @@ def test_sink_excluded_and_legend_shown(open_page, rw):
     pg = open_page([rw.StreamGrid(dec)])
     page = pg.page
     assert page.locator('.rw-check input').first.is_checked()
-    assert "per row" in page.locator(".rw-legend").first.inner_text()
+    assert "quantiles" in page.locator(".rw-legend").first.inner_text()
     page.locator(".rw-check input").first.uncheck()
     pg.clean()
 
