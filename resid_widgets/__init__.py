@@ -20,3 +20,8 @@ __all__ = [
     "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "decompose", "models",
     "register_adapter", "supported_families",
 ]
+
+# ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------
+from .views import ContributionBars, Dashboard, LogitLens, StreamGrid  # noqa: E402
+
+__all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard"]

@@ -203,3 +203,39 @@ def test_views_importable_from_package():
     assert v.StreamGrid is StreamGrid
     if hasattr(rw, "StreamGrid"):
         assert rw.StreamGrid is StreamGrid and rw.Dashboard is Dashboard
+
+
+def test_every_family_renders_payload(family_model):
+    """A Decomposition from any supported family gives a complete view payload."""
+    import resid_widgets as rw
+    from models_zoo import random_ids
+
+    name, model = family_model
+    dec = rw.decompose(model, random_ids(7))
+    w = Dashboard(dec)
+    assert w._error == "", f"{name}: {w._error}"
+    C, T = len(dec.labels), len(dec.tokens)
+    assert w._arrays["state_norm"]["shape"] == [C, T]
+    kinds = w._meta["kinds"]
+    assert kinds.count("attn") == dec.n_layers and kinds.count("mlp") == dec.n_layers, (name, dec.labels)
+    bars = ContributionBars(dec)
+    tid = bars._targets[0]["id"]
+    np.testing.assert_allclose(bars.values("dla"), dec.contributions(tid, -1, "dla").numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bars.values("logprob"), dec.contributions(tid, -1, "logprob").numpy(), rtol=1e-4, atol=1e-4)
+    # DLA + constant = the model's logit (up to a final soft-cap)
+    total = bars.values("dla").sum() + bars._targets[0]["dla_constant"]
+    if not getattr(dec.readout, "softcap", None):
+        assert total == pytest.approx(bars.actual("dla"), rel=1e-3, abs=1e-3), name
+
+
+@pytest.mark.slow
+def test_smollm2_paris_payload(paris):
+    w = Dashboard(paris)
+    assert w.target == " Paris"
+    assert w.exclude_first is True, "SmolLM2's attention sink (norm ~22k at position 0) is left out of the scale"
+    norms = P.decode_payload(w._arrays["state_norm"])
+    assert norms[:, 0].max() > 10_000 and norms[:, 1:].max() < 5_000
+    assert all("Ġ" not in t for t in w._meta["tokens"])
+    # compact: top-k only
+    paths, bufs = _buffers(w)
+    assert sum(len(bytes(b)) for b in bufs) < 300_000

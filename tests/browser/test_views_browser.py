@@ -254,3 +254,32 @@ def test_large_grid_renders_and_scrolls(open_page, rw):
     page.keyboard.press("ArrowLeft")
     assert page.locator('[data-rw="stream-grid"]').get_attribute("data-rw-selected") == f"{len(dec.labels) - 1},398"
     pg.clean()
+
+
+def test_per_head_from_kernel_or_snapshot(open_page, rw):
+    dec = FakeDecomposition(T=6, n_layers=3)
+    live = rw.ContributionBars(dec)
+    snap = rw.ContributionBars(dec)
+    pg = open_page([live, snap], extras=[None, snap._snapshot_state(10_000_000)], kernel=True)
+    page = pg.page
+    bars = page.locator('[data-rw="contribution-bars"]')
+    for i in range(2):
+        bars.nth(i).locator(".rw-check input").check()
+        bars.nth(i).locator('canvas[aria-label="per-head contributions"]').wait_for(timeout=5000)
+    assert str(len(dec.tokens) - 1) in live._targets[0]["heads"], "the kernel computed the heads"
+    pg.clean()
+
+
+@pytest.mark.slow
+def test_smollm2_dashboard_reads_well(open_page, rw, paris):
+    w = rw.Dashboard(paris)
+    pg = open_page([w], extras=[w._snapshot_state(4_000_000)])
+    page = pg.page
+    text = page.locator('[data-rw="dashboard"]').inner_text()
+    assert "Ġ" not in text and "·Paris" in text and "·France" in text
+    assert page.locator('[data-rw="stream-grid"] .rw-check input').first.is_checked(), "sink excluded"
+    bars = page.locator('[data-rw="contribution-bars"]')
+    expect(bars.locator(".rw-title")).to_contain_text("·Paris")
+    assert canvas_colours(page, '[data-rw="logit-lens"] canvas.rw-cells') > 20
+    page.locator('[data-rw-part="pane"] canvas').wait_for(timeout=5000)
+    pg.clean()
