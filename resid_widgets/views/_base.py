@@ -56,7 +56,6 @@ class ResidView(anywidget.AnyWidget):
     lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
     pane_mode = t.Enum(("raw", "decompose", "project"), default_value="decompose").tag(sync=True)
     per_head = t.Bool(False).tag(sync=True)
-    height = t.Int(0).tag(sync=True)  # 0 = automatic
 
     def __init__(
         self,
@@ -208,6 +207,3 @@ class ResidView(anywidget.AnyWidget):
             notes.append(f"per-head values left out ({type(exc).__name__}: {exc})")
         extra["__notes__"] = notes
         return extra
-
-    def _repr_keys(self):  # pragma: no cover - cosmetic
-        yield from super()._repr_keys()

@@ -133,6 +133,10 @@ def test_dashboard_live_in_jupyterlab(lab):
         # click a grid cell -> the kernel sees it
         grid.locator('[data-rw-cell="2,3"]').click()
         assert grid.get_attribute("data-rw-selected") == "2,3"
+        # the vector pane of the cell comes from the kernel as a binary buffer
+        pane = grid.locator('[data-rw-part="pane"]')
+        pane.locator("canvas").wait_for(timeout=30000)
+        assert "sources add up to this stream" in pane.inner_text()
         page.wait_for_timeout(300)
         _run_cell(page, 1)
         out = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")

@@ -283,3 +283,17 @@ def test_smollm2_dashboard_reads_well(open_page, rw, paris):
     assert canvas_colours(page, '[data-rw="logit-lens"] canvas.rw-cells') > 20
     page.locator('[data-rw-part="pane"] canvas').wait_for(timeout=5000)
     pg.clean()
+
+
+def test_cells_adapt_to_the_width(open_page, rw):
+    dec = FakeDecomposition(T=30, n_layers=2)
+    pg = open_page([rw.StreamGrid(dec)], width="1000px")
+    page = pg.page
+    canvas = page.locator('[data-rw="stream-grid"] canvas.rw-cells')
+    wide = canvas.bounding_box()["width"]
+    page.evaluate("document.querySelector('.host').style.width = '500px'")
+    page.wait_for_function(f"document.querySelector('[data-rw=\"stream-grid\"] canvas.rw-cells').getBoundingClientRect().width < {wide} * 0.8")
+    narrow = canvas.bounding_box()["width"]
+    assert narrow < wide * 0.8
+    assert narrow <= 500
+    pg.clean()
