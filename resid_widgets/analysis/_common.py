@@ -176,12 +176,14 @@ class AttentionCapture:
         multiply; query head h reads value head ``h // (H // KV)`` (grouped-query attention).
     z: per layer [B, T, H*d_head] the input of the output projection (= Σ_j α v_j per head),
         captured from the same pass; ``max_error`` is the relative error of Σ_j α v_j against it.
+    final: [B, T, d_model] the stream entering the final norm, from the same pass.
     """
 
     probs: list[torch.Tensor]
     values: list[torch.Tensor]
     z: list[torch.Tensor]
     max_error: float
+    final: torch.Tensor | None = None  # [B, T, d] the input of the final norm (the last stream)
 
     @property
     def n_heads(self) -> int:
@@ -267,6 +269,9 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
             for i, layer in enumerate(layers):
                 proj = require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
                 handles.append(proj.register_forward_pre_hook(capture_input_hook(zs[i]), with_kwargs=True))
+            finals: list = []
+            final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+            handles.append(final_norm.register_forward_pre_hook(capture_input_hook(finals), with_kwargs=True))
             with model_left_as_found(model), eager_attention(model):
                 model(input_ids=input_ids.to(input_device(model)), use_cache=False)
         finally:
@@ -280,7 +285,7 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
     probs = [p.float().cpu() for p in probs]
     values = [v.float().cpu() for v in values]
     z = [zz[0].float().cpu() for zz in zs]
-    cap = AttentionCapture(probs, values, z, 0.0)
+    cap = AttentionCapture(probs, values, z, 0.0, finals[0].float().cpu() if finals else None)
     err = 0.0
     for l in range(L):
         B, H, T, _ = probs[l].shape

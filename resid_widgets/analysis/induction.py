@@ -70,9 +70,7 @@ def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, t
                      dla: bool = True) -> InductionScores:
     """Induction score of every head [L, H] (and the heads' DLA of the copied token) on
     BOS + r + r. BOS: the tokenizer's, else the config's, else none. Special tokens are not drawn.
-    One eager batched pass for the attention; ``dla=True`` adds one decomposition per row."""
-    from ..engine import decompose
-
+    One eager batched forward pass in all."""
     if n_tokens < 2 or batch < 1:
         raise ValueError(f"need n_tokens >= 2 and batch >= 1 (got {n_tokens}, {batch})")
     adapter, layers = model_parts(model)
@@ -91,20 +89,40 @@ def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, t
     cap = capture_attention(model, ids, adapter)
     L, H = len(layers), cap.n_heads
     scores = torch.stack([cap.probs[l][:, :, second, second - (n_tokens - 1)].mean(dim=(0, 2)) for l in range(L)])
-    dla_lh = torch.zeros(L, H)
-    if dla:
-        pos = second[:-1]
-        for b in range(batch):
-            dec = decompose(model, ids[b], tokenizer=tokenizer, adapter=adapter)
-            targets = ids[b, pos + 1]
-            ref = dec.states[-1, pos]  # [P, d]
-            U = dec.readout.unembed[targets.to(dec.readout.device)].cpu()
-            r = dec.readout.norm.to("cpu").frozen_readout(U, ref)  # [P, d]
-            for l in range(L):
-                hd = dec.head_deltas(l)[:H, pos]  # [H, P, d]
-                dla_lh[l] += torch.einsum("hpd,pd->h", hd, r) / len(pos)
-        dla_lh /= batch
+    dla_lh = _copied_token_dla(model, adapter, layers, cap, ids, second[:-1]) if dla else torch.zeros(L, H)
     rows = sorted((dict(layer=l, head=h, label=f"L{l}H{h}", score=float(scores[l, h]), dla=float(dla_lh[l, h]))
                    for l in range(L) for h in range(H)), key=lambda d: -d["score"])
     return InductionScores(scores=scores, dla=dla_lh, token_ids=ids, n_tokens=n_tokens, batch=batch, seed=seed,
                            bos=bos, rows=rows)
+
+
+def _copied_token_dla(model, adapter, layers, cap, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """[L, H] mean DLA of each head's output at ``pos`` to the next token, from the capture alone:
+    head h writes z_h W_O^h (Gemma 2/3: times the post-norm frozen at its real input); the final
+    norm is frozen at each position's final stream (as in Decomposition.head_contributions)."""
+    from ..adapters.base import require_module
+    from ..core import LayerWeights
+    from ..norms import Norm
+    from ..weights import unembedding_fp32
+
+    final_norm = Norm.from_module(require_module(model, adapter.final_norm, "final norm", adapter),
+                                  adapter.norm_kind, adapter.norm_offset)
+    W_U, _ = unembedding_fp32(require_module(model, adapter.unembed, "unembedding", adapter))
+    targets = ids[:, pos + 1]  # [B, P]
+    U = W_U[targets.reshape(-1).to(W_U.device)].float().cpu().view(*targets.shape, -1)  # [B, P, d]
+    r = final_norm.frozen_readout(U, cap.final[:, pos])  # [B, P, d]
+    weights = LayerWeights(layers, adapter)
+    L, H = len(layers), cap.n_heads
+    out = torch.zeros(L, H)
+    for l in range(L):
+        W, b = weights.attn_out(l)
+        W = W.cpu()
+        z = cap.z[l][:, pos]  # [B, P, H*dh]
+        rl = r
+        if adapter.attn_post_norm:
+            post = weights.norm(l, "attn_post")
+            pre = z @ W.t() + (0 if b is None else b.cpu())
+            rl = r * post.gain * post.inv_scale(pre)
+        u = (rl @ W).view(*rl.shape[:2], H, -1)  # [B, P, H, dh]
+        out[l] = (z.view_as(u) * u).sum(-1).mean(dim=(0, 1))
+    return out

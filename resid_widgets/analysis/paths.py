@@ -155,7 +155,7 @@ class Bandwidth(Table):
     """Result of :func:`bandwidth`.
 
     d_model; per layer (rows): attn_dims (H·d_head), mlp_dims (d_ff), attn_rank / mlp_rank
-    (numerical rank of the write matrices), head_ranks [L, H];
+    (numerical rank of the write matrices with ranks=True, else min(d_model, dims)), head_ranks [L, H];
     head_overlap [L, H, H] normalised Frobenius overlap of the heads' output subspaces;
     mean_overlap [L] mean off-diagonal overlap; random_overlap: the expected value for random
     subspaces of the same size (d_head / d_model).
@@ -187,16 +187,28 @@ class Bandwidth(Table):
 
 
 def _orthonormal(W: torch.Tensor, rtol: float) -> torch.Tensor:
-    U, S, _ = torch.linalg.svd(W.double(), full_matrices=False)
-    r = int((S > rtol * S[0]).sum()) if S.numel() and S[0] > 0 else 0
-    return U[:, :r]
+    """Orthonormal basis [d, r] of W's column space (W [d, n], n small), from the Gram matrix."""
+    W = W.double()
+    lam, V = torch.linalg.eigh(W.T @ W)  # ascending
+    keep = (lam > 0) & (lam > (rtol ** 2) * lam.max())
+    return (W @ V[:, keep]) / lam[keep].sqrt()
 
 
-def bandwidth(source, rtol: float = 1e-5) -> Bandwidth:
+def _rank(W: torch.Tensor, rtol: float) -> int:
+    W = W.double()
+    G = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
+    lam = torch.linalg.eigvalsh(G)
+    return int((lam > (rtol ** 2) * lam.max()).sum()) if lam.numel() and lam.max() > 0 else 0
+
+
+def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     """Residual bandwidth of a model (or of a Decomposition's model), from the weights alone.
 
     A post-norm's gain (Gemma 2/3) is part of what a sub-layer writes, so it is applied to the
-    columns; ranks count singular values above ``rtol`` × the largest.
+    columns. Head subspaces keep the directions whose singular values exceed ``rtol`` × the
+    largest. ``ranks=True`` also computes each layer's numerical write rank (an eigen-decomposition
+    of a d_model × d_model matrix per sub-layer: seconds on a small CPU); otherwise
+    ``attn_rank`` / ``mlp_rank`` are the upper bounds min(d_model, dims).
     """
     from ..core import Decomposition, LayerWeights
 
@@ -232,8 +244,8 @@ def bandwidth(source, rtol: float = 1e-5) -> Bandwidth:
                 ov[i, j] = 0.0 if m == 0 else float((Qs[i].T @ Qs[j]).pow(2).sum() / m)
         overlaps.append(ov)
         head_ranks.append(ranks)
-        attn_rank = _orthonormal(W_O, rtol).shape[1]
-        mlp_rank = _orthonormal(W_out, rtol).shape[1]
+        attn_rank = _rank(W_O, rtol) if ranks else min(d, W_O.shape[1])
+        mlp_rank = _rank(W_out, rtol) if ranks else min(d, W_out.shape[1])
         off = ov[~torch.eye(H, dtype=torch.bool)]
         rows.append(dict(layer=l, d_model=d, attn_dims=W_O.shape[1], attn_rank=attn_rank, mlp_dims=W_out.shape[1],
                          mlp_rank=mlp_rank, mean_head_overlap=float(off.mean()) if off.numel() else 0.0,
