@@ -207,7 +207,8 @@ export function createCellGrid(root, opts) {
     hits.style.top = `${lay.headerH}px`;
     hits.style.width = `${lay.gridW}px`;
     hits.style.height = `${lay.gridH}px`;
-    if (C * T > (opts.maxHitCells ?? 3000)) { hits.replaceChildren(); return; }
+    if (C * T > (opts.maxHitCells ?? 3000)) { hits.replaceChildren(); hits.style.pointerEvents = "none"; return; }
+    hits.style.pointerEvents = "auto";
     const frag = document.createDocumentFragment();
     for (let c = 0; c < C; c++) for (let i = 0; i < T; i++) {
       const d = document.createElement("div");
@@ -219,6 +220,7 @@ export function createCellGrid(root, opts) {
   }
 
   let cellsSized = "";
+  let shownOnce = false;
   function full() {
     readColours();
     computeLayout();
@@ -228,6 +230,11 @@ export function createCellGrid(root, opts) {
     cellsSized = "";
     paint();
     buildHits();
+    if (!shownOnce && lay.scroll) {
+      shownOnce = true;
+      // long prompts: start scrolled to the selected position (by default the last one)
+      scroll.scrollLeft = Math.max(0, selected[1] * lay.cellW - scroll.clientWidth / 2);
+    }
   }
 
   function select(sel, fromUser) {

@@ -58,7 +58,7 @@ export const CSS = `
 .rw-root .rw-dash > .rw-full { grid-column: 1 / -1; }
 .rw-root.rw-narrow .rw-dash { grid-template-columns: minmax(0, 1fr); }
 .rw-root .rw-dash-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; margin-bottom: 6px; }
-.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; }
+.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 6.2em; overflow-y: auto; }
 .rw-root .rw-prompt .rw-tok { cursor: pointer; }
 .rw-root .rw-prompt .rw-tok[aria-current=true] { border-color: var(--rw-sel); box-shadow: 0 0 0 1px var(--rw-sel) inset; }
 .rw-root .rw-note { color: var(--rw-muted); font-size: 11px; margin-top: 2px; }

@@ -7,6 +7,8 @@ import { displayToken } from "../shared/tokens.js";
 import { afterPaint, colorize, legend, metricValues, normalizerFor } from "./common.js";
 import { createPane } from "./pane.js";
 
+const ZERO_REL = 1e-3;
+
 const METRICS = [
   ["norm", "‖stream‖"],
   ["delta", "‖delta‖ (block output)"],
@@ -31,8 +33,14 @@ export function mountStreamGrid(root, store, opts = {}) {
   let mv = null, norm = null, zeroMask = null;
   const deltaNorm = store.array("delta_norm", [C, T]).data;
   const stateNorm = store.array("state_norm", [C, T]).data;
+  // a block "wrote (near) zero" where its output is under 0.1% of the stream it wrote into
   zeroMask = new Uint8Array(C * T);
-  for (let k = 0; k < C * T; k++) zeroMask[k] = deltaNorm[k] <= 1e-6 * Math.max(1e-6, stateNorm[k]) || deltaNorm[k] === 0 ? 1 : 0;
+  let nZero = 0;
+  for (let k = 0; k < C * T; k++) {
+    zeroMask[k] = deltaNorm[k] === 0 || deltaNorm[k] < ZERO_REL * stateNorm[k] ? 1 : 0;
+    nZero += zeroMask[k];
+  }
+  if (nZero) head.appendChild(h("span", { class: "rw-sub", text: `⊘ block wrote ≈0 (< ${ZERO_REL * 100}% of ‖stream‖): ${nZero} cell${nZero > 1 ? "s" : ""}`, title: "cells where the block's output is tiny next to the stream it adds to" }));
 
   const grid = createCellGrid(root, {
     C, T, rowLabels: labels, tokens, tooltip,
@@ -90,7 +98,7 @@ export function mountStreamGrid(root, store, opts = {}) {
   function tooltipLines(c, i) {
     const lines = [`${labels[c]} @ ${i}  ${displayToken(tokens[i])}`];
     lines.push(["‖stream‖", fmt(stateNorm[c * T + i])]);
-    lines.push(["‖delta‖", fmt(deltaNorm[c * T + i]) + (zeroMask[c * T + i] ? "  (wrote ~0)" : "")]);
+    lines.push(["‖delta‖", fmt(deltaNorm[c * T + i]) + (zeroMask[c * T + i] ? "  (≈0: < 0.1% of the stream)" : "")]);
     try {
       const ids = store.array("lens_ids").data, probs = store.array("lens_probs").data, k = store.array("lens_ids").shape[2];
       lines.push(["lens top", `${displayToken(store.vocab(ids[(c * T + i) * k]))}  ${fmt(probs[(c * T + i) * k])}`]);
