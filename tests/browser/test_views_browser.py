@@ -297,3 +297,17 @@ def test_cells_adapt_to_the_width(open_page, rw):
     assert narrow < wide * 0.8
     assert narrow <= 500
     pg.clean()
+
+
+def test_every_family_renders_in_the_browser(open_page, rw):
+    import resid_widgets as rwp
+    from models_zoo import FAMILIES, build, random_ids
+
+    widgets = [rw.Dashboard(rwp.decompose(build(f), random_ids(6))) for f in FAMILIES]
+    pg = open_page(widgets)
+    page = pg.page
+    assert page.locator('[data-rw="dashboard"]').count() == len(FAMILIES)
+    assert page.locator(".rw-msg-error").count() == 0
+    for i in range(len(FAMILIES)):
+        assert canvas_colours(page, f'#w{i} [data-rw="stream-grid"] canvas.rw-cells') > 4, FAMILIES[i]
+    pg.clean()
