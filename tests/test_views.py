@@ -184,8 +184,12 @@ def test_bad_input_shows_a_message_not_an_exception():
 
     dec = Empty(T=3)
     dec.labels = []
-    w = StreamGrid(dec)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        w = StreamGrid(dec)
     assert "empty" in w._error
+    with pytest.warns(RuntimeWarning, match="not a single token"):
+        bad = ContributionBars(FakeDecomposition(), target="two tokens")
+    assert "not a single token" in bad._error
 
 
 def test_real_llama_all_views(llama_dec):

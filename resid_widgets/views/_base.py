@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -74,7 +75,9 @@ class ResidView(anywidget.AnyWidget):
         try:
             data = P.build_payload(dec, targets=extra, position=position, k=k, heads=bool(kwargs.get("per_head")))
         except Exception as exc:  # show the problem in the cell, never a blank area
-            super().__init__(_error=f"cannot show this decomposition: {type(exc).__name__}: {exc}", **kwargs)
+            msg = f"cannot show this decomposition: {type(exc).__name__}: {exc}"
+            warnings.warn(f"{type(self).__name__}: {msg}", RuntimeWarning, stacklevel=2)
+            super().__init__(_error=msg, **kwargs)
             return
         meta = data["_meta"]
         # the asked-for target (if any) comes first, else the top prediction

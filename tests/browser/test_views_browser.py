@@ -216,7 +216,8 @@ def test_bad_input_shows_a_message(open_page, rw):
     empty._meta = {}
     dec2 = FakeDecomposition(T=3)
     dec2.labels = []
-    err = rw.Dashboard(dec2)
+    with pytest.warns(RuntimeWarning):
+        err = rw.Dashboard(dec2)
     pg = open_page([good, broken, empty, err])
     page = pg.page
     msgs = page.locator(".rw-msg-error")
