@@ -265,7 +265,10 @@ nb2_cells = [
     ),
     new_markdown_cell(
         "A neuron's sign matters: SwiGLU activations can be negative, and a negative activation times a "
-        "vector that *suppresses* a set of tokens promotes them. Ranking by log-prob increase instead:"
+        "vector that *suppresses* a set of tokens promotes them. Ranking by log-prob increase instead "
+        "(baseline: the stream before that FFN). Early in the stream p(\" Paris\") is astronomically small, "
+        "so a neuron there can add many nats of log-probability and still leave p tiny: read the two "
+        "measures side by side."
     ),
     new_code_cell(
         'for nc in dec.top_neurons(target, n=5, method="logprob"):\n'
@@ -345,31 +348,69 @@ nb3_cells = [
         '    print(f"{l:>5}  {row}")'
     ),
     new_markdown_cell(
-        "## Watching the copy happen in the stream\n\n"
-        "Decompose one repeated sequence (shorter, so the dashboard stays small). In the second copy the "
-        "lens finds the correct next token only after the layers that hold the induction heads, and the "
-        "per-head contributions to that token point at the same heads."
+        "## Who writes the copied token?\n\n"
+        "Decompose one repeated sequence (shorter, so the dashboard stays small) and ask, at positions of "
+        "the second copy, which heads write the correct next token *directly* into the logits (per-head DLA)."
     ),
     new_code_cell(
         "m = 24\n"
         "seq = torch.cat([torch.tensor([tok.bos_token_id]), r[0, :m], r[0, :m]])\n"
         "rep = rw.decompose(model, seq, tokenizer=tok)\n"
-        "pos = 2 * m - 4                     # a position in the second copy\n"
-        "nxt = int(seq[pos + 1])             # the token that comes next (seen once before)\n"
-        'print("next token:", repr(rep.token_text(nxt)), " model p =", round(float(torch.tensor(rep.logprob(nxt, pos)).exp()), 3))\n\n'
-        "lens = rep.logit_lens(k=1)\n"
-        "p = lens.prob(nxt)[:, pos]\n"
-        "first = next((c for c in range(len(rep.labels)) if p[c] > 0.5), None)\n"
-        'print("lens p(next) first above 0.5 after:", rep.labels[first] if first is not None else "never")\n\n'
-        'hc = rep.head_contributions(nxt, position=pos, method="dla")[:, :-1]\n'
-        'print("\\nheads writing the next token (DLA) vs. their induction score:")\n'
+        "positions = range(m + 1, m + 9)     # second copy: the next token was seen once before\n\n"
+        "hc = torch.stack([\n"
+        '    rep.head_contributions(int(seq[p + 1]), position=p, method="dla")[:, :-1] for p in positions\n'
+        "]).mean(0)                          # [layers, heads], averaged over those positions\n"
+        'print("heads writing the next token directly (mean DLA) vs. their induction score:")\n'
         "for i in hc.flatten().argsort(descending=True)[:6].tolist():\n"
         "    l, h = divmod(i, rep.n_heads)\n"
-        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+6.2f}   induction score {float(scores[l, h]):.2f}")'
+        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")\n'
+        'print("the strongest induction heads:")\n'
+        "for l, h in [(18, 6), (17, 3), (17, 4)]:\n"
+        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")'
     ),
     new_markdown_cell(
-        "In the dashboard, select a position of the second copy: the lens row of that column turns to the "
-        "right token around layers 17–18, and **per head** in the bars shows which heads wrote it."
+        "The heads with the highest induction scores (layers 17–18) barely write the answer themselves. "
+        "They write *into the stream* — something like \"the token to copy is B\" — and later layers read it "
+        "and turn it into logits. Direct attribution cannot see that path. To see it, remove the heads: zero "
+        "each one's slice of the input of `o_proj` (its whole write into the stream) and measure the loss on the "
+        "second copy again, against a control of five other heads from the same layers."
+    ),
+    new_code_cell(
+        "def second_copy_loss(heads):\n"
+        '    """Mean next-token loss on the second copy with the given (layer, head) writes zeroed."""\n'
+        "    dh = model.config.hidden_size // model.config.num_attention_heads\n"
+        "    hooks = []\n"
+        "    for l, h in heads:\n"
+        "        def zero_head(module, args, h=h):\n"
+        "            x = args[0].clone()\n"
+        "            x[..., h * dh:(h + 1) * dh] = 0\n"
+        "            return (x,)\n"
+        "        hooks.append(model.model.layers[l].self_attn.o_proj.register_forward_pre_hook(zero_head))\n"
+        "    try:\n"
+        "        with torch.no_grad():\n"
+        "            logits = model(ids).logits\n"
+        "    finally:\n"
+        "        for hook in hooks:\n"
+        "            hook.remove()\n"
+        "    nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]\n"
+        "    return float(nll[:, n:].mean())\n\n"
+        "top5 = [divmod(i, scores.shape[1]) for i in scores.flatten().argsort(descending=True)[:5].tolist()]\n"
+        "# control: the five heads of the same layers with the lowest induction scores\n"
+        "others = [(l, h) for l in sorted({l for l, _ in top5}) for h in range(scores.shape[1]) if (l, h) not in top5]\n"
+        "control = sorted(others, key=lambda lh: float(scores[lh]))[:5]\n"
+        'print(f"second-copy loss, nothing removed:        {second_copy_loss([]):5.2f} nats")\n'
+        'print(f"without the 5 top induction heads {top5}: {second_copy_loss(top5):5.2f} nats")\n'
+        'print(f"without 5 other heads {control}:  {second_copy_loss(control):5.2f} nats")'
+    ),
+    new_markdown_cell(
+        "In the dashboard, the target is the correct next token at a position of the second copy. The lens "
+        "column shows how late the answer becomes readable; **per head** in the bars shows the direct "
+        "writers — and, as the ablation showed, the heads that made it possible are earlier."
+    ),
+    new_code_cell(
+        "pos = m + 4\n"
+        "nxt = int(seq[pos + 1])\n"
+        'print("position", pos, "token", repr(rep.tokens[pos]), "-> next", repr(rep.token_text(nxt)))'
     ),
     new_code_cell("dash = rw.Dashboard(rep, target=nxt, position=pos)\ndash"),
     *snapshot_cells("03_heads_and_induction"),
