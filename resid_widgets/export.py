@@ -249,12 +249,14 @@ class _Collector:
             for note in notes or ():
                 self.notes.append((name, str(note)))
             state = self.models[widget.model_id]["state"]
+            added = 0  # net: the new values minus the live values they replace
             for key, value in extra.items():
-                state[key] = _serialize(widget, key, value)
-            size = _state_bytes(extra)
-            if size > share * 1.05 + 1024:
+                new = _serialize(widget, key, value)
+                added += _state_bytes(new) - _state_bytes(state.get(key))
+                state[key] = new
+            if added > share * 1.05 + 1024:
                 warnings.warn(
-                    f"{name}._snapshot_state returned {size:,} bytes, over its budget of {share:,}"
+                    f"{name}._snapshot_state added {added:,} bytes, over its budget of {share:,}"
                 )
 
 

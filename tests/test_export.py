@@ -439,3 +439,29 @@ def test_runtime_is_inlinable_and_offline():
     assert "__rw_offline" in js and "</script" not in js.lower()
     code = "\n".join(line for line in js.splitlines() if not line.lstrip().startswith("//"))
     assert not re.search(r"https?://|\bfetch\s*\(|XMLHttpRequest|WebSocket", code)
+
+
+@pytest.mark.browser
+def test_views_over_budget_say_what_needs_the_kernel(tmp_path, open_offline):
+    rw = _views()
+    from views_fixtures import FakeDecomposition
+
+    dash = rw.Dashboard(FakeDecomposition(T=40, n_layers=6, d_model=64))
+    with pytest.warns(UserWarning, match="over the budget"):
+        out = export_html(dash, tmp_path / "tight.html", budget_bytes=30_000)
+    text = out.read_text(encoding="utf-8")
+    assert "Left out of this snapshot" in text and "no vector panes embedded" in text
+    pg = open_offline(out)
+    page = pg.page
+    page.wait_for_selector('[data-rw="stream-grid"] [data-rw-cell]', timeout=10_000)
+    page.locator('[data-rw="stream-grid"] [data-rw-cell="3,10"]').click()
+    page.locator('[data-rw-mode="raw"]').first.click()
+    pane = page.locator('[data-rw-part="pane"]').first
+    page.wait_for_function(
+        "el => el.innerText.includes('needs the kernel')", arg=pane.element_handle(), timeout=5_000
+    )
+    # "project on target" is computed in the page and still works
+    page.locator('[data-rw-mode="project"]').first.click()
+    page.wait_for_timeout(100)
+    assert "needs the kernel" not in pane.inner_text()
+    pg.check_clean()

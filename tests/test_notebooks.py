@@ -179,7 +179,7 @@ def test_nbconvert_keeps_widget_state(tmp_path, monkeypatch):
     assert state[model_id]["state"]["value"] == "nbconvert-keeps-me"
     assert "TOY-" in state[model_id]["state"]["_esm"]
     # documented: this path needs network access for the widget manager (our export does not)
-    assert re.search(r"https://(cdn\.jsdelivr\.net|unpkg\.com)/", html)
+    assert re.search(r"https://(cdn\.jsdelivr\.net|unpkg\.com|cdnjs\.cloudflare\.com)/", html)
 
 
 @pytest.mark.slow
