@@ -389,6 +389,36 @@ def test_bandwidth_overlap_of_built_subspaces():
     assert abs(bw.random_overlap - 8 / 32) < 1e-9
 
 
+def test_frozen_norm_option(fam):
+    family, model, dec = fam
+    pos, tid = -1, dec.top_prediction(-1)
+    fs = A.ffn_subvalues(dec, tid, pos, n=3, layer=0, logprob="all", norm="frozen")
+    at = A.attention_subvalues(dec, tid, pos, logprob_layers=0, norm="frozen")
+    base = dec.states[dec.mlp_index(0) - 1, pos]
+    vecs = dec.neuron_vectors(0, [0, 5], pos)
+    ref = dec._lens_logprob(torch.cat([base[None], base[None] + vecs]), tid, T - 1, "frozen")
+    torch.testing.assert_close(fs.logprob[0, [0, 5]], ref[1:] - ref[0], atol=1e-5, rtol=1e-4)
+    assert not torch.isnan(at.logprob[0]).any()
+    with pytest.raises(ValueError, match="norm"):
+        A.ffn_subvalues(dec, tid, norm="x")
+
+
+@pytest.mark.filterwarnings("ignore:The recorded deltas do not add up")
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gpt_neox_parallel"])
+def test_half_precision_models(family):
+    model = build(family).to(torch.bfloat16)
+    dec = rw.decompose(model, random_ids(T))
+    tid = dec.top_prediction(-1)
+    at = A.attention_subvalues(dec, tid, logprob_layers=1)
+    torch.testing.assert_close(at.dla.sum((1, 2)) + at.bias_dla, at.layer_dla, atol=5e-3, rtol=1e-2)
+    fs = A.ffn_subvalues(dec, tid, n=3)
+    torch.testing.assert_close(fs.dla.sum(1) + fs.bias_dla, fs.layer_dla, atol=5e-3, rtol=1e-2)
+    assert abs(A.drop_one(dec, tid).full_logprob - dec.logprob(tid)) < 0.05
+    assert float(A.induction_scores(model, n_tokens=8, batch=2).scores.max()) < 0.3
+    assert abs(float(A.neuron_input_shares(dec, 1, 2).shares.sum()) - 1) < 1e-3
+    assert A.block_budget(dec, target=tid).top_ids.shape[0] == dec.n_layers + 1
+
+
 # --------------------------------------------------------------------------------------------
 # Errors, views
 # --------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ class AttentionSubvalues(Table):
 
 
 def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | Sequence[int] | str | None = None,
-                        n: int = 20, order: str = "top") -> AttentionSubvalues:
+                        n: int = 20, order: str = "top", norm: str = "recomputed") -> AttentionSubvalues:
     """Contribution of each (layer, head, source token) to ``target`` at ``position``.
 
     Args:
@@ -92,7 +92,11 @@ def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | S
         logprob_layers: layers to compute log-prob increases for (an int, a list, "all"), or None.
             Each layer costs H·(position+1) vocabulary softmaxes.
         n: rows to list; order: "top" (most promoting), "bottom" or "abs".
+        norm: "recomputed" (logit lens) or "frozen" (final norm at the final stream's scale, as in
+            the authors' notebooks) for the log-prob increases.
     """
+    if norm not in ("recomputed", "frozen"):
+        raise ValueError(f"norm must be 'recomputed' or 'frozen', not {norm!r}")
     if order not in ("top", "bottom", "abs"):
         raise ValueError(f"order must be 'top', 'bottom' or 'abs', not {order!r}")
     tid = dec.target_id(target)
@@ -130,7 +134,7 @@ def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | S
             if m is not None:
                 vecs = vecs * m
             base = dec.state_before(dec.attn_index(l), pos)
-            out = dec.readout.logprob(torch.cat([base[None], base[None] + vecs.reshape(-1, vecs.shape[-1])]), tid)
+            out = dec._lens_logprob(torch.cat([base[None], base[None] + vecs.reshape(-1, vecs.shape[-1])]), tid, pos, norm)
             lp[l, :, :src] = (out[1:] - out[0]).view(H, src)
     layer_dla = dec.contributions(tid, pos, "dla")[[dec.attn_index(l) for l in range(L)]]
     key = {"top": dla, "bottom": -dla, "abs": dla.abs()}[order][:, :, : pos + 1].reshape(-1)
@@ -145,4 +149,4 @@ def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | S
                          logprob_increase=None if math.isnan(val) else val))
     return AttentionSubvalues(target_id=tid, target=dec.token_text(tid), position=pos, tokens=dec.tokens,
                               alpha=alpha, dla=dla, bias_dla=bias_dla, layer_dla=layer_dla, logprob=lp,
-                              rows=rows, capture_error=cap.max_error)
+                              rows=rows, capture_error=cap.max_error, norm=norm)

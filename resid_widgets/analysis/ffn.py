@@ -76,7 +76,7 @@ class FFNSubvalues(Table):
 
 def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Sequence[int] | None = None,
                   rank_by: str = "dla", order: str = "top", logprob: str = "candidates",
-                  candidates: int = 256, bs_k: int = 10) -> FFNSubvalues:
+                  candidates: int = 256, bs_k: int = 10, norm: str = "recomputed") -> FFNSubvalues:
     """Every FFN neuron's contribution to ``target`` at ``position``; the top ``n`` in a table.
 
     Args:
@@ -89,6 +89,8 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
             |DLA| over the covered layers, plus the rows shown), "all" (every neuron of the covered
             layers; one vocabulary softmax per neuron: slow for many layers) or "none".
         bs_k: how many BS top / bottom tokens per listed neuron.
+        norm: "recomputed" (the logit lens, METHODS.md) or "frozen" (the final norm at the real
+            final stream's scale, as in the authors' notebooks) for the log-prob increases.
     """
     if rank_by not in ("dla", "logprob"):
         raise ValueError(f"rank_by must be 'dla' or 'logprob', not {rank_by!r}")
@@ -98,6 +100,8 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
         raise ValueError(f"logprob must be 'candidates', 'all' or 'none', not {logprob!r}")
     if rank_by == "logprob" and logprob == "none":
         raise ValueError("rank_by='logprob' needs logprob='candidates' or 'all'")
+    if norm not in ("recomputed", "frozen"):
+        raise ValueError(f"norm must be 'recomputed' or 'frozen', not {norm!r}")
     if n < 1:
         raise ValueError(f"n={n} must be at least 1")
     tid = dec.target_id(target)
@@ -138,7 +142,7 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     for i, l in enumerate(layers):
         ks = sorted(want[i])
         if ks:
-            lp[i, ks] = _neuron_logprobs(dec, l, ks, pos, tid)
+            lp[i, ks] = _neuron_logprobs(dec, l, ks, pos, tid, norm=norm)
 
     score = dla if rank_by == "dla" else lp
     keyed = key_of(score).flatten().nan_to_num(nan=-math.inf)
@@ -155,15 +159,16 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
                          bs_top=top[0], bs_bottom=bottom[0]))
     return FFNSubvalues(target_id=tid, target=dec.token_text(tid), position=pos, layers=layers, dla=dla,
                         bias_dla=bias_dla, layer_dla=layer_dla, logprob=lp, activations=torch.stack(acts),
-                        rows=rows, rank_by=rank_by, order=order)
+                        rows=rows, rank_by=rank_by, order=order, norm=norm)
 
 
-def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 512) -> torch.Tensor:
+def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 512,
+                     norm: str = "recomputed") -> torch.Tensor:
     """[len(ks)] log p(tid | b + m_k W_out[:, k]) - log p(tid | b), b = stream before the FFN."""
     base = dec.state_before(dec.mlp_index(layer), pos)
-    lp0 = dec.readout.logprob(base[None], tid)[0]
+    lp0 = dec._lens_logprob(base[None], tid, pos, norm)[0]
     out = []
     for s in range(0, len(ks), chunk):
         vecs = dec.neuron_vectors(layer, ks[s:s + chunk], pos)
-        out.append(dec.readout.logprob(base[None] + vecs, tid) - lp0)
+        out.append(dec._lens_logprob(base[None] + vecs, tid, pos, norm) - lp0)
     return torch.cat(out)
