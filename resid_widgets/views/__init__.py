@@ -1,6 +1,20 @@
 """anywidget views of a Decomposition: StreamGrid, ContributionBars, LogitLens, Dashboard.
 
-All four share one ESM bundle (``resid_widgets/static/widget.js``) that dispatches on ``_rw_view``.
+>>> import resid_widgets as rw
+>>> dec = rw.decompose(model, "The capital of France is", tokenizer=tok)
+>>> rw.Dashboard(dec)                     # grid + bars + lens, linked (also in HTML snapshots)
+>>> grid = rw.StreamGrid(dec); grid       # rows = states, columns = tokens
+>>> grid.selected = (3, 5)                # moves the highlight; a click updates grid.selected
+>>> grid.metric = "dla"                   # "norm" | "delta" | "prob" | "dla"
+>>> bars = rw.ContributionBars(dec, target=" Paris", position=-1)
+>>> bars.method = "logprob"               # or "dla"
+>>> rw.LogitLens(dec).figure()            # a plotly Figure of what the view shows
+
+All four share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
+``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
+(float16/float32/int32 with dtype and shape; top-k lens entries only). The vector pane of a
+clicked cell is fetched from the kernel on demand; ``_snapshot_state(budget_bytes)`` embeds the
+panes (float16) and per-head values for offline HTML snapshots.
 """
 
 from ._base import ResidView
