@@ -369,6 +369,9 @@ def test_bandwidth_shapes_and_bounds(fam):
         assert r["attn_dims"] == H * bw.d_head and r["attn_rank"] <= min(bw.d_model, r["attn_dims"])
         assert r["mlp_rank"] <= min(bw.d_model, r["mlp_dims"])
     assert A.bandwidth(model).head_overlap.shape == (L, H, H)
+    cos = bw.principal_cosines(1, 0, 1)
+    assert cos.shape == (bw.d_head,) and (cos <= 1 + 1e-5).all()
+    assert abs(float(cos.pow(2).mean()) - float(ov[1, 0, 1])) <= 1e-4
 
 
 def test_bandwidth_overlap_of_built_subspaces():

@@ -164,6 +164,18 @@ class Bandwidth(Table):
     def __init__(self, **kw):
         self.__dict__.update(kw)
 
+    def principal_cosines(self, layer: int, i: int, j: int) -> torch.Tensor:
+        """Cosines of the principal angles between the output subspaces of heads i and j of
+        ``layer`` (descending; their squares average to ``head_overlap[layer, i, j]``)."""
+        Qi, Qj = (_orthonormal(self._head_write(layer, h), self.rtol) for h in (i, j))
+        return torch.linalg.svdvals(Qi.T @ Qj).float()
+
+    def _head_write(self, layer: int, h: int) -> torch.Tensor:
+        W_O = self._weights.attn_out(layer)[0].cpu()
+        if getattr(self._adapter, "attn_post_norm", None):
+            W_O = W_O * self._weights.norm(layer, "attn_post").gain[:, None]
+        return W_O[:, h * self.d_head:(h + 1) * self.d_head]
+
     def figure(self, layer: int | None = None):
         go, make_subplots = plotly()
         L = len(self.rows)
@@ -254,4 +266,4 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     return Bandwidth(d_model=d, n_heads=H, d_head=dh, rows=rows, head_overlap=head_overlap,
                      head_ranks=torch.tensor(head_ranks),
                      mean_overlap=torch.tensor([r["mean_head_overlap"] for r in rows]),
-                     random_overlap=dh / d)
+                     random_overlap=dh / d, rtol=rtol, _weights=weights, _adapter=adapter)
