@@ -317,30 +317,24 @@ nb3_cells = [
         "Feed `BOS + r + r` with `r` random token ids. The first copy is unpredictable; the second is "
         "predictable *only* by copying from the first. An induction head's **score** is its mean attention "
         "from position `i` of the second copy to position `i − (n − 1)`, the token after the earlier "
-        "occurrence of the current token. We read the attention patterns from the model itself "
-        "(eager attention returns them)."
+        "occurrence of the current token. `rw.analysis.induction_scores` builds the prompt, runs the model "
+        "once with eager attention and returns the scores **[layers, heads]**, plus each head's direct logit "
+        "attribution (DLA) to the copied token."
     ),
     new_code_cell(
-        "n, batch = 50, 4\n"
-        "g = torch.Generator().manual_seed(0)\n"
-        "r = torch.randint(1000, 20000, (batch, n), generator=g)\n"
-        "ids = torch.cat([torch.full((batch, 1), tok.bos_token_id), r, r], dim=1)   # [batch, 2n+1]\n\n"
-        'model.set_attn_implementation("eager")      # SDPA does not return attention weights\n'
+        "n = 50\n"
+        "ind = rw.analysis.induction_scores(model, n_tokens=n, batch=4, tokenizer=tok)\n"
+        "ids, scores = ind.token_ids, ind.scores      # [batch, 2n+1], [layers, heads]\n\n"
         "with torch.no_grad():\n"
-        "    out = model(ids, output_attentions=True)\n"
-        'model.set_attn_implementation("sdpa")\n\n'
-        "att = torch.stack(out.attentions, dim=1)    # [batch, layers, heads, query, key]\n"
-        "q = torch.arange(n + 1, 2 * n + 1)          # the second copy\n"
-        "scores = att[:, :, :, q, q - (n - 1)].mean(dim=(0, -1))   # [layers, heads]\n\n"
-        "nll = -torch.log_softmax(out.logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]\n"
-        'print(f"loss on the first copy {float(nll[:, 1:n].mean()):.2f}, on the second {float(nll[:, n:].mean()):.2f} nats")\n'
+        "    logits = model(ids).logits\n"
+        "nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]\n"
+        'print(f"loss on the first copy {float(nll[:, 1:n].mean()):.2f} nats, on the second {float(nll[:, n:].mean()):.2f}")\n'
         'print("\\nstrongest induction heads:")\n'
-        "for i in scores.flatten().argsort(descending=True)[:6].tolist():\n"
-        "    l, h = divmod(i, scores.shape[1])\n"
-        '    print(f"  head {l}.{h}: {float(scores[l, h]):.2f}")'
+        "for l, h, score in ind.top(6):\n"
+        '    print(f"  head {l}.{h}: score {score:.2f}")'
     ),
     new_code_cell(
-        "# the whole [layers, heads] map, one character per head\n"
+        "# the whole [layers, heads] map, one character per head (ind.figure() draws it with plotly)\n"
         'shades = " .:-=+*#%@"\n'
         'print("layer  heads 0..%d" % (scores.shape[1] - 1))\n'
         "for l in range(scores.shape[0]):\n"
@@ -349,31 +343,24 @@ nb3_cells = [
     ),
     new_markdown_cell(
         "## Who writes the copied token?\n\n"
-        "Decompose one repeated sequence (shorter, so the dashboard stays small) and ask, at positions of "
-        "the second copy, which heads write the correct next token *directly* into the logits (per-head DLA)."
+        "Now ask which heads write the correct next token *directly* into the logits: the per-head DLA to "
+        "the copied token, averaged over the second copy."
     ),
     new_code_cell(
-        "m = 24\n"
-        "seq = torch.cat([torch.tensor([tok.bos_token_id]), r[0, :m], r[0, :m]])\n"
-        "rep = rw.decompose(model, seq, tokenizer=tok)\n"
-        "positions = range(m + 1, m + 9)     # second copy: the next token was seen once before\n\n"
-        "hc = torch.stack([\n"
-        '    rep.head_contributions(int(seq[p + 1]), position=p, method="dla")[:, :-1] for p in positions\n'
-        "]).mean(0)                          # [layers, heads], averaged over those positions\n"
-        'print("heads writing the next token directly (mean DLA) vs. their induction score:")\n'
-        "for i in hc.flatten().argsort(descending=True)[:6].tolist():\n"
-        "    l, h = divmod(i, rep.n_heads)\n"
-        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")\n'
+        'print("heads writing the copied token directly (mean DLA) vs. their induction score:")\n'
+        "for i in ind.dla.flatten().argsort(descending=True)[:6].tolist():\n"
+        "    l, h = divmod(i, scores.shape[1])\n"
+        '    print(f"  head {l}.{h}: DLA {float(ind.dla[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")\n'
         'print("the strongest induction heads:")\n'
-        "for l, h in [(18, 6), (17, 3), (17, 4)]:\n"
-        '    print(f"  head {l}.{h}: DLA {float(hc[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")'
+        "for l, h, _ in ind.top(3):\n"
+        '    print(f"  head {l}.{h}: DLA {float(ind.dla[l, h]):+5.2f}   induction score {float(scores[l, h]):.2f}")'
     ),
     new_markdown_cell(
-        "The heads with the highest induction scores (layers 17–18) barely write the answer themselves. "
-        "They write *into the stream* — something like \"the token to copy is B\" — and later layers read it "
-        "and turn it into logits. Direct attribution cannot see that path. To see it, remove the heads: zero "
-        "each one's slice of the input of `o_proj` (its whole write into the stream) and measure the loss on the "
-        "second copy again, against a control of five other heads from the same layers."
+        "The heads with the highest induction scores barely write the answer themselves. They write *into "
+        "the stream* — something like \"the token to copy is B\" — and later layers read it and turn it into "
+        "logits. Direct attribution cannot see that path. To see it, remove the heads: zero each one's slice "
+        "of the input of `o_proj` (its whole write into the stream) and measure the loss on the second copy "
+        "again, against a control of five other heads from the same layers."
     ),
     new_code_cell(
         "def second_copy_loss(heads):\n"
@@ -394,7 +381,7 @@ nb3_cells = [
         "            hook.remove()\n"
         "    nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]\n"
         "    return float(nll[:, n:].mean())\n\n"
-        "top5 = [divmod(i, scores.shape[1]) for i in scores.flatten().argsort(descending=True)[:5].tolist()]\n"
+        "top5 = [(l, h) for l, h, _ in ind.top(5)]\n"
         "# control: the five heads of the same layers with the lowest induction scores\n"
         "others = [(l, h) for l in sorted({l for l, _ in top5}) for h in range(scores.shape[1]) if (l, h) not in top5]\n"
         "control = sorted(others, key=lambda lh: float(scores[lh]))[:5]\n"
@@ -403,14 +390,20 @@ nb3_cells = [
         'print(f"without 5 other heads {control}:  {second_copy_loss(control):5.2f} nats")'
     ),
     new_markdown_cell(
-        "In the dashboard, the target is the correct next token at a position of the second copy. The lens "
-        "column shows how late the answer becomes readable; **per head** in the bars shows the direct "
-        "writers — and, as the ablation showed, the heads that made it possible are earlier."
+        "## In the dashboard\n\n"
+        "Decompose one repeated sequence (shorter, so the snapshot stays small) and make the target the "
+        "correct next token at a position of the second copy. The lens column shows how late the answer "
+        "becomes readable; **per head** in the bars shows the direct writers — and, as the ablation showed, "
+        "the heads that made it possible sit earlier."
     ),
     new_code_cell(
+        "m = 24\n"
+        "seq = torch.cat([ids[0, :1], ids[0, 1:m + 1], ids[0, 1:m + 1]])   # BOS + r + r, r shorter\n"
+        "rep = rw.decompose(model, seq, tokenizer=tok)\n"
         "pos = m + 4\n"
         "nxt = int(seq[pos + 1])\n"
-        'print("position", pos, "token", repr(rep.tokens[pos]), "-> next", repr(rep.token_text(nxt)))'
+        'print("position", pos, repr(rep.tokens[pos]), "-> next", repr(rep.token_text(nxt)),\n'
+        '      " p =", round(float(torch.tensor(rep.logprob(nxt, pos)).exp()), 3))'
     ),
     new_code_cell("dash = rw.Dashboard(rep, target=nxt, position=pos)\ndash"),
     *snapshot_cells("03_heads_and_induction"),
