@@ -250,11 +250,25 @@ nb2_cells = [
         '    print(f"  {l:>2}.{h:<3} {float(heads[l, h]):+7.2f} {float(heads_lp[l, h]):+9.2f}")'
     ),
     new_markdown_cell(
+        "Each head's output is itself a sum over the **source tokens** it attends to (attention weight × "
+        "that token's value through the head). `rw.analysis.attention_subvalues` splits the DLA that way "
+        "(Yu & Ananiadou's attention subvalues): which token does the top head read the answer from?"
+    ),
+    new_code_cell(
+        "sub = rw.analysis.attention_subvalues(dec, target)      # dla, alpha: [L, H, T]\n"
+        "l, h = divmod(int(heads[:, :-1].flatten().argmax()), dec.n_heads)\n"
+        'print(f"head {l}.{h}, from the last position:")\n'
+        "for j, token in enumerate(dec.tokens):\n"
+        '    print(f"  {token!r:>10}  attention {float(sub.alpha[l, h, j]):.2f}   DLA {float(sub.dla[l, h, j]):+6.2f}")'
+    ),
+    new_markdown_cell(
         "## FFN neurons\n\n"
         "An MLP's output is a sum over its neurons: activation × that neuron's output vector (a column of "
         "`W_out`). `dec.top_neurons` ranks them by DLA (or log-prob increase) for the target. For each, the "
-        "**before-softmax (BS) tokens** of its output vector — `W_U · norm*(v)`, top and bottom — say what it "
-        "writes in general, whatever the prompt."
+        "**before-softmax (BS) tokens** of its write `v` = activation × output vector — the top and bottom of "
+        "`W_U · norm*(v)` — say what the neuron pushes up and down; the prompt changes only the scale and the "
+        "sign. A neuron that helps \" Paris\" need not have it among its top tokens: most neurons write many "
+        "things at once."
     ),
     new_code_cell(
         'neurons = dec.top_neurons(target, n=8, method="dla")\n'
