@@ -3,7 +3,7 @@
 import { h, select } from "../shared/dom.js";
 import { makeTooltip } from "../shared/tooltip.js";
 import { createCellGrid } from "../shared/cellgrid.js";
-import { lut, textOn } from "../shared/colors.js";
+import { textOn } from "../shared/colors.js";
 import { fmt } from "../shared/scale.js";
 import { displayToken, clip } from "../shared/tokens.js";
 import { afterPaint, colorize, legend, normalizerFor } from "./common.js";
@@ -79,7 +79,6 @@ export function mountLogitLens(root, store, opts = {}) {
     rgba = colorize(values, C, T, norm, "cividis", [90, 90, 90]);
     grid.setColors(rgba);
     legendSlot.replaceChildren(legend("cividis", norm, label));
-    void lut;
   }
 
   function drawInfo() {

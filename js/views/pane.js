@@ -1,12 +1,11 @@
 // The vector pane of the selected cell: raw stream, decomposition by source (one heat strip per
 // component, dims optionally sorted by magnitude) or projection onto the target's unembedding
 // direction (each source -> one number, its direct logit attribution).
-import { lut } from "../shared/colors.js";
+import { lut, PART_COLORS } from "../shared/colors.js";
 import { h, messageBox, sizeCanvas, checkbox } from "../shared/dom.js";
 import { fmt, fmtSigned, quantileSorted } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { segmented } from "./common.js";
-import { PART_COLORS } from "../shared/colors.js";
 
 export function createPane(root, store, tooltip) {
   const title = h("div", { class: "rw-title" });
@@ -61,7 +60,6 @@ export function createPane(root, store, tooltip) {
     const width = Math.max(240, (body.clientWidth || 500) - 10);
     const rowH = 15, labelW = 70, valW = 64;
     const H = rows.length * rowH + 4;
-    const ctx = sizeCanvas(h("canvas"), 1, 1); // placeholder
     const canvas = h("canvas");
     const g = sizeCanvas(canvas, width, H);
     const style = getComputedStyle(root);
@@ -85,7 +83,6 @@ export function createPane(root, store, tooltip) {
     });
     g.fillStyle = fg;
     g.fillRect(zero, 0, 1, H);
-    void ctx;
     body.replaceChildren(
       h("div", { class: "rw-note", text: `each source projected on the unembedding direction of ${displayToken(tt.text)} (direct logit attribution, frozen final norm); sum = ${fmtSigned(total)}` }),
       canvas
