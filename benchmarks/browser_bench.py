@@ -56,22 +56,30 @@ MEASURE_CLICK = """async ([idx, reps]) => {
   const grid = host.querySelector('[data-rw="stream-grid"]') || host.querySelector('[data-rw="logit-lens"]');
   const inner = grid.querySelector('.rw-inner');
   const canvas = grid.querySelector('canvas.rw-cells');
-  const r = canvas.getBoundingClientRect();
-  const hdr = parseFloat(canvas.style.height) - 0;  // css height
   const times = [];
+  let changed = 0;
   for (let k = 0; k < reps; k++) {
-    const x = r.left + 2 + ((k * 37) % Math.max(1, Math.min(r.width, 900) - 4));
-    const y = r.top + r.height - 3 - ((k * 13) % 40);
+    // a visible cell of the (possibly scrolled) grid
+    const vis = grid.querySelector('.rw-scroll').getBoundingClientRect();
+    const rc = canvas.getBoundingClientRect();
+    const left = Math.max(rc.left, vis.left);
+    const x = left + 2 + ((k * 37) % Math.max(1, Math.min(rc.right, vis.right) - left - 4));
+    const y = rc.top + rc.height - 3 - ((k * 13) % 40);
+    const before = grid.getAttribute('data-rw-selected');
     const t0 = performance.now();
     inner.dispatchEvent(new MouseEvent('click', { clientX: x, clientY: y, bubbles: true }));
     const t1 = performance.now();
+    // read one pixel back: forces the canvas to rasterise what the click drew
+    canvas.getContext('2d').getImageData(0, canvas.height - 1, 1, 1);
+    const t2 = performance.now();
     await new Promise((res) => requestAnimationFrame(() => res()));
-    times.push([t1 - t0, performance.now() - t0]);
+    times.push([t1 - t0, performance.now() - t0, t2 - t0]);
+    changed += before !== grid.getAttribute('data-rw-selected') ? 1 : 0;
     // let the secondary updates (bars, pane, top-k; scheduled after the paint) finish, as
     // between two clicks of a person
     await new Promise((res) => setTimeout(res, 60));
   }
-  return { times, selected: grid.getAttribute('data-rw-selected') || grid.closest('[data-rw]').getAttribute('data-rw-selected') };
+  return { times, changed };
 }"""
 
 
@@ -115,8 +123,10 @@ def bench(dec, label: str, browser, reps: int = 10) -> dict:
             res["views"][w._rw_view] = {"render_ms": _stats([a for a, _ in times]), "up_ms": _stats([b for _, b in times])}
         for idx in (0, 3):
             out = page.evaluate(MEASURE_CLICK, [idx, 3 * reps])
-            res["views"][widgets[idx]._rw_view]["click_handler_ms"] = _stats([a for a, _ in out["times"]])
-            res["views"][widgets[idx]._rw_view]["click_to_frame_ms"] = _stats([b for _, b in out["times"]])
+            res["views"][widgets[idx]._rw_view]["click_handler_ms"] = _stats([t[0] for t in out["times"]])
+            res["views"][widgets[idx]._rw_view]["click_to_frame_ms"] = _stats([t[1] for t in out["times"]])
+            res["views"][widgets[idx]._rw_view]["click_to_pixels_ms"] = _stats([t[2] for t in out["times"]])
+            res["views"][widgets[idx]._rw_view]["clicks_that_moved_selection"] = f"{out['changed']}/{len(out['times'])}"
         res["errors"] = errors
         page.close()
     return res
@@ -124,14 +134,16 @@ def bench(dec, label: str, browser, reps: int = 10) -> dict:
 
 def report(res: dict) -> None:
     print(f"\n{res['label']}: {res['C']} states x {res['T']} tokens (python payload {res['python_payload_ms']:.0f} ms/view)")
-    print(f"  {'view':<18} {'render med/p95':>16} {'up (+frame) med/p95':>22} {'click handler med/p95':>23} {'click->frame med':>17}")
+    print(f"  {'view':<18} {'render med/p95':>16} {'up (+frame) med/p95':>22} {'click handler med/p95':>23} {'click->pixels med/p95':>22} {'click->frame med':>17}")
     for name, r in res["views"].items():
         ch = r.get("click_handler_ms")
         cf = r.get("click_to_frame_ms")
+        cp = r.get("click_to_pixels_ms")
         print(
             f"  {name:<18} {r['render_ms']['median']:7.1f}/{r['render_ms']['p95']:6.1f} ms "
             f"{r['up_ms']['median']:11.1f}/{r['up_ms']['p95']:6.1f} ms "
-            + (f"{ch['median']:13.2f}/{ch['p95']:6.2f} ms {cf['median']:13.1f} ms" if ch else "")
+            + (f"{ch['median']:13.2f}/{ch['p95']:6.2f} ms {cp['median']:12.2f}/{cp['p95']:6.2f} ms {cf['median']:13.1f} ms"
+               f"  (selection moved {r['clicks_that_moved_selection']})" if ch else "")
         )
     if res["errors"]:
         print("  ERRORS:", res["errors"][:5])
@@ -168,8 +180,8 @@ def main(argv=None) -> int:
             results.append(res)
         browser.close()
     ok = all(r["views"][n]["up_ms"]["median"] < 300 for r in results if r["T"] <= 256 for n in r["views"])
-    ok_click = all(r["views"][n].get("click_handler_ms", {"median": 0})["median"] < 16 for r in results for n in r["views"])
-    print(f"\nviews up < 300 ms at T<=256: {'yes' if ok else 'NO'};  click repaint within one frame (handler < 16 ms): {'yes' if ok_click else 'NO'}")
+    ok_click = all(r["views"][n].get("click_to_pixels_ms", {"median": 0})["median"] < 16 for r in results for n in r["views"])
+    print(f"\nviews up < 300 ms at T<=256: {'yes' if ok else 'NO'};  click repaint within one frame (click -> pixels < 16 ms): {'yes' if ok_click else 'NO'}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0 if ok and ok_click else 2
