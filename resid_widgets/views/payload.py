@@ -130,7 +130,7 @@ def resolve_target_id(dec, target) -> int:
         return int(dec.target_id(int(next(g for g in m.groups() if g is not None))))
 
 
-def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = ()) -> dict:
+def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = (), _logsm=None) -> dict:
     """Everything the views need about one target token (as a dict of arrays)."""
     tid = resolve_target_id(dec, target)
     text = dec.token_text(tid)
@@ -144,7 +144,9 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
     dla = _np(dec.dla_grid(tid)).astype(np.float32)
     logits = _np(dec.logits).astype(np.float32)
     logit = logits[:, tid]
-    logprob = _log_softmax_rows(logits.astype(np.float64))[:, tid].astype(np.float32)
+    if _logsm is None:
+        _logsm = _log_softmax_rows(logits.astype(np.float64))
+    logprob = _logsm[:, tid].astype(np.float32)
     out = {
         "text": text,
         "display": display_token(text),
@@ -272,12 +274,13 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     top_probs = _np(lens.top_probs).astype(np.float32)
     next_prob = _next_prob(dec, lens)
 
+    logsm = _log_softmax_rows(_np(dec.logits).astype(np.float64))
     tlist = []
     seen = set()
     wanted: list[tuple[Any, str]] = [(t, "user") for t in targets]
     wanted += default_targets(dec, p)
     for t, source in wanted:
-        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p] if heads else [])
+        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p] if heads else [], _logsm=logsm)
         if tp["id"] in seen:
             continue
         seen.add(tp["id"])
