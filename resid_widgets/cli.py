@@ -160,6 +160,13 @@ def snapshot(args: argparse.Namespace) -> Path:
     if out.exists() and out.is_dir():
         raise CLIError(f"{out} is a folder; give a file name such as {out / 'snapshot.html'}")
 
+    try:  # one progress bar: ours (transformers' own bars would interleave with it)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover
+        pass
+
     steps = ["loading the model", "running the model", "building the view", "writing the snapshot"]
     bar = tqdm(total=len(steps), unit="step", disable=args.quiet, file=sys.stderr,
                bar_format="{desc:<24} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
