@@ -59,7 +59,15 @@ export function mountContributionBars(root, store, opts = {}) {
   const chart = h("div", { class: "rw-chart" });
   const summary = h("div", { class: "rw-summary" });
   const heads = h("div", { class: "rw-heads" });
-  root.append(title, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads);
+  // standalone: a strip of the prompt's tokens picks the position (in a dashboard the grid does)
+  const prompt = follow === "position" ? h("div", { class: "rw-prompt", "aria-label": "position" }) : null;
+  const promptChips = prompt ? tokens.map((t, i) => {
+    const b = h("span", { class: "rw-tok", text: displayToken(t), title: `position ${i}: show the contributions here` });
+    b.addEventListener("click", () => store.set("position", i));
+    prompt.appendChild(b);
+    return b;
+  }) : [];
+  root.append(title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads);
 
   input.addEventListener("keydown", (ev) => {
     if (ev.key !== "Enter") return;
@@ -107,6 +115,7 @@ export function mountContributionBars(root, store, opts = {}) {
     headBox.input.checked = !!store.get("per_head");
     const p = position();
     const t = store.target(store.get("target")) || store.target();
+    promptChips.forEach((c, i) => c.setAttribute("aria-current", String(i === p)));
     drawChips();
     title.replaceChildren(h("span", { text: "Contributions to " }), h("span", { class: "rw-tok", text: t ? displayToken(t.text) : "?" }),
       h("span", { text: ` at position ${p} ` }), h("span", { class: "rw-tok", text: displayToken(tokens[p]) }));

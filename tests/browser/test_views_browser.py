@@ -312,3 +312,16 @@ def test_every_family_renders_in_the_browser(open_page, rw):
     for i in range(len(FAMILIES)):
         assert canvas_colours(page, f'#w{i} [data-rw="stream-grid"] canvas.rw-cells') > 4, FAMILIES[i]
     pg.clean()
+
+
+def test_standalone_bars_pick_a_position(open_page, rw):
+    dec = FakeDecomposition(T=6, n_layers=2)
+    w = rw.ContributionBars(dec)
+    pg = open_page([w], kernel=True)
+    page = pg.page
+    bars = page.locator('[data-rw="contribution-bars"]')
+    bars.locator(".rw-prompt .rw-tok").nth(3).click()
+    expect(bars.locator(".rw-title")).to_contain_text("at position 3")
+    page.wait_for_timeout(50)
+    assert w.position == 3
+    pg.clean()
