@@ -46,7 +46,7 @@ class BlockBudget(Table):
         texts = [[self.top_texts[k][i] for i in range(self.top_ids.shape[1])] for k in range(K)]
         fig.add_heatmap(z=self.top_probs.tolist(), text=[[repr(t) for t in row] for row in texts],
                         texttemplate="%{text}", x=[f"#{i + 1}" for i in range(self.top_ids.shape[1])],
-                        y=[f"k={k}" for k in range(K)], colorscale="Blues", zmin=0, zmax=1,
+                        y=[f"k={k}" for k in range(K)], colorscale="Blues", zmin=0, zmax=1, showscale=False,
                         hovertemplate="k=%{y} %{text}: p=%{z:.3f}<extra></extra>", row=1, col=1)
         if self.target_logprob is not None:
             fig.add_scatter(x=list(range(K)), y=self.target_logprob.exp().tolist(), mode="lines+markers",

@@ -100,14 +100,14 @@ class CrossLayer(Table):
 
     def figure(self):
         go, make_subplots = plotly()
-        fig = make_subplots(rows=2, cols=1, row_heights=[0.35, 0.65], vertical_spacing=0.12,
+        fig = make_subplots(rows=2, cols=1, row_heights=[0.35, 0.65], vertical_spacing=0.08, shared_xaxes=True,
                             subplot_titles=("importance-weighted input shares",
                                             "each top neuron's input shares"))
         fig.add_bar(x=self.labels, y=self.weighted.tolist(), name="weighted", row=1, col=1)
         names = [f"L{l}N{k}" for l, k in self.neurons]
         z = self.shares.clamp(-3, 3)
         fig.add_heatmap(z=z.tolist(), x=self.labels, y=names, colorscale="RdBu", reversescale=True,
-                        zmid=0, hovertext=[[f"{n} ← {c}: share {float(v):+.3f}" for c, v in zip(self.labels, row)]
+                        zmid=0, colorbar=dict(title="share", len=0.6, y=0.3), hovertext=[[f"{n} ← {c}: share {float(v):+.3f}" for c, v in zip(self.labels, row)]
                                            for n, row in zip(names, self.shares)], hoverinfo="text",
                         row=2, col=1)
         fig.update_layout(title=f"cross-layer contribution to {self.target!r} at position {self.position}",

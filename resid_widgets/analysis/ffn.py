@@ -54,9 +54,9 @@ class FFNSubvalues(Table):
         fig.add_bar(y=labels, x=[r["dla"] for r in rows], orientation="h", name="DLA", hovertext=hover,
                     hoverinfo="text", row=1, col=1)
         if any(r["logprob_increase"] is not None for r in rows):
-            fig.add_bar(y=labels, x=[r["logprob_increase"] if r["logprob_increase"] is not None else 0
-                                     for r in rows], orientation="h", name="Δ log p (not additive)",
-                        hovertext=hover, hoverinfo="text", row=1, col=1)
+            fig.add_scatter(y=labels, x=[r["logprob_increase"] for r in rows], mode="markers",
+                            marker=dict(symbol="diamond", size=9, color="#e76f51"),
+                            name="Δ log p (not additive)", hovertext=hover, hoverinfo="text", row=1, col=1)
         pos = self.dla.clamp_min(0).sum(1).tolist()
         neg = self.dla.clamp_max(0).sum(1).tolist()
         names = [f"mlp.{l}" for l in self.layers]

@@ -180,21 +180,29 @@ class Bandwidth(Table):
         go, make_subplots = plotly()
         L = len(self.rows)
         show = int(self.mean_overlap.argmax()) if layer is None else layer % L
-        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, column_widths=[0.38, 0.3, 0.32],
                             subplot_titles=("dimensions written per layer vs d_model",
+                                            "mean head-subspace overlap per layer",
                                             f"head output-subspace overlap, layer {show}"))
         names = [f"L{l}" for l in range(L)]
-        fig.add_bar(x=names, y=[r["attn_rank"] for r in self.rows], name="attention rank", row=1, col=1)
-        fig.add_bar(x=names, y=[r["mlp_rank"] for r in self.rows], name="FFN rank", row=1, col=1)
+        what = "rank" if self.ranks_computed else "≤ min(d_model, dims)"
+        fig.add_bar(x=names, y=[r["attn_rank"] for r in self.rows], name=f"attention writes ({what})", row=1, col=1)
+        fig.add_bar(x=names, y=[r["mlp_rank"] for r in self.rows], name=f"FFN writes ({what})", row=1, col=1)
         fig.add_scatter(x=names, y=[r["mlp_dims"] for r in self.rows], mode="lines", name="d_ff", row=1, col=1)
         fig.add_scatter(x=names, y=[r["attn_dims"] for r in self.rows], mode="lines", name="H·d_head", row=1, col=1)
         fig.add_hline(y=self.d_model, line_dash="dot", annotation_text=f"d_model={self.d_model}", row=1, col=1)
+        fig.add_scatter(x=names, y=self.mean_overlap.tolist(), mode="lines+markers", name="mean overlap",
+                        row=1, col=2)
+        fig.add_scatter(x=names, y=[r["max_head_overlap"] for r in self.rows], mode="lines", name="max overlap",
+                        row=1, col=2)
+        fig.add_hline(y=self.random_overlap, line_dash="dot", annotation_text="random subspaces", row=1, col=2)
         H = self.head_overlap.shape[1]
         fig.add_heatmap(z=self.head_overlap[show].tolist(), x=[f"H{h}" for h in range(H)], y=[f"H{h}" for h in range(H)],
-                        zmin=0, zmax=1, colorscale="Viridis", row=1, col=2,
+                        zmin=0, zmax=1, colorscale="Viridis", row=1, col=3, showscale=False,
                         hovertemplate="%{y}·%{x}: %{z:.3f}<extra></extra>")
-        fig.update_layout(title=f"residual bandwidth (random-subspace overlap ≈ {self.random_overlap:.3f})",
-                          height=440, barmode="group")
+        fig.update_layout(title=f"residual bandwidth (d_head / d_model = {self.random_overlap:.3f}: the overlap of "
+                                "random subspaces)", height=460, barmode="group",
+                          legend=dict(orientation="h", y=-0.2))
         return fig
 
 
@@ -266,4 +274,4 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     return Bandwidth(d_model=d, n_heads=H, d_head=dh, rows=rows, head_overlap=head_overlap,
                      head_ranks=torch.tensor(head_ranks),
                      mean_overlap=torch.tensor([r["mean_head_overlap"] for r in rows]),
-                     random_overlap=dh / d, rtol=rtol, _weights=weights, _adapter=adapter)
+                     random_overlap=dh / d, rtol=rtol, ranks_computed=ranks, _weights=weights, _adapter=adapter)
