@@ -162,6 +162,37 @@ def test_attention_probs_and_values_reproduce_the_engines_head_inputs(fam):
     assert cap.max_error < 1e-5
 
 
+@pytest.mark.parametrize("family", ["mistral", "gemma2", "gemma3", "qwen2"])
+def test_attention_capture_with_sliding_windows(family):
+    import transformers as tf
+    from models_zoo import COMMON
+
+    window = 3
+    cfgs = {
+        "mistral": lambda: tf.MistralForCausalLM(tf.MistralConfig(**COMMON, num_key_value_heads=2, sliding_window=window)),
+        "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**COMMON, num_key_value_heads=2, head_dim=8,
+                                                               sliding_window=window, attn_logit_softcapping=5.0)),
+        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**COMMON, num_key_value_heads=2, head_dim=8,
+                                                                   sliding_window=window)),
+        "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**COMMON, num_key_value_heads=2, sliding_window=window,
+                                                            use_sliding_window=True, max_window_layers=1)),
+    }
+    torch.manual_seed(0)
+    model = cfgs[family]().eval()
+    dec = rw.decompose(model, random_ids(T))
+    cap = A.capture_attention(model, dec.token_ids)
+    types = getattr(model.config, "layer_types", None) or ["sliding_attention"] * dec.n_layers
+    for l in range(dec.n_layers):
+        z = torch.einsum("hts,hsd->thd", cap.probs[l][0], cap.head_values(l)[0]).reshape(T, -1)
+        torch.testing.assert_close(z, dec._head_inputs[l], atol=1e-5, rtol=1e-4)
+        if types[l] == "sliding_attention":
+            t, j = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
+            assert (cap.probs[l][0][:, t - j >= window] == 0).all(), (family, l)
+    tid = dec.top_prediction(-1)
+    at = A.attention_subvalues(dec, tid)
+    torch.testing.assert_close(at.dla.sum((1, 2)) + at.bias_dla, at.layer_dla, atol=1e-5, rtol=1e-5)
+
+
 def test_attention_logprob_equals_direct_recomputation(fam):
     family, model, dec = fam
     adapter = rw.adapters.base.adapter_for(model)
@@ -188,13 +219,13 @@ def test_capture_leaves_the_model_as_found(fam):
     family, model, dec = fam
     impl = model.config._attn_implementation
     attn = _module(model, 0, rw.adapters.base.adapter_for(model).attn)
-    ns = sys.modules[type(attn).__module__]
-    fn = ns.eager_attention_forward
+    ns = type(attn).forward.__globals__
+    fn = ns["eager_attention_forward"]
     model.train()
     A.capture_attention(model, dec.token_ids)
     A.drop_one(dec, unit="attn")
     assert model.training and model.config._attn_implementation == impl
-    assert ns.eager_attention_forward is fn
+    assert ns["eager_attention_forward"] is fn
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     model.eval()
 

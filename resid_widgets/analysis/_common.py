@@ -6,7 +6,6 @@ implementation is put back after an eager run.
 """
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -243,10 +242,12 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
     probs: list = [None] * L
     values: list = [None] * L
     zs: list[list] = [[] for _ in range(L)]
-    namespaces = []
+    # the globals the attention forward looks its eager function up in (the class's own module,
+    # or a parent's when the forward is inherited)
+    namespaces: list[dict] = []
     for m in attn_mods:
-        ns = sys.modules.get(type(m).__module__)
-        if ns is not None and hasattr(ns, "eager_attention_forward") and ns not in namespaces:
+        ns = getattr(type(m).forward, "__globals__", None)
+        if ns is not None and "eager_attention_forward" in ns and all(ns is not n for n in namespaces):
             namespaces.append(ns)
     if not namespaces:
         raise AnalysisError(f"{type(attn_mods[0]).__name__} has no eager attention function to read "
@@ -262,11 +263,11 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
             return out, weights
         return eager_attention_forward
 
-    originals = [(ns, ns.eager_attention_forward) for ns in namespaces]
+    originals = [(ns, ns["eager_attention_forward"]) for ns in namespaces]
     with hooks() as handles:
         try:
             for ns, orig in originals:
-                ns.eager_attention_forward = wrap(orig)
+                ns["eager_attention_forward"] = wrap(orig)
             for i, layer in enumerate(layers):
                 proj = require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
                 handles.append(proj.register_forward_pre_hook(capture_input_hook(zs[i]), with_kwargs=True))
@@ -277,7 +278,7 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
                 model(input_ids=input_ids.to(input_device(model)), use_cache=False)
         finally:
             for ns, orig in originals:
-                ns.eager_attention_forward = orig
+                ns["eager_attention_forward"] = orig
     missing = [i for i in range(L) if probs[i] is None]
     if missing:
         raise AnalysisError(f"No attention weights were seen for layers {missing}: this model's attention "
