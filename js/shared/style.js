@@ -54,6 +54,7 @@ export const CSS = `
 .rw-root svg text { fill: var(--rw-fg); font-size: 11px; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 .rw-root svg .rw-muted { fill: var(--rw-muted); }
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
+.rw-root svg .rw-cut { fill: var(--rw-fg); }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
 .rw-root .rw-dash > .rw-full { grid-column: 1 / -1; }
 .rw-root.rw-narrow .rw-dash { grid-template-columns: minmax(0, 1fr); }

@@ -26,6 +26,25 @@ export function barRows(meta, values, group) {
   return rows;
 }
 
+/**
+ * Half-width of the bar scale: the largest extent, unless one bar dwarfs the rest (log-prob of the
+ * first layer often does): then 1.15 x the second largest, and the giant is cut.
+ */
+/** A number short enough for a heat-map cell: "0", "0.42", "−3.1", "13". */
+export function cellNumber(v) {
+  if (!Number.isFinite(v)) return "";
+  const a = Math.abs(v);
+  const s = a < 0.005 ? "0" : a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return s.replace("-", "−");
+}
+
+export function barScale(extents) {
+  const a = extents.filter((x) => Number.isFinite(x)).sort((x, y) => y - x);
+  if (!a.length || a[0] <= 0) return 1e-9;
+  if (a.length > 2 && a[1] > 0 && a[0] > 3 * a[1]) return 1.15 * a[1];
+  return a[0];
+}
+
 /** Contributions [C] at a position for a target entry (decoded) and method. */
 export function contributions(meta, t, position, method) {
   const { C, T } = meta;
@@ -149,15 +168,18 @@ export function mountContributionBars(root, store, opts = {}) {
     const rowH = rows.length > 40 ? 12 : 17;
     const top = 16;
     const H = top + rows.length * rowH + 4;
-    let maxAbs = 1e-9;
-    for (const r of rows) {
+    const extents = rows.map((r) => {
       let pos = 0, neg = 0;
       for (const part of r.parts) (part.value >= 0 ? (pos += part.value) : (neg += part.value));
-      maxAbs = Math.max(maxAbs, pos, -neg);
-    }
+      return Math.max(pos, -neg);
+    });
+    const maxAbs = barScale(extents);
+    const clippedAny = extents.some((e) => e > maxAbs * 1.0001);
     const barW = width - labelW - valW;
     const zero = labelW + barW / 2;
     const sx = (barW / 2 - 2) / maxAbs;
+    const lim = barW / 2 - 2;
+    const clampX = (x) => Math.max(zero - lim, Math.min(zero + lim, x));
     const svg = s("svg", { width, height: H, viewBox: `0 0 ${width} ${H}`, role: "img", "aria-label": "contribution bars" });
     svg.appendChild(s("text", { x: labelW, y: 11, class: "rw-muted" }, `− ${fmt(maxAbs, 2)}`));
     svg.appendChild(s("text", { x: width - valW, y: 11, "text-anchor": "end", class: "rw-muted" }, `+ ${fmt(maxAbs, 2)}`));
@@ -170,13 +192,20 @@ export function mountContributionBars(root, store, opts = {}) {
       for (const part of r.parts) {
         const v = part.value;
         total += v;
-        const w = Math.abs(v) * sx;
-        const x = v >= 0 ? zero + pos * sx : zero + (neg + v) * sx;
+        const a = v >= 0 ? zero + pos * sx : zero + (neg + v) * sx;
+        const b = v >= 0 ? zero + (pos + v) * sx : zero + neg * sx;
         v >= 0 ? (pos += v) : (neg += v);
-        const rect = s("rect", { x, y: y + 2, width: Math.max(0.5, w), height: rowH - 4, fill: PART_COLORS[part.kind] || PART_COLORS.other });
+        const x0 = clampX(a), x1 = clampX(b);
+        const rect = s("rect", { x: x0, y: y + 2, width: Math.max(0.5, x1 - x0), height: rowH - 4, fill: PART_COLORS[part.kind] || PART_COLORS.other });
         rect.addEventListener("mousemove", (ev) => tooltip.show(ev.clientX, ev.clientY, [part.label, [method === "dla" ? "DLA" : "Δ log p", fmtSigned(v)], ["row total", fmtSigned(total)]]));
         rect.addEventListener("mouseleave", () => tooltip.hide());
         g.appendChild(rect);
+      }
+      if (extents[k] > maxAbs * 1.0001) {
+        // a bar longer than the scale: cut, with an arrow at the cut end
+        const right = pos * sx > lim;
+        const ax = right ? zero + lim : zero - lim;
+        g.appendChild(s("path", { d: right ? `M${ax - 6},${y + 1} L${ax + 1},${y + rowH / 2} L${ax - 6},${y + rowH - 1} Z` : `M${ax + 6},${y + 1} L${ax - 1},${y + rowH / 2} L${ax + 6},${y + rowH - 1} Z`, class: "rw-cut" }));
       }
       g.appendChild(s("text", { x: width - valW + 4, y: y + rowH * 0.72, class: total < 0 ? "rw-muted" : "" }, fmtSigned(total, 2)));
       svg.appendChild(g);
@@ -187,7 +216,7 @@ export function mountContributionBars(root, store, opts = {}) {
       const sw = h("span", { style: { display: "inline-block", width: "10px", height: "10px", background: PART_COLORS[kind], borderRadius: "2px" } });
       key.append(h("span", { class: "rw-legend" }, sw, h("span", { text: label })));
     }
-    key.append(h("span", { class: "rw-sub", text: "bars right of the axis push the target up, left push it down" }));
+    key.append(h("span", { class: "rw-sub", text: "  —  bars right of the axis push the target up, left push it down" + (clippedAny ? "; ▶ = bar cut to keep the others readable (its value is on the right)" : "") }));
     chart.replaceChildren(svg, key);
   }
 
@@ -229,7 +258,7 @@ export function mountContributionBars(root, store, opts = {}) {
         const rgb = rgbAt("rdbu", 0.5 + v / (2 * m));
         g.fillStyle = cssAt("rdbu", 0.5 + v / (2 * m));
         g.fillRect(60 + j * cw, 14 + l * ch, cw - 1, ch - 1);
-        if (cw >= 34 && ch >= 12) { g.fillStyle = textOn(rgb); g.textAlign = "center"; g.fillText(fmt(v, 2), 60 + j * cw + cw / 2, 14 + l * ch + ch / 2); }
+        if (cw >= 34 && ch >= 12) { g.fillStyle = textOn(rgb); g.textAlign = "center"; g.fillText(cellNumber(v), 60 + j * cw + cw / 2, 14 + l * ch + ch / 2); }
       }
     }
     canvas.addEventListener("mousemove", (ev) => {

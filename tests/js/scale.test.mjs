@@ -119,3 +119,14 @@ test("bars: layers stack attention and MLP; log-prob contributions telescope", (
   assert.equal(lp[0], 0);
   assert.deepEqual(Array.from(contributions(meta, t, 1, "dla")), [2, 4, 6, 8, 10]);
 });
+
+test("bar scale cuts a giant bar; heat-map numbers stay short", async () => {
+  const { barScale, cellNumber } = await import("../../js/views/contribution_bars.js");
+  assert.equal(barScale([1, 2, 3]), 3);
+  assert.ok(Math.abs(barScale([97, 12, 4, 3]) - 13.8) < 1e-9);
+  assert.equal(barScale([]), 1e-9);
+  assert.equal(cellNumber(7.63e-4), "0");
+  assert.equal(cellNumber(-3.14159), "−3.14");
+  assert.equal(cellNumber(13.25), "13.3");
+  assert.equal(cellNumber(250.4), "250");
+});
