@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, have_chromium, launch
+pytest.importorskip("playwright", reason="the playwright package is not installed")
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
+
+from .harness import ROOT, have_chromium, launch  # noqa: E402
 
 pytestmark = [
     pytest.mark.jupyter,

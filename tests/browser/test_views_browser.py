@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from playwright.sync_api import expect
+pytest.importorskip("playwright", reason="the playwright package is not installed")
+
+from playwright.sync_api import expect  # noqa: E402
 
 from .harness import attach_kernel, have_chromium, launch, push_state, write_page
 
