@@ -86,7 +86,7 @@ export function mountContributionBars(root, store, opts = {}) {
     prompt.appendChild(b);
     return b;
   }) : [];
-  root.append(title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads);
+  root.append(...[title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads].filter(Boolean));
 
   input.addEventListener("keydown", (ev) => {
     if (ev.key !== "Enter") return;

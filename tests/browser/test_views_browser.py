@@ -94,6 +94,11 @@ def test_all_views_render_non_blank(open_page, rw):
     dash = page.locator('[data-rw="dashboard"]')
     for name in ("stream-grid", "contribution-bars", "logit-lens"):
         assert dash.locator(f'[data-rw="{name}"]').count() == 1
+    # no stray "null"/"undefined"/"NaN" text anywhere
+    import re
+
+    body = page.locator("body").inner_text()
+    assert not re.search(r"\b(null|undefined|NaN)\b", body), re.findall(r".{30}\b(?:null|undefined|NaN)\b.{10}", body)
     # grid root carries the selection
     assert page.locator('[data-rw="stream-grid"]').first.get_attribute("data-rw-selected") == f"{len(dec.labels) - 1},{len(dec.tokens) - 1}"
     pg.clean()
