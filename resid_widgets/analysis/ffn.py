@@ -139,10 +139,13 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
         n_c = min(flat.numel(), max(candidates, n))
         for j in flat.abs().topk(n_c).indices.tolist() + key_of(flat).topk(min(n, flat.numel())).indices.tolist():
             want[j // d_ff].add(j % d_ff)
-    for i, l in enumerate(layers):
-        ks = sorted(want[i])
-        if ks:
-            lp[i, ks] = _neuron_logprobs(dec, l, ks, pos, tid, norm=norm)
+    jobs = [(i, sorted(want[i])) for i in range(len(layers)) if want[i]]
+    if jobs:
+        # one batched pass: every layer's baseline, then its neurons' baseline + subvalue
+        bases = torch.stack([dec.state_before(dec.mlp_index(layers[i]), pos) for i, _ in jobs])
+        lp0 = dec._lens_logprob(bases, tid, pos, norm)
+        for (i, ks), b, l0 in zip(jobs, bases, lp0):
+            lp[i, ks] = _neuron_logprobs(dec, layers[i], ks, pos, tid, norm=norm, base=b, lp0=float(l0))
 
     score = dla if rank_by == "dla" else lp
     keyed = key_of(score).flatten().nan_to_num(nan=-math.inf)
@@ -162,11 +165,13 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
                         rows=rows, rank_by=rank_by, order=order, norm=norm)
 
 
-def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 512,
-                     norm: str = "recomputed") -> torch.Tensor:
+def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 1024,
+                     norm: str = "recomputed", base=None, lp0=None) -> torch.Tensor:
     """[len(ks)] log p(tid | b + m_k W_out[:, k]) - log p(tid | b), b = stream before the FFN."""
-    base = dec.state_before(dec.mlp_index(layer), pos)
-    lp0 = dec._lens_logprob(base[None], tid, pos, norm)[0]
+    if base is None:
+        base = dec.state_before(dec.mlp_index(layer), pos)
+    if lp0 is None:
+        lp0 = float(dec._lens_logprob(base[None], tid, pos, norm)[0])
     out = []
     for s in range(0, len(ks), chunk):
         vecs = dec.neuron_vectors(layer, ks[s:s + chunk], pos)

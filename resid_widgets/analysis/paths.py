@@ -214,6 +214,17 @@ def _orthonormal(W: torch.Tensor, rtol: float) -> torch.Tensor:
     return (W @ V[:, keep]) / lam[keep].sqrt()
 
 
+def _head_bases(W_O: torch.Tensor, H: int, rtol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per head an orthonormal basis of its output columns, batched: ([H, d, dh] with zero columns
+    beyond each head's numerical rank, ranks [H])."""
+    d = W_O.shape[0]
+    Wh = W_O.double().view(d, H, -1).permute(1, 0, 2)  # [H, d, dh]
+    lam, V = torch.linalg.eigh(Wh.transpose(1, 2) @ Wh)  # [H, dh], [H, dh, dh]
+    keep = (lam > 0) & (lam > (rtol ** 2) * lam.max(-1, keepdim=True).values)
+    scale = torch.where(keep, lam.clamp_min(1e-300).rsqrt(), torch.zeros_like(lam))
+    return (Wh @ V) * scale[:, None, :], keep.sum(-1)
+
+
 def _rank(W: torch.Tensor, rtol: float) -> int:
     W = W.double()
     G = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
@@ -255,15 +266,13 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
                 else:
                     W_out = W_out * post.gain[:, None]
         dh = W_O.shape[1] // H
-        Qs = [_orthonormal(W_O[:, h * dh:(h + 1) * dh], rtol) for h in range(H)]
-        ranks = [q.shape[1] for q in Qs]
-        ov = torch.zeros(H, H)
-        for i in range(H):
-            for j in range(H):
-                m = min(ranks[i], ranks[j])
-                ov[i, j] = 0.0 if m == 0 else float((Qs[i].T @ Qs[j]).pow(2).sum() / m)
+        Q, head_r = _head_bases(W_O, H, rtol)  # [H, d, dh] (zero columns past each head's rank)
+        C = Q.permute(1, 0, 2).reshape(d, -1)  # [d, H*dh]
+        frob = (C.T @ C).view(H, dh, H, dh).pow(2).sum((1, 3)).float()  # ||Q_i^T Q_j||_F^2
+        m = torch.minimum(head_r[:, None], head_r[None, :]).float()
+        ov = torch.where(m > 0, frob / m.clamp_min(1), torch.zeros_like(frob))
         overlaps.append(ov)
-        head_ranks.append(ranks)
+        head_ranks.append(head_r.tolist())
         attn_rank = _rank(W_O, rtol) if ranks else min(d, W_O.shape[1])
         mlp_rank = _rank(W_out, rtol) if ranks else min(d, W_out.shape[1])
         off = ov[~torch.eye(H, dtype=torch.bool)]
