@@ -377,8 +377,8 @@ nb3_cells = [
         "again, against a control of five other heads from the same layers."
     ),
     new_code_cell(
-        "def second_copy_loss(heads):\n"
-        '    """Mean next-token loss on the second copy with the given (layer, head) writes zeroed."""\n'
+        "def second_copy_loss(heads, ids=ids[:2]):\n"
+        '    """Mean next-token loss on the second copy (2 sequences) with the given (layer, head) writes zeroed."""\n'
         "    dh = model.config.hidden_size // model.config.num_attention_heads\n"
         "    hooks = []\n"
         "    for l, h in heads:\n"
@@ -411,7 +411,7 @@ nb3_cells = [
         "the heads that made it possible sit earlier."
     ),
     new_code_cell(
-        "m = 24\n"
+        "m = 20\n"
         "seq = torch.cat([ids[0, :1], ids[0, 1:m + 1], ids[0, 1:m + 1]])   # BOS + r + r, r shorter\n"
         "rep = rw.decompose(model, seq, tokenizer=tok)\n"
         "pos = m + 4\n"
