@@ -230,6 +230,40 @@ def test_capture_leaves_the_model_as_found(fam):
     model.eval()
 
 
+def test_capture_restores_the_model_when_the_forward_raises():
+    model = build("gemma3")
+    impl = model.config._attn_implementation
+    attn = model.model.layers[1].self_attn
+    ns = type(attn).forward.__globals__
+    fn = ns["eager_attention_forward"]
+
+    def boom(m, a, o):
+        raise RuntimeError("boom")
+
+    h = model.model.layers[1].register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            A.capture_attention(model, random_ids(T))
+        with pytest.raises(RuntimeError, match="boom"):
+            A.drop_one(_dec_with(model), 3)
+    finally:
+        h.remove()
+    assert model.config._attn_implementation == impl and ns["eager_attention_forward"] is fn
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def _dec_with(model):
+    """A decomposition of a clean copy whose .model is ``model`` (to make re-runs hit its hooks)."""
+    import copy
+
+    clean = copy.deepcopy(model)
+    for m in clean.modules():
+        m._forward_hooks.clear()
+    dec = rw.decompose(clean, random_ids(T))
+    dec.model = model
+    return dec
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Cross-layer contribution
 # --------------------------------------------------------------------------------------------
