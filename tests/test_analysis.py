@@ -113,6 +113,21 @@ def test_ffn_logprob_equals_direct_recomputation(fam):
             assert abs(float(fs.activations[0, k]) - float(acts[k])) <= 1e-5
 
 
+def test_neuron_subvalue_matches_the_table(fam):
+    family, model, dec = fam
+    tid = dec.top_prediction(-1)
+    fs = A.ffn_subvalues(dec, tid, n=2)
+    row = fs.rows[0]
+    one = A.neuron_subvalue(dec, row["layer"], row["neuron"], tid)
+    assert one["dla"] == pytest.approx(row["dla"], abs=1e-6)
+    assert one["logprob_increase"] == pytest.approx(row["logprob_increase"], abs=1e-5)
+    assert one["bs_top"] == row["bs_top"] and one["bs_bottom"] == row["bs_bottom"]
+    torch.testing.assert_close(one["vector"], dec.neuron_vectors(row["layer"], [row["neuron"]])[0])
+    assert "dla" not in A.neuron_subvalue(dec, 0, -1)
+    with pytest.raises(IndexError, match="neuron index"):
+        A.neuron_subvalue(dec, 0, 10_000)
+
+
 def test_ffn_ranking_options(fam):
     family, model, dec = fam
     tid = dec.top_prediction(-1)

@@ -15,7 +15,7 @@ from ._common import AnalysisError, AttentionCapture, capture_attention, eager_a
 from .attention import AttentionSubvalues, attention_subvalues
 from .budget import BlockBudget, DropOne, block_budget, drop_one
 from .cross_layer import CrossLayer, NeuronInputShares, cross_layer, neuron_input_shares
-from .ffn import FFNSubvalues, ffn_subvalues
+from .ffn import FFNSubvalues, ffn_subvalues, neuron_subvalue
 from .induction import InductionScores, induction_prompt, induction_scores
 from .paths import Bandwidth, BlockPaths, DirectPath, bandwidth, block_paths, direct_path
 
@@ -24,5 +24,5 @@ __all__ = [
     "CrossLayer", "DirectPath", "DropOne", "FFNSubvalues", "InductionScores", "NeuronInputShares",
     "attention_subvalues", "bandwidth", "block_budget", "block_paths", "capture_attention", "cross_layer",
     "direct_path", "drop_one", "eager_attention", "ffn_subvalues", "induction_prompt", "induction_scores",
-    "neuron_input_shares",
+    "neuron_input_shares", "neuron_subvalue",
 ]

@@ -177,3 +177,26 @@ def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: 
         vecs = dec.neuron_vectors(layer, ks[s:s + chunk], pos)
         out.append(dec._lens_logprob(base[None] + vecs, tid, pos, norm) - lp0)
     return torch.cat(out)
+
+
+def neuron_subvalue(dec, layer: int, neuron: int, target=None, position: int = -1, bs_k: int = 10,
+                    norm: str = "recomputed") -> dict:
+    """One FFN neuron at ``position``: its activation, subvalue vector, BS top / bottom tokens and,
+    with a ``target``, its DLA and exact log-prob increase (baseline: the stream before the FFN).
+    IndexError for a layer or neuron index out of range."""
+    l = dec._check_layer(layer)
+    pos = dec._position(position)
+    d_ff = dec.neuron_activations(l).shape[1]
+    if isinstance(neuron, bool) or not isinstance(neuron, int) or not -d_ff <= neuron < d_ff:
+        raise IndexError(f"neuron index {neuron!r} out of range: layer {l} has {d_ff} neurons (0..{d_ff - 1})")
+    k = neuron % d_ff
+    vec = dec.neuron_vectors(l, [k], pos)
+    top, bottom = dec.bs_tokens(vec, pos, bs_k)
+    out = dict(layer=l, neuron=k, label=f"L{l}N{k}", position=pos,
+               activation=float(dec.neuron_activations(l)[pos, k]), vector=vec[0], bs_top=top[0],
+               bs_bottom=bottom[0])
+    if target is not None:
+        tid = dec.target_id(target)
+        out.update(target=dec.token_text(tid), dla=float(dec.neuron_dla(tid, pos, l)[k]),
+                   logprob_increase=float(_neuron_logprobs(dec, l, [k], pos, tid, norm=norm)[0]))
+    return out
