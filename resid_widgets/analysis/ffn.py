@@ -32,6 +32,9 @@ class FFNSubvalues(Table):
         bias_dla: [len(layers)] DLA of the output bias b_out (0 when none).
         layer_dla: [len(layers)] the FFN's own DLA (== dla.sum(1) + bias_dla).
         logprob: [len(layers), d_ff] log-prob increase, NaN where not computed.
+        logprob_estimate: [len(layers), d_ff] its first-order estimate for every neuron,
+            m_k W_out[:, k] · ∇_b log p(target | b) (used to pick the candidates; None with
+            logprob="none"). An approximation: the exact values are in ``logprob``.
         activations: [len(layers), d_ff] m_k at the position.
         rows: the top ``n`` neurons (dicts: layer, neuron, label, activation, dla, logprob_increase,
             bs_top, bs_bottom), ordered by ``rank_by``.
@@ -85,8 +88,9 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
         layer: one layer, a list of layers, or None for all.
         rank_by: "dla" or "logprob" (log-prob increase, among the neurons it was computed for).
         order: "top" (most promoting), "bottom" (most suppressing) or "abs" (largest magnitude).
-        logprob: "candidates" (exact log-prob increase for the ``candidates`` neurons with the largest
-            |DLA| over the covered layers, plus the rows shown), "all" (every neuron of the covered
+        logprob: "candidates" (exact log-prob increase for ``candidates`` neurons: half with the
+            largest |DLA|, half with the largest first-order estimate |m_k W_out[:, k] · ∇ log p|,
+            plus the rows shown), "all" (every neuron of the covered
             layers; one vocabulary softmax per neuron: slow for many layers) or "none".
         bs_k: how many BS top / bottom tokens per listed neuron.
         norm: "recomputed" (the logit lens, METHODS.md) or "frozen" (the final norm at the real
@@ -134,10 +138,17 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     if logprob == "all":
         for i in range(len(layers)):
             want[i] = set(range(d_ff))
-    elif logprob == "candidates":
-        flat = dla.flatten()
+    estimate = None
+    if logprob != "none":
+        estimate = _first_order_logprob(dec, layers, acts, pos, tid, norm)
+    if logprob == "candidates":
+        # half by |DLA|, half by |first-order log-prob estimate|, plus the top n of each by ``order``
+        flat, est = dla.flatten(), estimate.flatten()
         n_c = min(flat.numel(), max(candidates, n))
-        for j in flat.abs().topk(n_c).indices.tolist() + key_of(flat).topk(min(n, flat.numel())).indices.tolist():
+        picks = (flat.abs().topk(n_c // 2).indices.tolist() + est.abs().topk(n_c - n_c // 2).indices.tolist()
+                 + key_of(flat).topk(min(n, flat.numel())).indices.tolist()
+                 + key_of(est).topk(min(n, est.numel())).indices.tolist())
+        for j in picks:
             want[j // d_ff].add(j % d_ff)
     jobs = [(i, sorted(want[i])) for i in range(len(layers)) if want[i]]
     if jobs:
@@ -162,7 +173,35 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
                          bs_top=top[0], bs_bottom=bottom[0]))
     return FFNSubvalues(target_id=tid, target=dec.token_text(tid), position=pos, layers=layers, dla=dla,
                         bias_dla=bias_dla, layer_dla=layer_dla, logprob=lp, activations=torch.stack(acts),
-                        rows=rows, rank_by=rank_by, order=order, norm=norm)
+                        rows=rows, rank_by=rank_by, order=order, norm=norm, logprob_estimate=estimate)
+
+
+def _first_order_logprob(dec, layers, acts, pos: int, tid: int, norm: str) -> torch.Tensor:
+    """[len(layers), d_ff] m_k (W_out[:, k] ⊙ post) · ∇_b log p(tid | b), b the stream before each FFN."""
+    ro = dec.readout
+    bases = torch.stack([dec.state_before(dec.mlp_index(l), pos) for l in layers]).to(ro.device)
+    with torch.enable_grad():
+        h = bases.detach().clone().requires_grad_(True)
+        n = ro.norm.to(ro.device)
+        if norm == "frozen":
+            x = n.frozen(h, dec.states[-1, pos].to(ro.device))
+            x = x if n.bias is None else x + n.bias
+        else:
+            x = n(h)
+        z = torch.nn.functional.linear(x, ro.unembed, ro.unembed_bias)
+        if ro.softcap:  # out of place (Readout.cap works in place, which autograd cannot)
+            z = ro.softcap * torch.tanh(z / ro.softcap)
+        (z[:, tid] - torch.logsumexp(z, -1)).sum().backward()
+    grads = h.grad.float().cpu()
+    rows = []
+    for i, l in enumerate(layers):
+        W, _ = dec._weights.mlp_out(l)
+        g = grads[i]
+        mult = dec._post_multiplier("mlp", l)
+        if mult is not None:
+            g = g * mult[pos]
+        rows.append(acts[i] * (g.to(W.device) @ W).cpu())
+    return torch.stack(rows)
 
 
 def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: int = 1024,
