@@ -546,6 +546,8 @@ def test_bad_inputs_raise_clear_errors():
         A.drop_one(dec, unit="head")
     with pytest.raises(ValueError):
         A.induction_scores(model, n_tokens=1)
+    with pytest.raises(ValueError, match="context"):
+        A.induction_scores(model, n_tokens=40)  # 81 tokens > 64 positions
 
 
 def test_every_result_has_rows_pandas_and_a_figure():

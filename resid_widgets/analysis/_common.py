@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ..adapters.base import Adapter, adapter_for, get_module, require_module
+from ..adapters.base import Adapter, adapter_for, require_module
 from ..engine import model_left_as_found
-from ..errors import ResidWidgetsError, UnsupportedModelError
+from ..errors import ResidWidgetsError
 from ..weights import module_device
 
 

@@ -13,8 +13,6 @@ running normally — real re-runs, batched: one copy of the prompt per dropped u
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,

@@ -12,8 +12,6 @@ when the sum is near zero (check ``total``).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from ._common import Table, check_index, plotly
