@@ -10,6 +10,7 @@ from .engine import decompose
 from .errors import (AdditivityError, NonFiniteWarning, PromptError, ResidWidgetsError, TargetError,
                      UnsupportedModelError)
 from .lens import LensResult
+from .export import SnapshotMixin, export_html
 from . import models
 from . import analysis
 
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adapter", "AdditivityError", "Decomposition", "LensResult", "NeuronContribution", "NonFiniteWarning",
-    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "decompose", "models",
+    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "decompose", "export_html", "models",
     "register_adapter", "supported_families",
 ]
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import anywidget
 import traitlets as t
 
+from ..export import SnapshotMixin
 from . import payload as P
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -30,7 +31,7 @@ def _esm_source() -> Any:
     )
 
 
-class ResidView(anywidget.AnyWidget):
+class ResidView(SnapshotMixin, anywidget.AnyWidget):
     """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly)."""
 
     _esm = _esm_source()
