@@ -23,16 +23,7 @@ import traitlets
 
 from resid_widgets.export import SnapshotMixin, export_html, snapshot_html
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from browser.harness import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for every browser test
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "resid_widgets" / "static" / "widget.js"
 
