@@ -6,6 +6,7 @@ import { mountStreamGrid } from "./views/stream_grid.js";
 import { mountContributionBars } from "./views/contribution_bars.js";
 import { mountLogitLens } from "./views/logit_lens.js";
 import { mountDashboard } from "./views/dashboard.js";
+import { mountBlockBudget } from "./views/block_budget.js";
 import { guard } from "./views/common.js";
 
 export const VIEWS = {
@@ -13,6 +14,7 @@ export const VIEWS = {
   "contribution-bars": mountContributionBars,
   "logit-lens": mountLogitLens,
   dashboard: mountDashboard,
+  "block-budget": mountBlockBudget,
 };
 
 function render({ model, el }) {
@@ -60,7 +62,7 @@ function render({ model, el }) {
   ro && ro.observe(root);
   root.classList.toggle("rw-narrow", (root.clientWidth || 1000) < 760);
   const unwatch = watchTheme(() => { if (applyTheme() && view && view.retheme) view.retheme(); });
-  const offData = ["_meta", "_arrays", "_error"].map((n) => store.on(n, () => mount()));
+  const offData = ["_meta", "_arrays", "_data", "_error"].map((n) => store.on(n, () => mount()));
 
   return () => {
     ro && ro.disconnect();

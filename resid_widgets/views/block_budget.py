@@ -1,0 +1,124 @@
+"""BlockBudget: the next-token distribution with only blocks 0..k-1 active, k = 0..L, on a slider."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import traitlets as t
+
+from ..analysis import block_budget, drop_one
+from ._analysis_base import AnalysisView
+from .payload import array_payload, display_token
+
+
+def budget_payload(dec, position: int = -1, k: int = 10, target=None, drop: bool = True) -> dict:
+    """Everything the BlockBudget view shows: top-k ids/probs for every budget 0..L (and optional
+    drop-one effects), small: (L+1)·k ids + probs."""
+    pos = dec._position(position)
+    tid = dec.top_prediction(pos) if target is None or target == "" else dec.target_id(target)
+    res = block_budget(dec, position=pos, k=k, target=tid)
+    L = dec.n_layers
+    ids = res.top_ids.tolist()
+    vocab = {str(i): dec.token_text(i) for row in ids for i in row}
+    vocab[str(tid)] = dec.token_text(tid)
+    data: dict[str, Any] = {
+        "tokens": list(dec.tokens),
+        "position": pos,
+        "n_layers": L,
+        "k": int(res.top_ids.shape[1]),
+        "target": dec.token_text(tid),
+        "target_id": int(tid),
+        "top_ids": array_payload(res.top_ids, "int32"),
+        "top_probs": array_payload(res.top_probs, "float32"),
+        "target_prob": [float(math.exp(x)) for x in res.target_logprob.tolist()],
+        "target_rank": [int(r["target_rank"]) for r in res.rows],
+        "entropy": [float(x) for x in res.entropy.tolist()],
+        "repeats_input": bool(res.repeats_input),
+        "vocab": vocab,
+        "drop": None,
+        "drop_note": "",
+    }
+    if drop:
+        try:
+            d = drop_one(dec, target=tid, position=pos)
+            data["drop"] = {
+                "effect": [float(x) for x in d.effect.tolist()],
+                "full_logprob": float(d.full_logprob),
+                "top": [str(x) for x in d.top_texts],
+            }
+        except Exception as exc:  # needs the model (re-runs); optional
+            data["drop_note"] = f"drop-one effects left out ({type(exc).__name__}: {exc})"
+    return data
+
+
+class BlockBudget(AnalysisView):
+    """Slider over the block budget k = 0..L: the top-k next tokens at ``position`` when only blocks
+    0..k-1 run (k=0: the direct path / bigram floor, k=L: the full model), with p(target).
+
+    All budgets are precomputed (they are the logit lens of the states after each block), so the
+    slider also works in an offline snapshot. ``budget`` (synced) is the slider's value; with the
+    model available a strip shows each block's drop-one effect on log p(target).
+    """
+
+    _rw_view = t.Unicode("block-budget").tag(sync=True)
+    budget = t.Int(0).tag(sync=True)
+
+    def __init__(self, dec, position: int = -1, k: int = 10, target: Any = None, *, budget: int | None = None,
+                 drop: bool = True, **kwargs: Any):
+        self._dec = dec
+        if not self._init_data(lambda: budget_payload(dec, position, k, target, drop), **kwargs):
+            return
+        L = self._data["n_layers"]
+        self.budget = L if budget is None else budget
+
+    @t.validate("budget")
+    def _check_budget(self, proposal):
+        b = int(proposal["value"])
+        L = (self._data or {}).get("n_layers")
+        if L is not None:
+            b = b + L + 1 if b < 0 else b
+            if not 0 <= b <= L:
+                raise t.TraitError(f"budget {proposal['value']} is outside 0..{L}")
+        return b
+
+    # ------------------------------------------------------------------ python side
+    @property
+    def position(self) -> int:
+        return self._data["position"]
+
+    @property
+    def target(self) -> str:
+        return self._data["target"]
+
+    def top(self, budget: int | None = None) -> list[tuple[str, float]]:
+        """[(token text, prob)] of the top-k next tokens at ``budget`` (default: the slider's)."""
+        from .payload import decode_payload
+
+        b = self.budget if budget is None else budget
+        ids = decode_payload(self._data["top_ids"])[b]
+        probs = decode_payload(self._data["top_probs"])[b]
+        return [(self._data["vocab"][str(int(i))], float(p)) for i, p in zip(ids, probs)]
+
+    def figure(self):
+        """plotly: the top-k bars at the current budget, and p(target) over all budgets."""
+        from plotly.subplots import make_subplots
+
+        d = self._data
+        b = self.budget
+        tops = self.top(b)
+        L = d["n_layers"]
+        name = "direct path / bigram floor" if b == 0 else "full model" if b == L else f"blocks 0..{b - 1}"
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.15,
+                            subplot_titles=(f"k={b} ({name})", f"p({display_token(d['target'])}) per budget k"))
+        fig.add_bar(y=[display_token(s) for s, _ in tops], x=[p for _, p in tops], orientation="h",
+                    marker_color=["#d6604d" if s == d["target"] else "#4393c3" for s, _ in tops],
+                    hovertemplate="%{y}: p=%{x:.4f}<extra></extra>", row=1, col=1)
+        fig.add_scatter(x=list(range(L + 1)), y=d["target_prob"], mode="lines+markers", name="p(target)", row=1, col=2)
+        fig.update_yaxes(autorange="reversed", row=1, col=1)
+        fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=1)
+        fig.update_xaxes(title_text="block budget k", row=1, col=2)
+        tok = display_token(d["tokens"][d["position"]])
+        fig.update_layout(title=f"block budget at position {d['position']} ({tok})", showlegend=False,
+                          height=max(360, 26 * len(tops) + 160))
+        return fig

@@ -1,0 +1,132 @@
+"""The analysis views in exported offline snapshots (rw.export_html), opened over file:// in
+headless Chromium: the slider, the MLP neuron breakdown and the head x source heatmap work with
+no kernel, no console errors and no network request."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright", reason="the playwright package is not installed")
+
+import resid_widgets as rw  # noqa: E402
+from models_zoo import build, random_ids  # noqa: E402
+
+from .harness import CHROMIUM_ARGS, CHROMIUM, ensure_bundle, have_chromium  # noqa: E402
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ensure_bundle()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def dec():
+    return rw.decompose(build("llama"), random_ids(11))
+
+
+class Offline:
+    """A snapshot page over file:// with every non-file request aborted and counted."""
+
+    def __init__(self, browser, path):
+        self.context = browser.new_context(viewport={"width": 1200, "height": 1000})
+        self.page = self.context.new_page()
+        self.blocked: list[str] = []
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:")) else self.requests.append(r.url))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(Path(path).resolve().as_uri())
+        self.page.wait_for_selector("html[data-rw-snapshot-ready]", timeout=30_000)
+
+    def clean(self):
+        assert self.blocked == [] and self.requests == [], f"network requests: {self.blocked + self.requests}"
+        assert self.errors == [], f"console errors: {self.errors}"
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def offline(browser):
+    pages = []
+
+    def _open(path):
+        pg = Offline(browser, path)
+        pages.append(pg)
+        return pg
+
+    yield _open
+    for pg in pages:
+        pg.close()
+
+
+def bar_tokens(page, root):
+    return page.evaluate(f"[...document.querySelectorAll('{root} .rw-budget-tok')].map(e => e.textContent)")
+
+
+def test_block_budget_slider_offline(tmp_path, offline, dec):
+    w = rw.BlockBudget(dec, k=6)
+    L = dec.n_layers
+    path = rw.export_html(w, tmp_path / "budget.html")
+    pg = offline(path)
+    page = pg.page
+    root = "[data-rw=block-budget]"
+    page.wait_for_selector(f"{root} .rw-budget-row")
+    assert page.get_attribute(root, "data-rw-budget") == str(L)
+    assert page.locator(f"{root} .rw-budget-row").count() == 6
+    full = bar_tokens(page, root)
+    assert page.locator(f"{root} [data-rw-target]").count() == 1  # the target = top prediction at k=L
+    # slide to k = 0: the direct path
+    page.fill(f"{root} input[type=range]", "0")
+    page.wait_for_function(f"document.querySelector('{root}').dataset.rwBudget === '0'")
+    floor = bar_tokens(page, root)
+    ids = rw.views.payload.decode_payload(w._data["top_ids"])
+    vocab = w._data["vocab"]
+    from resid_widgets.views.payload import display_token
+
+    assert floor == [display_token(vocab[str(int(i))]) for i in ids[0]]
+    assert full == [display_token(vocab[str(int(i))]) for i in ids[L]]
+    assert "direct path" in page.inner_text(root)
+    # the p(target) strip also picks k
+    page.locator(f"{root} .rw-budget-pstrip > div").nth(1).click()
+    assert page.get_attribute(root, "data-rw-budget") == "1"
+    # drop-one strip, one cell per block
+    assert page.locator(f"{root} .rw-budget-drop > div").count() == L
+    pg.clean()
+
+
+def test_block_budget_token_text_is_text(tmp_path, offline, dec):
+    w = rw.BlockBudget(dec, k=3)
+    tid = int(rw.views.payload.decode_payload(w._data["top_ids"])[0, 0])
+    data = dict(w._data)
+    data["vocab"] = dict(data["vocab"], **{str(tid): "<img src=x onerror=alert(1)>"})
+    w._data = data
+    path = rw.export_html(w, tmp_path / "xss.html")
+    pg = offline(path)
+    page = pg.page
+    page.fill("[data-rw=block-budget] input[type=range]", "0")
+    assert page.locator("[data-rw=block-budget] img").count() == 0
+    assert "<img src=x onerror=alert(1)>" in bar_tokens(page, "[data-rw=block-budget]")
+    pg.clean()

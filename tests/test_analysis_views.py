@@ -1,0 +1,75 @@
+"""The analysis views (BlockBudget, the MLP neuron breakdown of ContributionBars,
+AttentionSources) on tiny random models: payloads, traits, figures, snapshot state."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import resid_widgets as rw
+from models_zoo import build, random_ids
+from resid_widgets.views.payload import decode_payload
+
+T = 11
+
+
+@pytest.fixture(scope="module")
+def dec():
+    return rw.decompose(build("llama"), random_ids(T))
+
+
+# ----------------------------------------------------------------------------- BlockBudget
+
+def test_block_budget_payload_matches_analysis(dec):
+    w = rw.BlockBudget(dec, position=-1, k=5)
+    d = w._data
+    L = dec.n_layers
+    assert d["n_layers"] == L and d["k"] == 5 and d["position"] == T - 1
+    ids = decode_payload(d["top_ids"])
+    probs = decode_payload(d["top_probs"])
+    assert ids.shape == (L + 1, 5) and probs.shape == (L + 1, 5)
+    ref = rw.analysis.block_budget(dec, position=-1, k=5)
+    assert (ids == ref.top_ids.numpy()).all()
+    np.testing.assert_allclose(probs, ref.top_probs.numpy(), rtol=1e-5)
+    # default target: the model's top prediction; at k=L it is the top-1 token
+    assert d["target_id"] == dec.top_prediction(T - 1) == int(ids[L, 0])
+    assert len(d["target_prob"]) == L + 1 and d["target_rank"][L] == 0
+    assert all(str(int(i)) in d["vocab"] for i in ids.flatten())
+    # drop-one strip (real re-runs)
+    ref_drop = rw.analysis.drop_one(dec, target=d["target_id"], position=-1)
+    np.testing.assert_allclose(d["drop"]["effect"], ref_drop.effect.numpy(), atol=1e-5)
+    # small: (L+1)*k ids + probs
+    assert len(d["top_ids"]["data"]) + len(d["top_probs"]["data"]) == (L + 1) * 5 * 8
+
+
+def test_block_budget_trait_and_python_api(dec):
+    L = dec.n_layers
+    w = rw.BlockBudget(dec, target=int(random_ids(T)[3]), position=4, k=3)
+    assert w.budget == L and w.position == 4
+    w.budget = 0
+    assert w.top()[0][0] == w._data["vocab"][str(int(decode_payload(w._data["top_ids"])[0, 0]))]
+    w.budget = -1
+    assert w.budget == L
+    with pytest.raises(Exception):
+        w.budget = L + 1
+    p = w._data["target_prob"]
+    assert all(0 <= x <= 1 for x in p)
+    # k = L is the full model's own distribution
+    ref = torch.softmax(dec.logits[4].double(), -1)[w._data["target_id"]]
+    assert math.isclose(p[L], float(ref), rel_tol=1e-3)
+    fig = w.figure()
+    assert len(fig.data) == 2
+    assert w._snapshot_state(1000) == {"_rw_static": True}
+
+
+def test_block_budget_bad_input_shows_message(dec):
+    with pytest.warns(RuntimeWarning):
+        w = rw.BlockBudget(dec, position=99)
+    assert "cannot show" in w._error
+
+
+def test_block_budget_without_model_leaves_drop_out(dec):
+    w = rw.BlockBudget(dec, drop=False)
+    assert w._data["drop"] is None
