@@ -73,3 +73,53 @@ def test_block_budget_bad_input_shows_message(dec):
 def test_block_budget_without_model_leaves_drop_out(dec):
     w = rw.BlockBudget(dec, drop=False)
     assert w._data["drop"] is None
+
+
+# ----------------------------------------------------------------------------- MLP neuron breakdown
+
+def test_bars_embed_top_neurons_of_the_default_target(dec):
+    from resid_widgets.views.neurons import N_NEURONS
+
+    w = rw.ContributionBars(dec)
+    tid = w._targets[0]["id"]
+    entry = w._neurons[f"{tid}:{T - 1}"]
+    L = dec.n_layers
+    idx, dla, act = (decode_payload(entry[k]) for k in ("index", "dla", "act"))
+    assert idx.shape == dla.shape == act.shape == (L, N_NEURONS)
+    full = dec.neuron_dla(tid, T - 1)
+    for l in range(L):
+        # the largest |DLA| neurons of the layer, strongest first, values as in dec.neuron_dla
+        ref = full[l].abs().topk(N_NEURONS).indices.numpy()
+        assert list(idx[l]) == list(ref)
+        np.testing.assert_allclose(dla[l], full[l, ref].numpy(), rtol=1e-5, atol=1e-7)
+        assert len(entry["bs_top"][l]) == N_NEURONS and all(len(x) == 3 for x in entry["bs_top"][l])
+    # agrees with dec.top_neurons on the most promoting neuron of a layer
+    best = dec.top_neurons(tid, T - 1, n=1, layer=1)[0]
+    if best.dla > 0 and best.dla >= float(-dla[1].min()):
+        assert int(idx[1, 0]) == best.index
+    # small: a few kB per (target, position)
+    assert sum(len(entry[k]["data"]) for k in ("index", "dla", "act")) == 3 * 4 * L * N_NEURONS
+
+
+def test_bars_neurons_message_and_snapshot(dec):
+    w = rw.ContributionBars(dec)
+    sent = []
+    w.send = lambda c, buffers=None: sent.append(c)
+    other = w._targets[1]
+    w._on_custom(w, {"type": "neurons", "target": other["text"], "position": 3, "id": "q1"}, [])
+    assert sent[-1]["ok"] is True and sent[-1]["key"] == f"{other['id']}:3"
+    assert f"{other['id']}:3" in w._neurons
+    # a token that was not precomputed becomes a target first
+    w._on_custom(w, {"type": "neurons", "target": int(random_ids(T)[0]) , "position": -1, "id": "q2"}, [])
+    assert sent[-1]["ok"] is True
+    before = dict(w._neurons)
+    snap = w._snapshot_state(2_000_000)
+    for tp in w._targets:
+        assert f"{tp['id']}:{w.selected[1]}" in snap["_neurons"]
+    assert w._neurons.keys() == before.keys()  # the live widget is left as it was
+    assert any("MLP neurons" in n for n in snap["__notes__"])
+
+
+def test_dashboard_has_neuron_breakdown_grid_does_not(dec):
+    assert rw.Dashboard(dec)._neurons
+    assert rw.StreamGrid(dec)._neurons == {}

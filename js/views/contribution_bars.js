@@ -6,17 +6,19 @@ import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { makeTooltip } from "../shared/tooltip.js";
 import { afterPaint, segmented } from "./common.js";
+import { decodeArray } from "../shared/decode.js";
+import { NeedsKernel } from "../shared/store.js";
 
 /** Rows of the chart at one position: [{label, parts: [{kind, label, value}]}]. */
 export function barRows(meta, values, group) {
   const { labels, kinds, layers, n_layers } = meta;
-  if (group === "component") return labels.map((l, c) => ({ label: l, parts: [{ kind: kinds[c], label: l, value: values[c] }] }));
+  if (group === "component") return labels.map((l, c) => ({ label: l, parts: [{ kind: kinds[c], label: l, value: values[c], layer: layers[c] }] }));
   const rows = [];
   const embed = { label: "embed", parts: [] };
   const byLayer = Array.from({ length: n_layers }, (_, l) => ({ label: `layer ${l}`, parts: [] }));
   const other = [];
   labels.forEach((l, c) => {
-    const part = { kind: kinds[c], label: l, value: values[c] };
+    const part = { kind: kinds[c], label: l, value: values[c], layer: layers[c] };
     if (kinds[c] === "embed") embed.parts.push(part);
     else if ((kinds[c] === "attn" || kinds[c] === "mlp") && layers[c] >= 0 && layers[c] < n_layers) byLayer[layers[c]].parts.push(part);
     else other.push({ label: l, parts: [part] });
@@ -78,6 +80,8 @@ export function mountContributionBars(root, store, opts = {}) {
   const chart = h("div", { class: "rw-chart" });
   const summary = h("div", { class: "rw-summary" });
   const heads = h("div", { class: "rw-heads" });
+  const neurons = h("div", { class: "rw-neurons" });
+  let openLayer = null; // the MLP layer whose neuron breakdown is expanded
   // standalone: a strip of the prompt's tokens picks the position (in a dashboard the grid does)
   const prompt = follow === "position" ? h("div", { class: "rw-prompt", "aria-label": "position" }) : null;
   const promptChips = prompt ? tokens.map((t, i) => {
@@ -86,7 +90,7 @@ export function mountContributionBars(root, store, opts = {}) {
     prompt.appendChild(b);
     return b;
   }) : [];
-  root.append(...[title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, summary, heads].filter(Boolean));
+  root.append(...[title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, neurons, summary, heads].filter(Boolean));
 
   input.addEventListener("keydown", (ev) => {
     if (ev.key !== "Enter") return;
@@ -160,6 +164,66 @@ export function mountContributionBars(root, store, opts = {}) {
         h("div", { class: "rw-sub", text: `model's log p of ${displayToken(t.text)} at position ${p}: ${fmt(t.logprob[p])}  (p = ${fmt(Math.exp(t.logprob[p]))})` }));
     }
     drawHeads(t, p, method);
+    drawNeurons(t, p, vals);
+  }
+
+  function toggleLayer(l) {
+    openLayer = openLayer === l ? null : l;
+    draw(true);
+  }
+
+  let neuronsToken = 0;
+  function drawNeurons(t, p, vals) {
+    const my = ++neuronsToken;
+    root.dataset.rwOpenMlp = openLayer == null ? "" : String(openLayer);
+    if (openLayer == null || !t) { neurons.replaceChildren(); return; }
+    const l = openLayer;
+    const key = `${t.id}:${p}`;
+    const entry = (store.get("_neurons") || {})[key];
+    const close = h("button", { class: "rw-btn", type: "button", text: "×", title: "close the neuron breakdown", "aria-label": "close" });
+    close.addEventListener("click", () => toggleLayer(l));
+    const head = h("div", { class: "rw-bar" }, h("b", { text: `MLP layer ${l}: top neurons` }), h("span", { text: " for " }),
+      h("span", { class: "rw-tok", text: displayToken(t.text) }), h("span", { text: ` at position ${p}` }), close);
+    if (entry && entry.error) { neurons.replaceChildren(head, messageBox(`neuron breakdown not available: ${entry.error}`, "info")); return; }
+    if (!entry) {
+      neurons.replaceChildren(head, h("div", { class: "rw-note", text: "top neurons: asking the kernel…" }));
+      store.request({ type: "neurons", target: t.text, position: p }).then(async () => {
+        for (let i = 0; i < 50 && !(store.get("_neurons") || {})[key]; i++) await new Promise((r) => setTimeout(r, 20));
+        if (my === neuronsToken) draw(true);
+      }, (e) => {
+        if (my !== neuronsToken) return;
+        const msg = e instanceof NeedsKernel || String(e.message || e).startsWith("needs the kernel")
+          ? `top neurons for ${displayToken(t.text)} at position ${p} were not precomputed: ${e.message || e}` : `top neurons: ${e.message || e}`;
+        neurons.replaceChildren(head, messageBox(msg, "info"));
+      });
+      return;
+    }
+    paintNeurons(head, entry, l, t, p, vals);
+  }
+
+  function paintNeurons(head, entry, l, t, p, vals) {
+    const idx = decodeArray(entry.index, "neurons index"), dla = decodeArray(entry.dla, "neurons dla"), act = decodeArray(entry.act, "neurons act");
+    const n = idx.shape[1];
+    if (l < 0 || l >= idx.shape[0]) { neurons.replaceChildren(head, messageBox(`no neurons for layer ${l}`, "info")); return; }
+    let m = 1e-9, shown = 0;
+    for (let j = 0; j < n; j++) { m = Math.max(m, Math.abs(dla.data[l * n + j])); shown += dla.data[l * n + j]; }
+    const c = meta.labels.indexOf(`mlp.${l}`);
+    const total = c >= 0 ? t.dla[c * T + p] : NaN;
+    const table = h("div", { class: "rw-neuron-table", role: "table", "aria-label": `top neurons of MLP layer ${l}`,
+      style: { display: "grid", gridTemplateColumns: "auto minmax(80px, 160px) auto auto 1fr", gap: "2px 8px", alignItems: "center" } });
+    for (const x of ["neuron", "DLA", "", "act", "before-softmax top tokens"]) table.appendChild(h("span", { class: "rw-sub", text: x }));
+    for (let j = 0; j < n; j++) {
+      const v = dla.data[l * n + j];
+      const w = (50 * Math.abs(v)) / m;
+      const bar = h("div", { style: { position: "relative", height: "10px", background: "var(--rw-panel)", borderRadius: "2px" } },
+        h("div", { style: { position: "absolute", top: "0", height: "100%", left: v >= 0 ? "50%" : `${50 - w}%`, width: `${w}%`, background: v >= 0 ? "#d6604d" : "#4393c3", borderRadius: "2px" } }));
+      const toks = h("span", { class: "rw-chips", style: { marginTop: "0" } }, ...(entry.bs_top[l][j] || []).map((x) => h("span", { class: "rw-tok", text: displayToken(x) })));
+      table.append(h("span", { class: "rw-tok rw-neuron-name", text: `L${l}N${idx.data[l * n + j]}` }), bar,
+        h("span", { text: fmtSigned(v), style: { fontVariantNumeric: "tabular-nums" } }), h("span", { class: "rw-sub", text: fmt(act.data[l * n + j]) }), toks);
+    }
+    neurons.replaceChildren(head, table, h("div", { class: "rw-note", text:
+      `the ${n} neurons with the largest |DLA| (logit units, frozen final norm), sum ${fmtSigned(shown)} of the layer's DLA ${fmtSigned(total)}; act = activation; tokens: W_U · neuron value` }));
+    neurons.style.cssText = "margin-top: 6px; padding: 6px 8px; border: 1px solid var(--rw-border); border-radius: 6px; background: var(--rw-bg);";
   }
 
   function drawChart(rows, method) {
@@ -197,7 +261,15 @@ export function mountContributionBars(root, store, opts = {}) {
         v >= 0 ? (pos += v) : (neg += v);
         const x0 = clampX(a), x1 = clampX(b);
         const rect = s("rect", { x: x0, y: y + 2, width: Math.max(0.5, x1 - x0), height: rowH - 4, fill: PART_COLORS[part.kind] || PART_COLORS.other });
-        rect.addEventListener("mousemove", (ev) => tooltip.show(ev.clientX, ev.clientY, [part.label, [method === "dla" ? "DLA" : "Δ log p", fmtSigned(v)], ["row total", fmtSigned(total)]]));
+        if (part.kind === "mlp" && part.layer >= 0) {
+          // an MLP bar expands into its top neurons
+          rect.setAttribute("class", "rw-mlp-bar");
+          rect.setAttribute("data-rw-layer", String(part.layer));
+          rect.style.cursor = "pointer";
+          if (openLayer === part.layer) { rect.setAttribute("stroke", "var(--rw-sel)"); rect.setAttribute("stroke-width", "1.5"); }
+          rect.addEventListener("click", () => { tooltip.hide(); toggleLayer(part.layer); });
+        }
+        rect.addEventListener("mousemove", (ev) => tooltip.show(ev.clientX, ev.clientY, [part.label, [method === "dla" ? "DLA" : "Δ log p", fmtSigned(v)], ["row total", fmtSigned(total)]].concat(part.kind === "mlp" ? [["click", "top neurons"]] : [])));
         rect.addEventListener("mouseleave", () => tooltip.hide());
         g.appendChild(rect);
       }
@@ -216,7 +288,7 @@ export function mountContributionBars(root, store, opts = {}) {
       const sw = h("span", { style: { display: "inline-block", width: "10px", height: "10px", background: PART_COLORS[kind], borderRadius: "2px" } });
       key.append(h("span", { class: "rw-legend" }, sw, h("span", { text: label })));
     }
-    key.append(h("span", { class: "rw-sub", text: "  —  bars right of the axis push the target up, left push it down" + (clippedAny ? "; ▶ = bar cut to keep the others readable (its value is on the right)" : "") }));
+    key.append(h("span", { class: "rw-sub", text: "  —  bars right of the axis push the target up, left push it down; click an MLP bar for its top neurons" + (clippedAny ? "; ▶ = bar cut to keep the others readable (its value is on the right)" : "") }));
     chart.replaceChildren(svg, key);
   }
 
@@ -275,6 +347,7 @@ export function mountContributionBars(root, store, opts = {}) {
   const redraw = () => { try { draw(); } catch (e) { console.warn(e); } };
   const redrawAll = () => { try { draw(true); } catch (e) { console.warn(e); } };
   for (const n of ["method", "target", "per_head", "_targets"]) offs.push(store.on(n, redraw));
+  offs.push(store.on("_neurons", redrawAll));
   offs.push(store.on(follow === "selected" ? "selected" : "position", afterPaint(redraw)));
-  return { resize: redraw, retheme: redrawAll, chooseTarget, destroy() { offs.forEach((f) => f()); } };
+  return { resize: redraw, retheme: redrawAll, chooseTarget, toggleLayer, destroy() { offs.forEach((f) => f()); } };
 }

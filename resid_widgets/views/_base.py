@@ -46,6 +46,10 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
     _panes_note = t.Unicode("").tag(sync=True)
     _rw_static = t.Bool(False).tag(sync=True)
     _error = t.Unicode("").tag(sync=True)
+    # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}; filled by the
+    # views that show the MLP breakdown (ContributionBars, Dashboard)
+    _neurons = t.Dict().tag(sync=True)
+    _neuron_breakdown = False
 
     # user state, readable and settable from Python
     selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
@@ -96,6 +100,8 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
                     self.exclude_first = True
             except Exception:
                 pass
+        if self._neuron_breakdown and self._targets:
+            self._add_neurons(self._targets[0]["id"], p)
         self.on_msg(self._on_custom)
 
     # ---------------------------------------------------------------- validation
@@ -161,6 +167,23 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
     def _array(self, name: str):
         return P.decode_payload(self._arrays[name])
 
+    def _add_neurons(self, target_id: int, position: int) -> dict:
+        """Top neurons of every MLP layer for (target, position), added to ``_neurons`` (copied
+        and reassigned so the change syncs); an ``{"error"}`` entry where the engine cannot."""
+        from .neurons import neuron_key, neurons_payload
+
+        key = neuron_key(target_id, position)
+        if key in self._neurons:
+            return self._neurons[key]
+        try:
+            entry = neurons_payload(self._dec, int(target_id), int(position))
+        except Exception as exc:  # optional: e.g. no neuron activations for this model
+            entry = {"error": f"{type(exc).__name__}: {exc}"}
+        new = dict(self._neurons)
+        new[key] = entry
+        self._neurons = new
+        return entry
+
     # ---------------------------------------------------------------- kernel messages
     def _on_custom(self, _widget, content, buffers):
         if not isinstance(content, dict):
@@ -184,6 +207,13 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
                 P.add_heads(self._dec, next(x for x in new if x["id"] == tid), pos)
                 self._targets = new
                 self.send({"type": "heads", "id": rid, "ok": True, "position": pos})
+            elif kind == "neurons":
+                tid = self._ensure_target(content.get("target"))["id"]
+                pos = int(content.get("position", -1))
+                pos = pos + self._meta["T"] if pos < 0 else pos
+                entry = self._add_neurons(tid, pos)
+                self.send({"type": "neurons", "id": rid, "ok": "error" not in entry, "error": entry.get("error", ""),
+                           "key": f"{tid}:{pos}"})
         except Exception as exc:
             self.send({"type": kind or "error", "id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -209,5 +239,17 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
                 notes.append(f"per-head values embedded for {P.display_token(tp['text'])} at position {sel_pos}; other targets/positions need the kernel")
         except Exception as exc:  # per-head is optional
             notes.append(f"per-head values left out ({type(exc).__name__}: {exc})")
+        if self._neuron_breakdown:
+            # top neurons per MLP layer for every precomputed target at the selected position
+            try:
+                before = dict(self._neurons)
+                for tp in self._targets:
+                    for pos in dict.fromkeys([sel_pos, self._meta["position"]]):
+                        self._add_neurons(tp["id"], pos)
+                extra["_neurons"] = self._neurons
+                self._neurons = before
+                notes.append(f"top MLP neurons embedded for the precomputed targets at position {sel_pos}; others need the kernel")
+            except Exception as exc:
+                notes.append(f"MLP neuron breakdown left out ({type(exc).__name__}: {exc})")
         extra["__notes__"] = notes
         return extra

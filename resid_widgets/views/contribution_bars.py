@@ -18,6 +18,7 @@ class ContributionBars(ResidView):
     """
 
     _rw_view = t.Unicode("contribution-bars").tag(sync=True)
+    _neuron_breakdown = True
 
     def values(self, method: str | None = None, position: int | None = None) -> np.ndarray:
         """[C] contributions of every component at ``position`` for the current target."""

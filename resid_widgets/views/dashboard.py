@@ -15,6 +15,7 @@ class Dashboard(ResidView):
     linking also works in a static snapshot. The bars follow the selected position."""
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
+    _neuron_breakdown = True
 
     def figure(self):
         from plotly.subplots import make_subplots

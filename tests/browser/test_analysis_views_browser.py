@@ -130,3 +130,49 @@ def test_block_budget_token_text_is_text(tmp_path, offline, dec):
     assert page.locator("[data-rw=block-budget] img").count() == 0
     assert "<img src=x onerror=alert(1)>" in bar_tokens(page, "[data-rw=block-budget]")
     pg.clean()
+
+
+def test_mlp_bar_expands_into_top_neurons_offline(tmp_path, offline, dec):
+    w = rw.ContributionBars(dec)
+    path = rw.export_html(w, tmp_path / "bars.html")
+    pg = offline(path)
+    page = pg.page
+    root = "[data-rw=contribution-bars]"
+    page.wait_for_selector(f"{root} rect.rw-mlp-bar")
+    assert page.locator(f"{root} .rw-neuron-name").count() == 0
+    page.locator(f"{root} rect.rw-mlp-bar[data-rw-layer='1']").click()
+    names = page.locator(f"{root} .rw-neuron-name").all_text_contents()
+    assert len(names) == 8 and all(n.startswith("L1N") for n in names)
+    assert page.get_attribute(root, "data-rw-open-mlp") == "1"
+    # another precomputed target: its own neurons (embedded for every precomputed target)
+    page.locator(f"{root} .rw-chip").nth(1).click()
+    names2 = page.locator(f"{root} .rw-neuron-name").all_text_contents()
+    assert len(names2) == 8
+    # a position that was not precomputed: says it needs the kernel
+    page.locator(f"{root} .rw-prompt .rw-tok").nth(2).click()
+    page.wait_for_function(f"document.querySelector('{root} .rw-neurons').textContent.includes('needs the kernel')")
+    # the same bar closes the breakdown; the bars are still there
+    page.locator(f"{root} rect.rw-mlp-bar[data-rw-layer='1']").click()
+    assert page.locator(f"{root} .rw-neurons").inner_text() == ""
+    assert page.locator(f"{root} .rw-barrow").count() > 0
+    pg.clean()
+
+
+def test_mlp_breakdown_asks_the_kernel_live(tmp_path, browser, dec):
+    from .harness import attach_kernel, write_page
+
+    w = rw.ContributionBars(dec)
+    path = write_page(tmp_path / "live.html", [w])
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    attach_kernel(page, [w])
+    page.goto(path.as_uri())
+    page.wait_for_function("window.rwReady === true")
+    root = "[data-rw=contribution-bars]"
+    page.locator(f"{root} .rw-prompt .rw-tok").nth(2).click()
+    page.locator(f"{root} rect.rw-mlp-bar[data-rw-layer='0']").click()
+    page.wait_for_function(f"document.querySelectorAll('{root} .rw-neuron-name').length === 8")
+    assert f"{w._targets[0]['id']}:2" in w._neurons
+    assert errors == []
+    page.close()

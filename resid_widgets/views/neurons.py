@@ -1,0 +1,40 @@
+"""Top FFN neurons of every MLP layer for one (target, position): the breakdown shown when an MLP
+bar of ContributionBars is expanded. Small: n neurons per layer (index, activation, DLA, a few
+before-softmax top tokens), ranked by |DLA|."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .payload import array_payload
+
+#: neurons listed per layer
+N_NEURONS = 8
+#: before-softmax top tokens per neuron
+BS_K = 3
+
+
+def neuron_key(target_id: int, position: int) -> str:
+    return f"{int(target_id)}:{int(position)}"
+
+
+def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k: int = BS_K) -> dict:
+    """``{n, index [L,n] i32, dla [L,n] f32, act [L,n] f32, bs_top [L][n][bs_k] str}``; the
+    neurons of each layer with the largest |DLA| to ``target_id`` at ``position``, strongest first."""
+    pos = dec._position(position)
+    dla = dec.neuron_dla(target_id, pos)  # [L, d_ff]
+    L, d_ff = dla.shape
+    n = min(n, d_ff)
+    index = np.zeros((L, n), np.int32)
+    vals = np.zeros((L, n), np.float32)
+    acts = np.zeros((L, n), np.float32)
+    bs_top: list = []
+    for l in range(L):
+        idx = dla[l].abs().topk(n).indices
+        index[l] = idx.numpy()
+        vals[l] = dla[l, idx].numpy()
+        acts[l] = dec._neuron_acts[l][pos, idx].float().numpy()
+        top, _ = dec.bs_tokens(dec.neuron_vectors(l, idx.tolist(), pos), pos, bs_k)
+        bs_top.append([[t for t, _ in row] for row in top])
+    return {"n": int(n), "index": array_payload(index, "int32"), "dla": array_payload(vals, "float32"),
+            "act": array_payload(acts, "float32"), "bs_top": bs_top}
