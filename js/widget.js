@@ -7,6 +7,7 @@ import { mountContributionBars } from "./views/contribution_bars.js";
 import { mountLogitLens } from "./views/logit_lens.js";
 import { mountDashboard } from "./views/dashboard.js";
 import { mountBlockBudget } from "./views/block_budget.js";
+import { mountAttentionSources } from "./views/attention_sources.js";
 import { guard } from "./views/common.js";
 
 export const VIEWS = {
@@ -15,6 +16,7 @@ export const VIEWS = {
   "logit-lens": mountLogitLens,
   dashboard: mountDashboard,
   "block-budget": mountBlockBudget,
+  "attention-sources": mountAttentionSources,
 };
 
 function render({ model, el }) {

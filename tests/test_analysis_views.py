@@ -123,3 +123,34 @@ def test_bars_neurons_message_and_snapshot(dec):
 def test_dashboard_has_neuron_breakdown_grid_does_not(dec):
     assert rw.Dashboard(dec)._neurons
     assert rw.StreamGrid(dec)._neurons == {}
+
+
+# ----------------------------------------------------------------------------- AttentionSources
+
+def test_attention_sources_payload_matches_analysis(dec):
+    w = rw.AttentionSources(dec, position=6)
+    d = w._data
+    L, H = dec.n_layers, d["n_heads"]
+    ref = rw.analysis.attention_subvalues(dec, d["target_id"], 6)
+    dla = decode_payload(d["dla"])
+    assert dla.shape == (L, H, 7) and len(d["tokens"]) == 7
+    np.testing.assert_allclose(dla, ref.dla[:, :, :7].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(decode_payload(d["alpha"]), ref.alpha[:, :, :7].numpy(), atol=2e-3)
+    # heads + output bias = the attention layer's DLA (the bars' attn.l)
+    for l in range(L):
+        assert math.isclose(float(dla[l].sum()) + d["bias_dla"][l], d["layer_dla"][l], rel_tol=1e-3, abs_tol=1e-5)
+    assert d["target_id"] == dec.top_prediction(6)
+    # default layer: the one whose attention moves the target most
+    assert w.layer == int(np.argmax(np.abs(d["layer_dla"])))
+    np.testing.assert_allclose(w.table(0), dla[0])
+
+
+def test_attention_sources_layer_trait_and_figure(dec):
+    w = rw.AttentionSources(dec, target=int(random_ids(T)[2]), layer=0)
+    assert w.layer == 0
+    w.layer = -1
+    assert w.layer == dec.n_layers - 1
+    with pytest.raises(Exception):
+        w.layer = dec.n_layers
+    assert w.figure().data
+    assert w._snapshot_state(10) == {"_rw_static": True}

@@ -10,6 +10,7 @@
 >>> bars.method = "logprob"               # or "dla"
 >>> rw.LogitLens(dec).figure()            # a plotly Figure of what the view shows
 >>> rw.BlockBudget(dec, position=-1, k=10) # slider k = 0..L: top-k next tokens with blocks 0..k-1
+>>> rw.AttentionSources(dec, " Paris")     # head x source-token DLA heatmap, layer selector
 
 All four share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
@@ -19,10 +20,11 @@ panes (float16) and per-head values for offline HTML snapshots.
 """
 
 from ._base import ResidView
+from .attention_sources import AttentionSources
 from .block_budget import BlockBudget
 from .contribution_bars import ContributionBars
 from .dashboard import Dashboard
 from .logit_lens import LogitLens
 from .stream_grid import StreamGrid
 
-__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "ResidView"]
+__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "ResidView"]

@@ -176,3 +176,25 @@ def test_mlp_breakdown_asks_the_kernel_live(tmp_path, browser, dec):
     assert f"{w._targets[0]['id']}:2" in w._neurons
     assert errors == []
     page.close()
+
+
+def test_attention_sources_layer_selector_offline(tmp_path, offline, dec):
+    w = rw.AttentionSources(dec, layer=0)
+    H, S = w._data["n_heads"], len(w._data["tokens"])
+    path = rw.export_html(w, tmp_path / "sources.html")
+    pg = offline(path)
+    page = pg.page
+    root = "[data-rw=attention-sources]"
+    page.wait_for_selector(f"{root} .rw-src-cell")
+    assert page.locator(f"{root} .rw-src-cell").count() == H * S
+    from resid_widgets.views.payload import display_token
+
+    assert page.locator(f"{root} .rw-src-tok").all_text_contents() == [display_token(x) for x in w._data["tokens"]]
+    before = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.title)")
+    page.select_option(f"{root} select", "1")
+    page.wait_for_function(f"document.querySelector('{root}').dataset.rwLayer === '1'")
+    after = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.title)")
+    assert after != before and after[0].startswith("L1H0")
+    page.locator(f"{root} .rw-src-layers > div").nth(0).click()
+    assert page.get_attribute(root, "data-rw-layer") == "0"
+    pg.clean()

@@ -1,0 +1,87 @@
+"""AttentionSources: DLA of each attention head × source token to a target, one layer at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import traitlets as t
+
+from ..analysis import attention_subvalues
+from ._analysis_base import AnalysisView
+from .payload import array_payload, decode_payload, display_token
+
+
+def attention_sources_payload(dec, target=None, position: int = -1):
+    """Every layer's [H, S] DLA (S = position + 1 sources) and attention weights, plus per-layer totals."""
+    pos = dec._position(position)
+    tid = dec.top_prediction(pos) if target is None or target == "" else dec.target_id(target)
+    res = attention_subvalues(dec, tid, pos)
+    S = pos + 1
+    data = {
+        "tokens": list(dec.tokens[:S]),
+        "position": pos,
+        "n_layers": int(res.dla.shape[0]),
+        "n_heads": int(res.dla.shape[1]),
+        "target": dec.token_text(tid),
+        "target_id": int(tid),
+        "dla": array_payload(res.dla[:, :, :S], "float32"),
+        "alpha": array_payload(res.alpha[:, :, :S], "float16"),
+        "layer_dla": [float(x) for x in res.layer_dla.tolist()],
+        "bias_dla": [float(x) for x in res.bias_dla.tolist()],
+    }
+    return data, res
+
+
+class AttentionSources(AnalysisView):
+    """Head × source-token heatmap of attention DLA to ``target`` at ``position`` (default: the
+    model's top prediction at the last position), with a layer selector. Every layer's [H, S]
+    table is embedded, so the selector also works in an offline snapshot. ``layer`` (synced)
+    defaults to the layer whose attention output moves the target's logit most."""
+
+    _rw_view = t.Unicode("attention-sources").tag(sync=True)
+    layer = t.Int(0).tag(sync=True)
+
+    def __init__(self, dec, target: Any = None, position: int = -1, layer: int | None = None, **kwargs: Any):
+        self._dec = dec
+        self._result = None
+
+        def build():
+            data, self._result = attention_sources_payload(dec, target, position)
+            return data
+
+        if not self._init_data(build, **kwargs):
+            return
+        ld = self._data["layer_dla"]
+        self.layer = max(range(len(ld)), key=lambda l: abs(ld[l])) if layer is None else layer
+
+    @t.validate("layer")
+    def _check_layer(self, proposal):
+        v = int(proposal["value"])
+        L = (self._data or {}).get("n_layers")
+        if L is not None:
+            v = v + L if v < 0 else v
+            if not 0 <= v < L:
+                raise t.TraitError(f"layer {proposal['value']} is outside 0..{L - 1}")
+        return v
+
+    @property
+    def position(self) -> int:
+        return self._data["position"]
+
+    @property
+    def target(self) -> str:
+        return self._data["target"]
+
+    def table(self, layer: int | None = None):
+        """[H, S] DLA of each head × source token in ``layer`` (default: the selected one)."""
+        return decode_payload(self._data["dla"])[self.layer if layer is None else layer]
+
+    def figure(self):
+        """plotly heatmap of the selected layer (a menu switches layers)."""
+        if self._result is not None:
+            return self._result.figure(self.layer)
+        import plotly.graph_objects as go
+
+        z = self.table()
+        return go.Figure(go.Heatmap(z=z.tolist(), x=[display_token(s) for s in self._data["tokens"]],
+                                    colorscale="RdBu", reversescale=True, zmid=0))
