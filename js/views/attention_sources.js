@@ -58,8 +58,8 @@ export function mountAttentionSources(root, store) {
     let m = 1e-9;
     for (let k = l * H * S; k < (l + 1) * H * S; k++) m = Math.max(m, Math.abs(dla[k]));
     const avail = Math.max(200, (root.clientWidth || 800) - 110);
-    const cw = Math.max(10, Math.min(56, Math.floor(avail / S)));
-    const vertical = cw < 48;
+    const cw = Math.max(10, Math.min(64, Math.floor(avail / S)));
+    const vertical = cw < 40;
     const numbers = cw >= 34;
     grid.style.cssText = `display: grid; grid-template-columns: 40px repeat(${S}, ${cw}px) 56px; gap: 1px; align-items: end; overflow-x: auto; max-width: 100%;`;
     grid.replaceChildren(h("span"));

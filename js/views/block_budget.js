@@ -6,6 +6,12 @@ import { decodeArray } from "../shared/decode.js";
 import { cssAt, rgbAt, textOn } from "../shared/colors.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
+import { barScale } from "./contribution_bars.js";
+
+/** Colour position of a probability on a log scale from 1e-8 to 1. */
+export function logT(p) {
+  return Number.isFinite(p) && p > 0 ? Math.max(0, Math.min(1, (Math.log10(p) + 8) / 8)) : 0;
+}
 
 /** Human name of a budget. */
 export function budgetName(k, L) {
@@ -69,18 +75,16 @@ export function mountBlockBudget(root, store) {
     return list;
   }
   const tp = d.target_prob || [];
-  let tmax = 1e-9;
-  for (const p of tp) tmax = Math.max(tmax, p);
-  const tCells = stripRow(`p(${displayToken(d.target)}) per k`, L + 1, (i) => tp[i], (v) => cssAt("cividis", v / tmax),
+  const tCells = stripRow(`p(${displayToken(d.target)}) per k`, L + 1, (i) => tp[i], (v) => cssAt("cividis", logT(v)),
     (i) => `k=${i}: p(${displayToken(d.target)}) = ${fmt(tp[i])}, rank ${d.target_rank[i]}`, (i) => store.set("budget", i), "rw-budget-pstrip");
   let dCells = [];
   if (d.drop && d.drop.effect) {
     const eff = d.drop.effect;
-    let m = 1e-9;
-    for (const v of eff) m = Math.max(m, Math.abs(v));
-    dCells = stripRow("drop one block: Δ log p", L, (i) => eff[i], (v) => cssAt("rdbu", 0.5 + v / (2 * m)),
+    // one block (often block 0) can dwarf the rest: scale to the second largest, clip the giant
+    const m = barScale(eff.map((v) => Math.abs(v)));
+    dCells = stripRow("drop one block: Δ log p", L, (i) => eff[i], (v) => cssAt("rdbu", Math.max(0, Math.min(1, 0.5 + v / (2 * m)))),
       (i) => `drop block ${i} alone: Δ log p(${displayToken(d.target)}) = ${fmtSigned(eff[i])}; top becomes ${displayToken(d.drop.top[i])}`, null, "rw-budget-drop");
-    strips.appendChild(h("div", { class: "rw-note", text: `blue: removing the block lowers the target (it helped); red: raises it. Intact log p = ${fmt(d.drop.full_logprob)}. Scale ±${fmt(m)}.` }));
+    strips.appendChild(h("div", { class: "rw-note", text: `blue: removing the block lowers the target (it helped); red: raises it. Intact log p = ${fmt(d.drop.full_logprob)}. Scale ±${fmt(m)} (larger effects saturate). p(target) colour: log scale 1e-8..1.` }));
   } else if (d.drop_note) {
     strips.appendChild(h("div", { class: "rw-note", text: d.drop_note }));
   }
