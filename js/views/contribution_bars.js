@@ -210,14 +210,14 @@ export function mountContributionBars(root, store, opts = {}) {
     const c = meta.labels.indexOf(`mlp.${l}`);
     const total = c >= 0 ? t.dla[c * T + p] : NaN;
     const table = h("div", { class: "rw-neuron-table", role: "table", "aria-label": `top neurons of MLP layer ${l}`,
-      style: { display: "grid", gridTemplateColumns: "auto minmax(80px, 160px) auto auto 1fr", gap: "2px 8px", alignItems: "center" } });
-    for (const x of ["neuron", "DLA", "", "act", "before-softmax top tokens"]) table.appendChild(h("span", { class: "rw-sub", text: x }));
+      style: { display: "grid", gridTemplateColumns: "auto minmax(40px, 120px) auto auto minmax(0, 1fr)", gap: "2px 8px", alignItems: "center" } });
+    for (const x of ["neuron", "DLA", "", "act", "top tokens (W_U·value)"]) table.appendChild(h("span", { class: "rw-sub", text: x, style: { whiteSpace: "nowrap" } }));
     for (let j = 0; j < n; j++) {
       const v = dla.data[l * n + j];
       const w = (50 * Math.abs(v)) / m;
       const bar = h("div", { style: { position: "relative", height: "10px", background: "var(--rw-panel)", borderRadius: "2px" } },
         h("div", { style: { position: "absolute", top: "0", height: "100%", left: v >= 0 ? "50%" : `${50 - w}%`, width: `${w}%`, background: v >= 0 ? "#d6604d" : "#4393c3", borderRadius: "2px" } }));
-      const toks = h("span", { class: "rw-chips", style: { marginTop: "0" } }, ...(entry.bs_top[l][j] || []).map((x) => h("span", { class: "rw-tok", text: displayToken(x) })));
+      const toks = h("span", { class: "rw-chips", title: (entry.bs_top[l][j] || []).map(displayToken).join("  "), style: { marginTop: "0", flexWrap: "nowrap", overflow: "hidden", minWidth: "0" } }, ...(entry.bs_top[l][j] || []).map((x) => h("span", { class: "rw-tok", text: displayToken(x) })));
       table.append(h("span", { class: "rw-tok rw-neuron-name", text: `L${l}N${idx.data[l * n + j]}` }), bar,
         h("span", { text: fmtSigned(v), style: { fontVariantNumeric: "tabular-nums" } }), h("span", { class: "rw-sub", text: fmt(act.data[l * n + j]) }), toks);
     }
