@@ -198,3 +198,33 @@ def test_attention_sources_layer_selector_offline(tmp_path, offline, dec):
     page.locator(f"{root} .rw-src-layers > div").nth(0).click()
     assert page.get_attribute(root, "data-rw-layer") == "0"
     pg.clean()
+
+
+def test_budget_and_layer_traits_sync_both_ways(tmp_path, browser, dec):
+    from .harness import attach_kernel, push_state, write_page
+
+    bb, src = rw.BlockBudget(dec, k=4), rw.AttentionSources(dec, layer=0)
+    path = write_page(tmp_path / "sync.html", [bb, src])
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    attach_kernel(page, [bb, src])
+    page.goto(path.as_uri())
+    page.wait_for_function("window.rwReady === true")
+    # Python -> browser
+    bb.budget = 1
+    push_state(page, 0, bb, ["budget"])
+    assert page.get_attribute("[data-rw=block-budget]", "data-rw-budget") == "1"
+    src.layer = 1
+    push_state(page, 1, src, ["layer"])
+    assert page.get_attribute("[data-rw=attention-sources]", "data-rw-layer") == "1"
+    # browser -> Python
+    page.fill("[data-rw=block-budget] input[type=range]", "0")
+    page.wait_for_function("document.querySelector('[data-rw=block-budget]').dataset.rwBudget === '0'")
+    page.wait_for_timeout(100)
+    assert bb.budget == 0
+    page.select_option("[data-rw=attention-sources] select", "0")
+    page.wait_for_timeout(100)
+    assert src.layer == 0
+    assert errors == []
+    page.close()
