@@ -221,10 +221,16 @@ def test_budget_and_layer_traits_sync_both_ways(tmp_path, browser, dec):
     # browser -> Python
     page.fill("[data-rw=block-budget] input[type=range]", "0")
     page.wait_for_function("document.querySelector('[data-rw=block-budget]').dataset.rwBudget === '0'")
-    page.wait_for_timeout(100)
-    assert bb.budget == 0
+    _until(page, lambda: bb.budget == 0)
     page.select_option("[data-rw=attention-sources] select", "0")
-    page.wait_for_timeout(100)
-    assert src.layer == 0
+    _until(page, lambda: src.layer == 0)
     assert errors == []
     page.close()
+
+
+def _until(page, cond, tries=100):
+    for _ in range(tries):
+        if cond():
+            return
+        page.wait_for_timeout(20)
+    assert cond()
