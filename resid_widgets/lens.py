@@ -30,15 +30,26 @@ class Readout:
     def vocab_size(self) -> int:
         return self.unembed.shape[0]
 
-    def cap(self, logits: torch.Tensor) -> torch.Tensor:
+    def cap(self, logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         if self.softcap:
+            if inplace:
+                return logits.div_(self.softcap).tanh_().mul_(self.softcap)
             return torch.tanh(logits / self.softcap).mul_(self.softcap)
         return logits
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """[N, d] streams -> [N, V] logits, norm recomputed on each row."""
+    def logits(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] streams -> [N, V] logits, norm recomputed on each row.
+
+        ``out``: a [>= N, V] buffer to write into (its first N rows are returned)."""
         x = self.norm(h.to(self.device, torch.float32))
-        return self.cap(torch.nn.functional.linear(x, self.unembed, self.unembed_bias))
+        if out is None:
+            return self.cap(torch.nn.functional.linear(x, self.unembed, self.unembed_bias))
+        z = out[: x.shape[0]]
+        if self.unembed_bias is None:  # the same kernels F.linear uses, into the buffer
+            torch.matmul(x, self.unembed.t(), out=z)
+        else:
+            torch.addmm(self.unembed_bias, x, self.unembed.t(), out=z)
+        return self.cap(z, inplace=True)
 
     def target_logits(self, h: torch.Tensor, target: int) -> torch.Tensor:
         """[N, d] -> [N] logit of one token, without the full vocabulary."""
@@ -53,19 +64,31 @@ class Readout:
         budget = CHUNK_BYTES * (8 if self.device.type == "cuda" else 1)
         return max(1, budget // (4 * self.vocab_size))
 
-    def chunks(self, h: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
-        """Yield (row slice, logits [n, V]) over the rows of h [N, d]."""
+    def chunks(self, h: torch.Tensor, reuse: bool = False) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield (row slice, logits [n, V]) over the rows of h [N, d].
+
+        ``reuse``: every chunk is written into one buffer (no allocation and page faults per
+        chunk); each yielded tensor is then overwritten by the next, and may be modified."""
         step = self.rows_per_chunk()
+        buf = (torch.empty(min(step, h.shape[0]), self.vocab_size, device=self.device)
+               if reuse and h.shape[0] else None)
         for start in range(0, h.shape[0], step):
             rows = slice(start, min(start + step, h.shape[0]))
-            yield rows, self.logits(h[rows])
+            yield rows, self.logits(h[rows], out=buf)
 
     def logprob(self, h: torch.Tensor, target: int) -> torch.Tensor:
         """[N, d] -> [N] log p(target | h) under the lens (norm recomputed)."""
         out = torch.empty(h.shape[0])
-        for rows, z in self.chunks(h):
+        for rows, z in self.chunks(h, reuse=True):
             out[rows] = (z[:, target] - torch.logsumexp(z, -1)).cpu()
         return out
+
+
+def logsumexp_(z: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
+    """logsumexp of each row of z [n, V] given its max [n, 1] (e.g. the top-1 logit), as
+    torch.logsumexp computes it but in place: z is overwritten (one exp pass, no temporaries)."""
+    m = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    return z.sub_(m).exp_().sum(-1).log_().add_(m[:, 0])
 
 
 class LensResult:
@@ -88,9 +111,9 @@ class LensResult:
         top_ids = torch.empty(C * T, k, dtype=torch.long, device=dev)
         top_logits = torch.empty(C * T, k, device=dev)
         lse = torch.empty(C * T, device=dev)
-        for rows, z in readout.chunks(self._flat):
+        for rows, z in readout.chunks(self._flat, reuse=True):
             torch.topk(z, k, dim=-1, out=(top_logits[rows], top_ids[rows]))
-            torch.logsumexp(z, -1, out=lse[rows])
+            lse[rows] = logsumexp_(z, top_logits[rows, :1])
         self._lse = lse.cpu()
         self.top_ids = top_ids.cpu().view(C, T, k)
         self.top_probs = (top_logits.cpu() - self._lse[:, None]).exp_().view(C, T, k)
@@ -114,7 +137,7 @@ class LensResult:
         """[C, T] rank of ``target`` (0 = top) in every cell; one more chunked pass."""
         tid = self._resolve(target)
         out = torch.empty(self._flat.shape[0], dtype=torch.long)
-        for rows, z in self._readout.chunks(self._flat):
+        for rows, z in self._readout.chunks(self._flat, reuse=True):
             out[rows] = (z > z[:, tid : tid + 1]).sum(-1).cpu()
         return out.view(self._shape)
 
@@ -122,7 +145,7 @@ class LensResult:
         """[C, T] entropy (nats) of the lens distribution in every cell; one more chunked pass."""
         if self._entropy is None:
             out = torch.empty(self._flat.shape[0])
-            for rows, z in self._readout.chunks(self._flat):
+            for rows, z in self._readout.chunks(self._flat, reuse=True):
                 lse = torch.logsumexp(z, -1, keepdim=True)
                 p = (z - lse).exp_()
                 out[rows] = (lse[:, 0] - (p * z).sum(-1)).cpu()
