@@ -1,0 +1,336 @@
+"""Core benchmarks: decompose overhead, logit-lens cost, lens memory for a 262k vocabulary.
+
+Run: python benchmarks/bench_core.py [--quick]   (CPU; writes benchmarks/results.md)
+
+(a) ``rw.decompose`` time / plain forward time, SmolLM2-135M, same tokens (goal <= 1.10x);
+    TransformerLens 4.x ``run_with_cache`` on the same weights (a TransformerBridge around a
+    second copy of the HF model, built offline) where transformer_lens is installed.
+(b) ``dec.logit_lens(k=10)`` over all states x positions / one bare GEMM
+    ``states.reshape(-1, d) @ W_U.T`` of the same rows (goal <= 1.2x); TL's chunked
+    ``cache.logit_lens(positions=None, incl_mid=True, top_k=10)`` on the same states.
+(c) peak extra memory of the lens, random Llama with vocab 262144 (d_model 640, 2 layers),
+    T=256 (goal < 1 GB). Measured in a fresh subprocess: glibc is told to serve every block
+    >= 64 KiB with its own mmap (MALLOC_MMAP_THRESHOLD_=65536), so freed tensors leave the
+    resident set at once; the kernel's peak-RSS counter is reset (/proc/self/clear_refs = 5)
+    right before the measured call and the result is VmHWM - VmRSS(before), i.e. the most
+    memory the call ever held beyond what was resident when it started. Falls back to a 0.5 ms
+    RSS sampler where clear_refs is not writable.
+
+Timings: median of several runs after a warm-up; torch's default CPU threads.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import resid_widgets as rw  # noqa: E402
+from resid_widgets.lens import LensResult  # noqa: E402
+
+GOALS = {"decompose": 1.10, "lens": 1.2, "memory_gb": 1.0}
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def tl_available() -> str | None:
+    """None when transformer_lens can be used, else why not."""
+    try:
+        import transformer_lens  # noqa: F401
+        from transformer_lens import TransformerBridge  # noqa: F401
+    except Exception as e:  # noqa: BLE001
+        return f"transformer_lens not importable ({type(e).__name__}: {e})"
+    return None
+
+
+def tl_bridge(model, tok=None):
+    """A TransformerBridge around an in-memory HF model (no hub access). It rewires ``model``."""
+    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+
+    return build_bridge_from_module(model, type(model).__name__, hf_config=model.config, tokenizer=tok)
+
+
+# --------------------------------------------------------------------------------------------
+# (a) + (b): SmolLM2
+# --------------------------------------------------------------------------------------------
+def bench_smollm2(Ts, reps, lens_reps):
+    model, tok = rw.models.smollm2()
+    V = model.config.vocab_size
+    tl_why = tl_available()
+    bridge = None
+    if tl_why is None:
+        tl_model, _ = rw.models.smollm2()  # a second copy: the bridge rewires the model it wraps
+        bridge = tl_bridge(tl_model, tok)
+    rows = []
+    for T in Ts:
+        ids = torch.randint(0, V, (T,), generator=torch.Generator().manual_seed(T))
+        row = {"T": T}
+
+        def forward():
+            with torch.no_grad():
+                model(input_ids=ids[None], use_cache=False)
+
+        row["forward_s"] = median_time(forward, reps)
+        row["decompose_s"] = median_time(lambda: rw.decompose(model, ids), reps)
+        dec = rw.decompose(model, ids)
+        states, ro = dec.states, dec.readout
+        C, _, d = states.shape
+        row["rows"] = C * T
+
+        def gemm():
+            return states.reshape(-1, d) @ ro.unembed.t()
+
+        row["gemm_s"] = median_time(gemm, lens_reps)
+        row["lens_s"] = median_time(lambda: LensResult(states, ro, 10, dec.target_id), lens_reps)
+        # same numbers as the full GEMM (sanity check, not timed)
+        lens = LensResult(states, ro, 10, dec.target_id)
+        full = ro.logits(states[-1])
+        assert torch.equal(lens.top_ids[-1, :, 0], full.argmax(-1))
+        del full
+        if bridge is not None:
+            def bridge_forward():
+                with torch.no_grad():
+                    bridge(ids[None])
+
+            def run_with_cache():
+                with torch.no_grad():
+                    bridge.run_with_cache(ids[None])
+
+            row["tl_forward_s"] = median_time(bridge_forward, reps)
+            row["tl_cache_s"] = median_time(run_with_cache, reps)
+            row["rw_on_tl_s"] = median_time(lambda: rw.decompose(bridge, ids), reps)
+            with torch.no_grad():
+                _, cache = bridge.run_with_cache(ids[None])
+            tl_lens = lambda: cache.logit_lens(positions=None, incl_mid=True, top_k=10,  # noqa: E731
+                                               return_type="probs")
+            row["tl_lens_s"] = median_time(tl_lens, lens_reps)
+            del cache
+        rows.append(row)
+        print(f"  T={T}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in row.items()), flush=True)
+    return rows, tl_why
+
+
+# --------------------------------------------------------------------------------------------
+# (c): memory, in a fresh subprocess
+# --------------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS")
+
+
+def peak_extra_bytes(fn) -> tuple[int, str]:
+    """(most bytes ``fn`` held beyond the resident set at its start, method)."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        method = "VmHWM after clear_refs"
+    except OSError:
+        method = None
+    before = _rss_kb()
+    if method:
+        out = fn()
+        peak = _status_kb("VmHWM")
+    else:  # sample
+        method, peak, stop = "RSS sampled every 0.5 ms", before, threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _rss_kb())
+                time.sleep(0.0005)
+
+        thread = threading.Thread(target=sample)
+        thread.start()
+        out = fn()
+        stop.set()
+        thread.join()
+        peak = max(peak, _rss_kb())
+    del out
+    return (peak - before) * 1024, method
+
+
+def memory_child(what: str, T: int) -> dict:
+    import transformers as tf
+
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=2,
+                         num_attention_heads=10, num_key_value_heads=2, max_position_embeddings=1024)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, cfg.vocab_size, (T,), generator=torch.Generator().manual_seed(0))
+    result = {"what": what, "T": T, "vocab": cfg.vocab_size}
+    if what == "tl_lens":
+        bridge = tl_bridge(model)
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids[None])
+        extra, method = peak_extra_bytes(lambda: cache.logit_lens(
+            positions=None, incl_mid=True, top_k=10, return_type="probs"))
+        result.update(rows=(2 * cfg.num_hidden_layers + 1) * T, extra=extra, method=method)
+        return result
+    dec = rw.decompose(model, ids)
+    states, ro = dec.states, dec.readout
+    C, _, d = states.shape
+    result["rows"] = C * T
+    if what == "rw_lens":
+        extra, method = peak_extra_bytes(lambda: LensResult(states, ro, 10, dec.target_id))
+    elif what == "gemm":
+        extra, method = peak_extra_bytes(lambda: states.reshape(-1, d) @ ro.unembed.t())
+    elif what == "full_lens":  # the naive lens: all logits, then top-k and logsumexp
+        def naive():
+            z = ro.logits(states.reshape(-1, d))
+            return z.topk(10, -1), z.logsumexp(-1)
+        extra, method = peak_extra_bytes(naive)
+    else:
+        raise ValueError(what)
+    result.update(extra=extra, method=method)
+    return result
+
+
+def bench_memory(T: int, include_tl: bool):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = []
+    for what in ["rw_lens", "gemm", "full_lens"] + (["tl_lens"] if include_tl else []):
+        proc = subprocess.run([sys.executable, __file__, "--memory-child", what, "--T", str(T)],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            out.append({"what": what, "error": proc.stderr.strip().splitlines()[-1]})
+            continue
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"  {what}: {res['extra'] / 2**20:.1f} MiB extra ({res['method']})", flush=True)
+        out.append(res)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+def verdict(value, goal, lower_is_better=True):
+    return "met" if value <= goal else "**missed**"
+
+
+def report(speed, tl_why, memory, T_mem, args) -> str:
+    lines = [
+        "# Core benchmarks",
+        "",
+        f"`python benchmarks/bench_core.py{' --quick' if args.quick else ''}` on "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"load average at the end {os.getloadavg()[0]:.1f} (a shared machine: expect noise). "
+        f"Median of {args.reps} runs after a warm-up ({args.lens_reps} for the lens); SmolLM2-135M-Instruct "
+        "fp32, random token ids.",
+        "",
+        "## (a) decompose vs a plain forward (goal <= 1.10x)",
+        "",
+    ]
+    has_tl = tl_why is None
+    head = "| T | forward | rw.decompose | ratio | goal |"
+    sep = "|---|---|---|---|---|"
+    if has_tl:
+        head += " TL bridge forward | TL run_with_cache | run_with_cache / HF forward | run_with_cache / bridge forward | rw.decompose(bridge) / HF forward |"
+        sep += "---|---|---|---|---|"
+    lines += [head, sep]
+    for r in speed:
+        ratio = r["decompose_s"] / r["forward_s"]
+        line = (f"| {r['T']} | {r['forward_s'] * 1e3:.1f} ms | {r['decompose_s'] * 1e3:.1f} ms | "
+                f"{ratio:.3f}x | {verdict(ratio, GOALS['decompose'])} |")
+        if has_tl:
+            line += (f" {r['tl_forward_s'] * 1e3:.1f} ms | {r['tl_cache_s'] * 1e3:.1f} ms | "
+                     f"{r['tl_cache_s'] / r['forward_s']:.2f}x | {r['tl_cache_s'] / r['tl_forward_s']:.2f}x | "
+                     f"{r['rw_on_tl_s'] / r['forward_s']:.2f}x |")
+        lines.append(line)
+    lines += ["", "## (b) logit lens over all states x positions vs one bare GEMM (goal <= 1.2x)", ""]
+    head = "| T | rows (states x positions) | bare GEMM `states @ W_U.T` | dec.logit_lens(k=10) | ratio | goal |"
+    sep = "|---|---|---|---|---|---|"
+    if has_tl:
+        head += " TL cache.logit_lens(top_k=10) | TL / GEMM |"
+        sep += "---|---|"
+    lines += [head, sep]
+    for r in speed:
+        ratio = r["lens_s"] / r["gemm_s"]
+        line = (f"| {r['T']} | {r['rows']} | {r['gemm_s'] * 1e3:.0f} ms | {r['lens_s'] * 1e3:.0f} ms | "
+                f"{ratio:.3f}x | {verdict(ratio, GOALS['lens'])} |")
+        if has_tl:
+            line += f" {r['tl_lens_s'] * 1e3:.0f} ms | {r['tl_lens_s'] / r['gemm_s']:.2f}x |"
+        lines.append(line)
+    lines += ["", f"## (c) peak extra memory, vocab 262144, d_model 640, 2 layers, T={T_mem} (goal < 1 GB)", "",
+              "| what | rows | peak extra memory | goal |", "|---|---|---|---|"]
+    names = {"rw_lens": "dec.logit_lens(k=10)", "gemm": "bare GEMM (all logits)",
+             "full_lens": "naive lens (all logits, then top-k + logsumexp)",
+             "tl_lens": "TL cache.logit_lens(top_k=10)"}
+    method = None
+    for m in memory:
+        if "error" in m:
+            lines.append(f"| {names[m['what']]} | | failed: {m['error']} | |")
+            continue
+        method = m["method"]
+        gb = m["extra"] / 1e9
+        goal = verdict(gb, GOALS["memory_gb"]) if m["what"] == "rw_lens" else ""
+        lines.append(f"| {names[m['what']]} | {m['rows']} | {m['extra'] / 2**20:.0f} MiB ({gb:.2f} GB) | {goal} |")
+    lines += ["", "Method (c): each row runs in a fresh subprocess with `MALLOC_MMAP_THRESHOLD_=65536` (every "
+              "allocation >= 64 KiB is its own mmap and leaves the resident set when freed); the kernel's "
+              f"peak-RSS counter is reset right before the call; reported = peak - RSS at the start ({method})."]
+    if not has_tl:
+        lines += ["", f"TransformerLens columns omitted: {tl_why}."]
+    else:
+        lines += ["", "TransformerLens: 4.x has no HookedTransformer; the bridge wraps a second in-memory copy of "
+                  "the same HF model (`build_bridge_from_module`, no hub access). The bridge switches attention "
+                  "to eager (HF default: sdpa), so its plain forward is slower than the HF one; "
+                  "`run_with_cache / bridge forward` isolates the caching cost."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="T=64 only, fewer runs")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--T", type=int, default=256, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    args = ap.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.T)))
+        return
+    Ts = [64] if args.quick else [64, 256]
+    args.reps = 3 if args.quick else 5
+    args.lens_reps = 3
+    print("(a)+(b) SmolLM2-135M ...", flush=True)
+    speed, tl_why = bench_smollm2(Ts, args.reps, args.lens_reps)
+    T_mem = 256
+    print(f"(c) lens memory, vocab 262144, T={T_mem} ...", flush=True)
+    memory = bench_memory(T_mem, include_tl=tl_why is None)
+    text = report(speed, tl_why, memory, T_mem, args)
+    print("\n" + text)
+    Path(args.out).write_text(text)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
