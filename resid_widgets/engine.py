@@ -133,7 +133,9 @@ class _Collector:
         self._count(key)
         value = value.detach()[0]
         if self.deltas is None:
-            self.deltas = torch.zeros(self.n_embed + 2 * self.n_layers, *value.shape,
+            # empty, not zeros: every row is written once (the call counts check it), and
+            # zero-filling [C, T, d] costs page faults for nothing
+            self.deltas = torch.empty(self.n_embed + 2 * self.n_layers, *value.shape,
                                       dtype=torch.float32, device=self.device)
             self.running = torch.zeros(value.shape, dtype=torch.float32, device=self.device)
         self.deltas[component].copy_(value)
