@@ -214,6 +214,29 @@ def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decompo
     return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
 
 
+def report_nonfinite(labels, deltas: torch.Tensor, dtype) -> dict[str, int]:
+    """{label: count of NaN/inf values} of deltas [C, T, d], warned about when not empty."""
+    counts = (~torch.isfinite(deltas)).flatten(1).sum(1).tolist()
+    nonfinite = {lab: int(n) for lab, n in zip(labels, counts) if n}
+    if nonfinite:
+        warnings.warn(NonFiniteWarning(
+            f"NaN/inf in the model's activations: {nonfinite} (values per component). They are kept "
+            f"as NaN/inf and flagged in dec.nonfinite; the model's dtype {dtype} may overflow on "
+            "this prompt."), stacklevel=4)
+    return nonfinite
+
+
+def enforce_additivity(err: float, nonfinite: dict, dtype, source: str, fix: str) -> None:
+    """Raise (fp32) or warn (half precision) when the deltas miss the model's own stream."""
+    if err <= FP32_ADDITIVITY_LIMIT or nonfinite:
+        return
+    msg = f"The recorded deltas do not add up to the model's stream (relative error {err:.2e}) for {source}."
+    if dtype == torch.float32:
+        raise AdditivityError(f"{msg} {fix}")
+    warnings.warn(f"{msg} Expected in {dtype}: the model itself adds in {dtype}; deltas were "
+                  "accumulated in fp32.", stacklevel=4)
+
+
 def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: _Collector, logits):
     L = len(layers)
     expected = {"layer_in": L, "attn": L, "mlp": L, "final_in": 1}
@@ -225,27 +248,15 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     for i in range(L):
         labels += [f"attn.{i}", f"mlp.{i}"]
     err = float(torch.stack(col.gaps).max())
+    dtype = next(model.parameters()).dtype
     nonfinite = {}
     # The running sum is finite exactly when every delta is (inf/NaN never add back to finite):
     # checking [T, d] instead of [C, T, d] saves a full pass over the deltas.
     if not bool(torch.isfinite(col.running).all()):
-        counts = (~torch.isfinite(col.deltas)).flatten(1).sum(1).tolist()
-        nonfinite = {lab: int(n) for lab, n in zip(labels, counts) if n}
-        warnings.warn(NonFiniteWarning(
-            f"NaN/inf in the model's activations: {nonfinite} (values per component). They are kept "
-            "as NaN/inf and flagged in dec.nonfinite; the model's dtype "
-            f"{next(model.parameters()).dtype} may overflow on this prompt."), stacklevel=3)
-
-    # Additivity: the running sum must equal the stream the model itself passed on.
-    dtype = next(model.parameters()).dtype
-    if err > FP32_ADDITIVITY_LIMIT and not nonfinite:
-        msg = (f"The recorded deltas do not add up to the model's stream (relative error {err:.2e}) "
-               f"for adapter '{adapter.name}'.")
-        if dtype == torch.float32:
-            raise AdditivityError(msg + " The model's forward differs from what the adapter describes: "
-                                  "pass a corrected rw.Adapter(...) as adapter=.")
-        warnings.warn(msg + f" Expected in {dtype}: the model itself adds in {dtype}; deltas were "
-                      "accumulated in fp32.", stacklevel=3)
+        nonfinite = report_nonfinite(labels, col.deltas, dtype)
+    enforce_additivity(err, nonfinite, dtype, f"adapter '{adapter.name}'",
+                       "The model's forward differs from what the adapter describes: "
+                       "pass a corrected rw.Adapter(...) as adapter=.")
 
     # Readout: final norm + unembedding, on the device the model's head computes on.
     device = module_device(unembed)

@@ -21,7 +21,7 @@ import warnings
 import torch
 
 from ..core import Decomposition
-from ..errors import AdditivityError, NonFiniteWarning, PromptError, UnsupportedModelError
+from ..errors import PromptError, UnsupportedModelError
 from ..lens import Readout
 from ..norms import Norm
 
@@ -110,7 +110,7 @@ def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
 
 def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
     """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring)."""
-    from ..engine import FP32_ADDITIVITY_LIMIT, model_left_as_found
+    from ..engine import enforce_additivity, model_left_as_found, report_nonfinite
 
     cfg = model.cfg
     if getattr(cfg, "attn_only", False):
@@ -160,11 +160,8 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
     deltas = torch.stack(deltas)
     T = deltas.shape[1]
 
-    nonfinite = {lab: int((~torch.isfinite(d)).sum()) for lab, d in zip(labels, deltas)}
-    nonfinite = {k: v for k, v in nonfinite.items() if v}
-    if nonfinite:
-        warnings.warn(NonFiniteWarning(f"NaN/inf in the model's activations: {nonfinite} (values per "
-                                       "component), kept and flagged in dec.nonfinite."), stacklevel=3)
+    dtype = getattr(cfg, "dtype", None) or torch.float32
+    nonfinite = report_nonfinite(labels, deltas, dtype)
 
     states = deltas.cumsum(0)
     boundaries = [(n_embed - 1 + 2 * l, get(f"blocks.{l}.hook_resid_pre")) for l in range(L)]
@@ -175,14 +172,9 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
         rel = rel[torch.isfinite(rel)]
         if rel.numel():
             err = max(err, float(rel.max()))
-    dtype = getattr(cfg, "dtype", None) or torch.float32
-    if err > FP32_ADDITIVITY_LIMIT and not nonfinite:
-        msg = (f"The TransformerLens hooks do not add up to the model's stream (relative error {err:.2e}) "
-               f"for {type(model).__name__}.")
-        if dtype == torch.float32:
-            raise AdditivityError(msg + " This architecture writes the stream outside hook_attn_out / "
-                                  "hook_mlp_out (hybrid, MoE or custom block?).")
-        warnings.warn(msg + f" Expected in {dtype}.", stacklevel=3)
+    enforce_additivity(err, nonfinite, dtype, f"the TransformerLens {type(model).__name__}",
+                       "This architecture writes the stream outside hook_attn_out / hook_mlp_out "
+                       "(hybrid, MoE or custom block?).")
 
     W_U = model.W_U  # [d, V]
     unembed_device = W_U.device
