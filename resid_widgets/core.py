@@ -141,6 +141,9 @@ class Decomposition:
     # first time it is read, so a run pays host transfers only for what is used.
     @staticmethod
     def _on_cpu(value):
+        """A tensor, or a per-layer list of tensors, as one fp32 CPU tensor."""
+        if isinstance(value, (list, tuple)):
+            return torch.stack([v.float().cpu() for v in value])
         if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.dtype != torch.float32):
             return value.float().cpu()
         return value

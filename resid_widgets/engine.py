@@ -121,7 +121,7 @@ class _Collector:
         self.handles = []
         self.deltas: torch.Tensor | None = None
         self.running: torch.Tensor | None = None
-        self.per_layer: dict[str, torch.Tensor] = {}  # "z", "acts", "attn_post_in", "mlp_post_in"
+        self.per_layer: dict[str, list] = {}  # "z", "acts", "attn_post_in", "mlp_post_in": per layer
         self.calls: dict[str, int] = {}
         self.gaps: list[torch.Tensor] = []  # per boundary: max over positions of the relative gap
 
@@ -142,13 +142,11 @@ class _Collector:
         self.running += self.deltas[component]
 
     def _write_layer(self, key: str, layer: int, value: torch.Tensor):
+        # Kept by reference, not copied: these are fresh inputs of the output projections that
+        # the model never modifies afterwards; the Decomposition stacks them (and moves them to
+        # the CPU as fp32) only when an analysis first reads them.
         self._count(key)
-        value = value.detach()[0]
-        buf = self.per_layer.get(key)
-        if buf is None:
-            buf = self.per_layer[key] = torch.empty(self.n_layers, *value.shape, dtype=torch.float32,
-                                                    device=self.device)
-        buf[layer].copy_(value)
+        self.per_layer.setdefault(key, [None] * self.n_layers)[layer] = value.detach()[0]
 
     def _check_stream(self, key: str, value: torch.Tensor):
         self._count(key)
