@@ -34,6 +34,16 @@ class AnalysisView(SnapshotMixin, anywidget.AnyWidget):
         super().__init__(_data=data, **kwargs)
         return True
 
+    @property
+    def position(self) -> int:
+        """The token position the analysis was computed at."""
+        return self._data["position"]
+
+    @property
+    def target(self) -> str:
+        """The target token's text."""
+        return self._data["target"]
+
     def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
         # everything the view shows is in _data already
         return {"_rw_static": True}

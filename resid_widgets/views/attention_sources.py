@@ -64,14 +64,6 @@ class AttentionSources(AnalysisView):
                 raise t.TraitError(f"layer {proposal['value']} is outside 0..{L - 1}")
         return v
 
-    @property
-    def position(self) -> int:
-        return self._data["position"]
-
-    @property
-    def target(self) -> str:
-        return self._data["target"]
-
     def table(self, layer: int | None = None):
         """[H, S] DLA of each head × source token in ``layer`` (default: the selected one)."""
         return decode_payload(self._data["dla"])[self.layer if layer is None else layer]

@@ -83,14 +83,6 @@ class BlockBudget(AnalysisView):
         return b
 
     # ------------------------------------------------------------------ python side
-    @property
-    def position(self) -> int:
-        return self._data["position"]
-
-    @property
-    def target(self) -> str:
-        return self._data["target"]
-
     def top(self, budget: int | None = None) -> list[tuple[str, float]]:
         """[(token text, prob)] of the top-k next tokens at ``budget`` (default: the slider's)."""
         from .payload import decode_payload
