@@ -23,7 +23,7 @@ import traitlets
 
 from resid_widgets.export import SnapshotMixin, export_html, snapshot_html
 
-from browser.harness import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for every browser test
+from browser.harness import CHROMIUM, CHROMIUM_ARGS, OfflinePage  # one recipe for every browser test
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "resid_widgets" / "static" / "widget.js"
 
@@ -131,37 +131,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-class OfflinePage:
-    """A page opened over file:// with every non-file request aborted and counted."""
-
-    def __init__(self, browser, path, color_scheme="light"):
-        self.context = browser.new_context(color_scheme=color_scheme, viewport={"width": 1400, "height": 1000})
-        self.page = self.context.new_page()
-        self.blocked: list[str] = []
-        self.errors: list[str] = []
-
-        def route(r):
-            if r.request.url.startswith("file:"):
-                r.continue_()
-            else:
-                self.blocked.append(r.request.url)
-                r.abort()
-
-        self.page.route("**/*", route)
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("requestfailed", lambda r: self.errors.append("request failed: " + r.url))
-        self.page.goto(Path(path).resolve().as_uri())
-        self.page.wait_for_selector("html[data-rw-snapshot-ready]", timeout=30_000)
-
-    def check_clean(self):
-        assert self.blocked == [], f"network requests from an offline snapshot: {self.blocked}"
-        assert self.errors == [], f"console errors: {self.errors}"
-
-    def close(self):
-        self.context.close()
 
 
 @pytest.fixture

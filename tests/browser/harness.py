@@ -216,3 +216,41 @@ def launch(playwright):
 
 def copy_bundle_to(dirpath: Path) -> Path:
     return Path(shutil.copy(ensure_bundle(), Path(dirpath) / "widget.js"))
+
+
+class OfflinePage:
+    """An exported snapshot opened over file:// with every non-file request aborted and counted.
+
+    ``check_clean()`` asserts no network request was attempted and no console error appeared."""
+
+    def __init__(self, browser, path, color_scheme="light", viewport=None):
+        self.context = browser.new_context(color_scheme=color_scheme,
+                                           viewport=viewport or {"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.blocked: list[str] = []
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:"))
+                     else self.requests.append(r.url))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.errors.append("request failed: " + r.url))
+        self.page.goto(Path(path).resolve().as_uri())
+        self.page.wait_for_selector("html[data-rw-snapshot-ready]", timeout=30_000)
+
+    def check_clean(self):
+        assert self.blocked == [] and self.requests == [], \
+            f"network requests from an offline snapshot: {self.blocked + self.requests}"
+        assert self.errors == [], f"console errors: {self.errors}"
+
+    def close(self):
+        self.context.close()

@@ -12,7 +12,7 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 import resid_widgets as rw  # noqa: E402
 from models_zoo import build, random_ids  # noqa: E402
 
-from .harness import CHROMIUM_ARGS, CHROMIUM, ensure_bundle, have_chromium  # noqa: E402
+from .harness import CHROMIUM, CHROMIUM_ARGS, OfflinePage, ensure_bundle, have_chromium  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,44 +36,12 @@ def dec():
     return rw.decompose(build("llama"), random_ids(11))
 
 
-class Offline:
-    """A snapshot page over file:// with every non-file request aborted and counted."""
-
-    def __init__(self, browser, path):
-        self.context = browser.new_context(viewport={"width": 1200, "height": 1000})
-        self.page = self.context.new_page()
-        self.blocked: list[str] = []
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-
-        def route(r):
-            if r.request.url.startswith("file:"):
-                r.continue_()
-            else:
-                self.blocked.append(r.request.url)
-                r.abort()
-
-        self.page.route("**/*", route)
-        self.page.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:")) else self.requests.append(r.url))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(Path(path).resolve().as_uri())
-        self.page.wait_for_selector("html[data-rw-snapshot-ready]", timeout=30_000)
-
-    def clean(self):
-        assert self.blocked == [] and self.requests == [], f"network requests: {self.blocked + self.requests}"
-        assert self.errors == [], f"console errors: {self.errors}"
-
-    def close(self):
-        self.context.close()
-
-
 @pytest.fixture
 def offline(browser):
     pages = []
 
     def _open(path):
-        pg = Offline(browser, path)
+        pg = OfflinePage(browser, path, viewport={"width": 1200, "height": 1000})
         pages.append(pg)
         return pg
 
@@ -114,7 +82,7 @@ def test_block_budget_slider_offline(tmp_path, offline, dec):
     assert page.get_attribute(root, "data-rw-budget") == "1"
     # drop-one strip, one cell per block
     assert page.locator(f"{root} .rw-budget-drop > div").count() == L
-    pg.clean()
+    pg.check_clean()
 
 
 def test_block_budget_token_text_is_text(tmp_path, offline, dec):
@@ -129,7 +97,7 @@ def test_block_budget_token_text_is_text(tmp_path, offline, dec):
     page.fill("[data-rw=block-budget] input[type=range]", "0")
     assert page.locator("[data-rw=block-budget] img").count() == 0
     assert "<img src=x onerror=alert(1)>" in bar_tokens(page, "[data-rw=block-budget]")
-    pg.clean()
+    pg.check_clean()
 
 
 def test_mlp_bar_expands_into_top_neurons_offline(tmp_path, offline, dec):
@@ -155,7 +123,7 @@ def test_mlp_bar_expands_into_top_neurons_offline(tmp_path, offline, dec):
     page.locator(f"{root} rect.rw-mlp-bar[data-rw-layer='1']").click()
     assert page.locator(f"{root} .rw-neurons").inner_text() == ""
     assert page.locator(f"{root} .rw-barrow").count() > 0
-    pg.clean()
+    pg.check_clean()
 
 
 def test_mlp_breakdown_asks_the_kernel_live(tmp_path, browser, dec):
@@ -197,7 +165,7 @@ def test_attention_sources_layer_selector_offline(tmp_path, offline, dec):
     assert after != before and after[0].startswith("L1H0")
     page.locator(f"{root} .rw-src-layers > div").nth(0).click()
     assert page.get_attribute(root, "data-rw-layer") == "0"
-    pg.clean()
+    pg.check_clean()
 
 
 def test_budget_and_layer_traits_sync_both_ways(tmp_path, browser, dec):
