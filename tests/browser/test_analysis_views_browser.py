@@ -3,7 +3,6 @@ headless Chromium: the slider, the MLP neuron breakdown and the head x source he
 no kernel, no console errors and no network request."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
