@@ -33,3 +33,33 @@ def paris(smollm2):
 
     model, tok = smollm2
     return rw.decompose(model, "The capital of France is", tokenizer=tok)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through playwright, one per test module (skips without it)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    from browser.harness import have_chromium, launch
+
+    if not have_chromium():
+        pytest.skip("/usr/bin/chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_offline(browser):
+    """open_offline(path, **kw) -> OfflinePage: a snapshot over file://, network blocked and counted."""
+    from browser.harness import OfflinePage
+
+    pages = []
+
+    def _open(path, **kw):
+        pages.append(OfflinePage(browser, path, **kw))
+        return pages[-1]
+
+    yield _open
+    for pg in pages:
+        pg.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from resid_widgets import cli
-from test_export import browser, open_offline  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = [

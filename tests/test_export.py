@@ -23,7 +23,7 @@ import traitlets
 
 from resid_widgets.export import SnapshotMixin, export_html, snapshot_html
 
-from browser.harness import CHROMIUM, CHROMIUM_ARGS, OfflinePage  # one recipe for every browser test
+from browser.harness import OfflinePage
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "resid_widgets" / "static" / "widget.js"
 
@@ -121,31 +121,6 @@ def toy(**kw):
 
 
 # ----------------------------------------------------------------------------- browser
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no /usr/bin/chromium")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def open_offline(browser):
-    pages = []
-
-    def _open(path, **kw):
-        pg = OfflinePage(browser, path, **kw)
-        pages.append(pg)
-        return pg
-
-    yield _open
-    for pg in pages:
-        pg.close()
-
 
 def data_of(page, selector):
     return page.evaluate(

@@ -3,7 +3,6 @@ headless Chromium: the slider, the MLP neuron breakdown and the head x source he
 no kernel, no console errors and no network request."""
 from __future__ import annotations
 
-
 import pytest
 
 pytest.importorskip("playwright", reason="the playwright package is not installed")
@@ -11,7 +10,7 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 import resid_widgets as rw  # noqa: E402
 from models_zoo import build, random_ids  # noqa: E402
 
-from .harness import CHROMIUM, CHROMIUM_ARGS, OfflinePage, ensure_bundle, have_chromium  # noqa: E402
+from .harness import ensure_bundle, have_chromium  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,15 +18,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
+@pytest.fixture(scope="module", autouse=True)
+def bundle():
     ensure_bundle()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +29,8 @@ def dec():
 
 
 @pytest.fixture
-def offline(browser):
-    pages = []
-
-    def _open(path):
-        pg = OfflinePage(browser, path, viewport={"width": 1200, "height": 1000})
-        pages.append(pg)
-        return pg
-
-    yield _open
-    for pg in pages:
-        pg.close()
+def offline(open_offline):
+    return lambda path: open_offline(path, viewport={"width": 1200, "height": 1000})
 
 
 def bar_tokens(page, root):

@@ -10,7 +10,7 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 
 from playwright.sync_api import expect  # noqa: E402
 
-from .harness import attach_kernel, have_chromium, launch, push_state, write_page
+from .harness import attach_kernel, have_chromium, push_state, write_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,16 +18,6 @@ pytestmark = [
 ]
 
 from views_fixtures import FakeDecomposition  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 class Page:
