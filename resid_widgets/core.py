@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import buffers
 from .adapters.base import Adapter, adapter_for, get_module, require_module
 from .errors import (AdditivityError, NonFiniteWarning, PromptError, TargetError,
                      UnsupportedModelError)
@@ -173,7 +174,8 @@ class Decomposition:
     def states(self) -> torch.Tensor:
         """[C, T, d_model] the stream after each component."""
         if self._states is None:
-            self._states = self.deltas.cumsum(0)
+            out = buffers.empty(self.deltas.shape, self.deltas.dtype, self.deltas.device)
+            self._states = torch.cumsum(self.deltas, 0, out=out)
         return self._states
 
     @property

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
+from . import buffers
 from .adapters.base import Adapter, adapter_for, get_module, require_module
 from .core import Decomposition, LayerWeights
 from .errors import AdditivityError, NonFiniteWarning, PromptError, UnsupportedModelError
@@ -90,17 +91,21 @@ def prepare_token_ids(prompt, tokenizer, config, adapter: Adapter | None = None)
 def model_left_as_found(model: torch.nn.Module):
     """eval() and no_grad for the run; afterwards every module's train/eval flag and every
     parameter's requires_grad are exactly as before, also when the run raises."""
-    flags = [(m, m.training) for m in model.modules()]
+    training = [m for m in model.modules() if m.training]
     grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
+    if training:  # an eval() walk over every module costs ~1 ms: only when something trains
+        model.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        for m, flag in flags:
-            m.training = flag
+        if any(m.training for m in model.modules()):  # the run switched something on
+            model.eval()
+        for m in training:
+            m.training = True
         for p, flag in grads:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
 
 
 def _first(value) -> torch.Tensor:
@@ -108,22 +113,28 @@ def _first(value) -> torch.Tensor:
 
 
 class _Collector:
-    """Hooks that write each capture straight into preallocated fp32 buffers.
+    """Hooks that write each capture straight into preallocated buffers.
 
-    Deltas go into ``deltas`` [C, T, d] (one copy each, on the device the embedding computes on,
-    so a GPU model pays one host transfer at the end); a running sum of them is compared with
-    the stream the model itself passes into every block and into the final norm (additivity).
-    ``remove()`` takes every hook off again.
+    Deltas go into ``deltas`` [C, T, d] fp32 (one copy each, on the device the embedding
+    computes on, so a GPU model pays one host transfer at the end); a running sum of them is
+    compared with the stream the model itself passes into every block and into the final norm
+    (additivity). Per-layer captures (the output projections' inputs) go into one
+    [n_layers, T, width] buffer per kind in the model's dtype on the CPU, and are kept by
+    reference on an accelerator. ``remove()`` takes every hook off again.
     """
 
     def __init__(self, n_embed: int, n_layers: int, device: torch.device):
         self.n_embed, self.n_layers, self.device = n_embed, n_layers, device
         self.handles = []
         self.deltas: torch.Tensor | None = None
+        self._rows: tuple[torch.Tensor, ...] = ()  # deltas[c] views, made once
         self.running: torch.Tensor | None = None
         self.per_layer: dict[str, list] = {}  # "z", "acts", "attn_post_in", "mlp_post_in": per layer
         self.calls: dict[str, int] = {}
-        self.gaps: list[torch.Tensor] = []  # per boundary: max over positions of the relative gap
+        # per stream the model passes on (block inputs, final norm input) and position:
+        # ||running sum - model's stream|| and ||model's stream||, reduced once at the end
+        self.stream_norms: torch.Tensor | None = None
+        self._scratch: torch.Tensor | None = None
 
     # -- writing ---------------------------------------------------------------------------
     def _count(self, key):
@@ -135,24 +146,48 @@ class _Collector:
         if self.deltas is None:
             # empty, not zeros: every row is written once (the call counts check it), and
             # zero-filling [C, T, d] costs page faults for nothing
-            self.deltas = torch.empty(self.n_embed + 2 * self.n_layers, *value.shape,
-                                      dtype=torch.float32, device=self.device)
+            self.deltas = buffers.empty((self.n_embed + 2 * self.n_layers, *value.shape), torch.float32, self.device)
+            self._rows = self.deltas.unbind(0)
             self.running = torch.zeros(value.shape, dtype=torch.float32, device=self.device)
-        self.deltas[component].copy_(value)
-        self.running += self.deltas[component]
+        row = self._rows[component]
+        row.copy_(value)
+        self.running += row
 
     def _write_layer(self, key: str, layer: int, value: torch.Tensor):
-        # Kept by reference, not copied: these are fresh inputs of the output projections that
-        # the model never modifies afterwards; the Decomposition stacks them (and moves them to
-        # the CPU as fp32) only when an analysis first reads them.
+        # The Decomposition moves these to the CPU as fp32 only when an analysis first reads
+        # them. On an accelerator they are kept by reference (fresh inputs of the output
+        # projections, never modified afterwards; its caching allocator recycles memory). On the
+        # CPU, references would make the model fault in new memory for every layer: one copy
+        # into a recycled buffer (resid_widgets.buffers) is cheaper and lets it reuse its own.
         self._count(key)
-        self.per_layer.setdefault(key, [None] * self.n_layers)[layer] = value.detach()[0]
+        value = value.detach()[0]
+        kept = self.per_layer.get(key)
+        if kept is None:
+            kept = (buffers.empty((self.n_layers, *value.shape), value.dtype, value.device)
+                    if value.device.type == "cpu" else [None] * self.n_layers)
+            self.per_layer[key] = kept
+        if isinstance(kept, list):
+            kept[layer] = value
+        else:
+            kept[layer].copy_(value)
 
     def _check_stream(self, key: str, value: torch.Tensor):
+        boundary = sum(self.calls.get(k, 0) for k in ("layer_in", "final_in"))
         self._count(key)
         actual = value.detach()[0].to(self.device, torch.float32)
-        gap = (self.running - actual).norm(dim=-1) / actual.norm(dim=-1).clamp_min(1e-12)
-        self.gaps.append(torch.nan_to_num(gap, nan=0.0, posinf=0.0).max())
+        if self.stream_norms is None:
+            self.stream_norms = torch.empty(self.n_layers + 1, 2, actual.shape[0], device=self.device)
+            self._scratch = torch.empty_like(actual)
+        if boundary > self.n_layers:
+            return  # a forward that runs a block twice; the call counts reject it afterwards
+        norms = self.stream_norms[boundary]
+        torch.linalg.vector_norm(torch.sub(self.running, actual, out=self._scratch), dim=-1, out=norms[0])
+        torch.linalg.vector_norm(actual, dim=-1, out=norms[1])
+
+    def additivity_error(self) -> float:
+        """max over streams and positions of ||running sum - stream|| / ||stream||."""
+        gaps = self.stream_norms[:, 0] / self.stream_norms[:, 1].clamp_min(1e-12)
+        return float(torch.nan_to_num(gaps, nan=0.0, posinf=0.0).max())
 
     # -- hooks -----------------------------------------------------------------------------
     @staticmethod
@@ -245,7 +280,7 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     labels = [label for label, _ in adapter.embeddings] or ["embed"]
     for i in range(L):
         labels += [f"attn.{i}", f"mlp.{i}"]
-    err = float(torch.stack(col.gaps).max())
+    err = col.additivity_error()
     dtype = next(model.parameters()).dtype
     nonfinite = {}
     # The running sum is finite exactly when every delta is (inf/NaN never add back to finite):
