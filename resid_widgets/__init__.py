@@ -11,14 +11,14 @@ from .errors import (AdditivityError, NonFiniteWarning, PromptError, ResidWidget
                      UnsupportedModelError)
 from .lens import LensResult
 from .export import SnapshotMixin, export_html
-from . import models
-from . import analysis
+from . import analysis, buffers, models
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adapter", "AdditivityError", "Decomposition", "LensResult", "NeuronContribution", "NonFiniteWarning",
-    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "decompose", "export_html", "models",
+    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "buffers", "decompose", "export_html",
+    "models",
     "register_adapter", "supported_families",
 ]
 
