@@ -84,7 +84,8 @@ class Readout:
         """[N, d] -> [N] log p(target | h) under the lens (norm recomputed)."""
         out = torch.empty(h.shape[0])
         for rows, z in self.chunks(h, reuse=True):
-            out[rows] = (z[:, target] - torch.logsumexp(z, -1)).cpu()
+            target_logit = z[:, target].clone()  # logsumexp_ overwrites z
+            out[rows] = (target_logit - logsumexp_(z, z.amax(-1, keepdim=True))).cpu()
         return out
 
 
@@ -192,10 +193,17 @@ class LensResult:
         """[C, T] entropy (nats) of the lens distribution in every cell; one more chunked pass."""
         if self._entropy is None:
             out = torch.empty(self._flat.shape[0])
+            lse_all = self._lse.to(self._readout.device)
+            scratch = None
             for rows, z in self._readout.chunks(self._flat, reuse=True):
-                lse = torch.logsumexp(z, -1, keepdim=True)
-                p = (z - lse).exp_()
-                out[rows] = (lse[:, 0] - (p * z).sum(-1)).cpu()
+                lse = lse_all[rows, None]
+                if scratch is None:
+                    scratch = torch.empty_like(z)
+                # H = -sum p log p with log p = z - lse clamped at LSE_EXP_FLOOR (no subnormals);
+                # summing p * log p term by term, not lse - sum p z, which cancels in fp32
+                log_p = z.sub_(lse).clamp_(min=LSE_EXP_FLOOR)
+                p = torch.exp(log_p, out=scratch[: z.shape[0]])
+                out[rows] = p.mul_(log_p).sum(-1).neg_().cpu()
             self._entropy = out.view(self._shape)
         return self._entropy
 

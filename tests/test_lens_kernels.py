@@ -65,3 +65,27 @@ def test_logsumexp_nonfinite_rows():
     ref = torch.logsumexp(z, -1)
     torch.testing.assert_close(out[0], ref[0])
     assert torch.isneginf(out[1]) and torch.isposinf(out[2]) and torch.isnan(out[3])
+
+
+def test_lens_entropy_and_logsumexp_on_extreme_rows():
+    """Rows with a huge spread (like the embedding states of a tied-embedding model) take the
+    shifted, clamped path; entropy reuses the lens's log-sum-exp. Both match float64 references."""
+    from resid_widgets.lens import LensResult, Readout
+    from resid_widgets.norms import Norm
+
+    g = torch.Generator().manual_seed(0)
+    d, V = 16, 300 * TOPK_BLOCK + 17
+    W = torch.randn(V, d, generator=g)
+    states = torch.randn(3, 5, d, generator=g)
+    states[0] *= 40.0  # after the norm's weight below: logits spread over hundreds
+    readout = Readout(Norm("rms", torch.full((d,), 8.0), None, 1e-6), W, None)
+    lens = LensResult(states, readout, 5, int)
+    logits = readout.logits(states.reshape(-1, d)).double()
+    logp = logits.log_softmax(-1)
+    entropy = -(logp.exp() * logp).sum(-1).view(3, 5)
+    torch.testing.assert_close(lens.logsumexp, logits.logsumexp(-1).view(3, 5).float(), rtol=2e-6, atol=2e-5)
+    torch.testing.assert_close(lens.entropy(), entropy.float(), rtol=1e-4, atol=1e-4)
+    top = logits.topk(5, -1)
+    assert torch.equal(lens.top_ids.view(-1, 5), top.indices)
+    torch.testing.assert_close(lens.top_probs.view(-1, 5).double(), top.values.sub(logits.logsumexp(-1, keepdim=True)).exp(),
+                               rtol=1e-4, atol=1e-6)
