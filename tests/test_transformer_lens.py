@@ -131,7 +131,10 @@ def test_bridge_left_as_found():
 
 def test_bridge_with_real_tokenizer_smollm2():
     """SmolLM2 through the public boot_transformers(hf_model=..., tokenizer=...) path, offline."""
-    from transformer_lens import TransformerBridge
+    try:
+        from transformer_lens import TransformerBridge
+    except ImportError:  # TL 3.x keeps it in its model_bridge package
+        from transformer_lens.model_bridge import TransformerBridge
 
     try:
         model, tok = rw.models.smollm2()

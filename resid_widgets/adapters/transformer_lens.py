@@ -8,7 +8,12 @@ and, through the same hook names and weight attributes, with 3.x ``HookedTransfo
   the components, the same tensors ``cache.decompose_resid()`` stacks;
 - ``blocks.l.attn.hook_z`` and ``blocks.l.mlp.hook_post``: head and neuron splits;
 - ``blocks.l.hook_resid_pre`` and the last ``hook_resid_post``: the additivity check;
-- ``blocks.l.ln{1,2}_post.hook_in`` where they exist (Gemma 2/3 post-norms).
+- the input of a sub-layer's post-norm where there is one (Gemma 2/3 ``ln{1,2}_post``; for a
+  HookedTransformer OLMo 2/3 ``ln1``/``ln2``): ``hook_in`` on a bridge, ``hook_normalized *
+  hook_scale`` on a HookedTransformer (its norms have no input hook).
+
+A shortformer HookedTransformer's ``hook_pos_embed`` feeds only queries and keys, not the
+stream, so it is no component there.
 
 Weights come from TL's own views (``W_O`` [H, d_head, d], ``W_out`` [d_ff, d], ``W_U`` [d, V]),
 so folded / centred weights of compatibility mode are read as the model uses them.
@@ -26,6 +31,8 @@ from ..lens import Readout
 from ..norms import Norm
 
 _NORM_NAMES = {"attn": "ln1", "mlp": "ln2", "attn_post": "ln1_post", "mlp_post": "ln2_post"}
+# HookedTransformer OLMo 2/3 apply ln1 / ln2 to the sub-layer's output, before the residual add.
+_POST_NORM_ARCHITECTURES = {"Olmo2ForCausalLM", "Olmo3ForCausalLM"}
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -53,7 +60,10 @@ def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
         return Norm(kind, torch.ones(d), None, cfg_eps)
     orig = getattr(ln, "original_component", None)
     if orig is not None:  # TransformerBridge: the wrapped HF norm holds the weights
-        offset = 1.0 if getattr(ln, "uses_weight_offset", False) else 0.0
+        uses_offset = getattr(ln, "uses_weight_offset", None)
+        if uses_offset is None:  # TL 3.x bridges have no such property, only the config flag
+            uses_offset = kind == "rms" and bool(getattr(cfg, "rmsnorm_uses_offset", False))
+        offset = 1.0 if uses_offset else 0.0
         norm = Norm.from_module(orig, kind, offset)
         native = getattr(ln, "use_native_layernorm_autograd", False) or getattr(cfg, "layer_norm_folding", False)
         if not native:  # the bridge's own python forward uses cfg.eps
@@ -68,9 +78,10 @@ def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
 class TLWeights:
     """The :class:`~resid_widgets.core.LayerWeights` interface over TL's weight views (fp32 CPU copies)."""
 
-    def __init__(self, model):
+    def __init__(self, model, norm_names: dict[str, str] = _NORM_NAMES):
         self._blocks = model.blocks
         self._cfg = model.cfg
+        self._norm_names = norm_names
         self._norms: dict[tuple[int, str], Norm | None] = {}
 
     def attn_out(self, layer: int):
@@ -93,8 +104,21 @@ class TLWeights:
     def norm(self, layer: int, which: str) -> Norm | None:
         key = (layer, which)
         if key not in self._norms:
-            self._norms[key] = tl_norm(getattr(self._blocks[layer], _NORM_NAMES[which], None), self._cfg)
+            self._norms[key] = tl_norm(getattr(self._blocks[layer], self._norm_names[which], None), self._cfg)
         return self._norms[key]
+
+
+def _is_hooked_transformer(model) -> bool:
+    return any(cls.__name__ == "HookedTransformer" for cls in type(model).__mro__)
+
+
+def _norm_names(model) -> dict[str, str]:
+    """Block attribute of each norm; OLMo 2/3 HookedTransformers use ln1/ln2 as post-norms."""
+    arch = getattr(model.cfg, "original_architecture", None)
+    if _is_hooked_transformer(model) and arch in _POST_NORM_ARCHITECTURES:
+        # no pre-norms there: "" names no block attribute, so norm(l, "attn") is None
+        return {"attn": "", "mlp": "", "attn_post": "ln1", "mlp_post": "ln2"}
+    return _NORM_NAMES
 
 
 def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
@@ -116,16 +140,26 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
     if getattr(cfg, "attn_only", False):
         raise UnsupportedModelError("Attention-only TransformerLens models have no MLP components; "
                                     "resid_widgets expects an attention and an MLP per layer.")
+    if getattr(model, "ln_final", None) is None:
+        raise UnsupportedModelError("This TransformerLens model has no final norm (normalization_type=None); "
+                                    "resid_widgets reads logits through a final LayerNorm or RMSNorm.")
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     token_ids = _token_ids(model, prompt, tokenizer)
     L = int(cfg.n_layers)
     available = set(model.hook_dict)
+    norm_names = _norm_names(model)
+    post_norms = {"attn": norm_names["attn_post"], "mlp": norm_names["mlp_post"]}
     final_name = f"blocks.{L - 1}.hook_resid_post"
-    wanted = ["hook_embed", "hook_pos_embed", final_name]
+    wanted = ["hook_embed", final_name]
+    if getattr(cfg, "positional_embedding_type", "standard") != "shortformer":
+        wanted.append("hook_pos_embed")
     for l in range(L):
         wanted += [f"blocks.{l}.{n}" for n in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out",
-                                               "attn.hook_z", "mlp.hook_post", "ln1_post.hook_in",
-                                               "ln2_post.hook_in")]
+                                               "attn.hook_z", "mlp.hook_post")]
+        for ln in post_norms.values():
+            name = f"blocks.{l}.{ln}"
+            wanted += ([f"{name}.hook_in"] if f"{name}.hook_in" in available
+                       else [f"{name}.hook_normalized", f"{name}.hook_scale"])
     seen: dict[str, torch.Tensor] = {}
 
     def keeper(name):  # keyed by the name asked for (bridge hook points may carry another name)
@@ -190,9 +224,17 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
         warnings.warn(f"The final norm + W_U read from {type(model).__name__} reproduce its logits only to "
                       f"{float(check):.2e}: lens and attributions may be off for this model.", stacklevel=3)
 
+    def post_norm_input(name):
+        x = get(f"{name}.hook_in", required=False)
+        if x is None:  # HookedTransformer norms: input = normalized * scale (centred for LayerNorm)
+            normalized = get(f"{name}.hook_normalized", required=False)
+            scale = get(f"{name}.hook_scale", required=False)
+            x = None if normalized is None or scale is None else normalized * scale
+        return x
+
     post_inputs = {}
-    for kind, ln in (("attn", "ln1_post"), ("mlp", "ln2_post")):
-        ins = [get(f"blocks.{l}.{ln}.hook_in", required=False) for l in range(L)]
+    for kind, ln in post_norms.items():
+        ins = [post_norm_input(f"blocks.{l}.{ln}") for l in range(L)]
         post_inputs[kind] = ins if all(i is not None for i in ins) else None
     tokens = ([tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
               else [f"<{int(t)}>" for t in token_ids])
@@ -201,7 +243,7 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
         readout=readout, n_heads=int(cfg.n_heads),
         head_inputs=[get(f"blocks.{l}.attn.hook_z").reshape(T, -1) for l in range(L)],
         neuron_acts=[get(f"blocks.{l}.mlp.hook_post") for l in range(L)],
-        weights=TLWeights(model), post_norm_inputs=post_inputs,
+        weights=TLWeights(model, norm_names), post_norm_inputs=post_inputs,
         parallel_residual=bool(getattr(cfg, "parallel_attn_mlp", False)), tokenizer=tokenizer,
         model=model, adapter=None, model_name=str(getattr(cfg, "model_name", "") or type(model).__name__),
         dtype=dtype, additivity_error=err, nonfinite=nonfinite)

@@ -69,10 +69,11 @@ def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
     r = dec.state_before(stop, pos)
     norm = dec._weights.norm(l, "mlp")
     key = key_w[k].cpu()
-    K = norm.frozen_readout(key, r)  # c · K == norm*(c) · key
+    # c · K == norm*(c) · key; without a pre-FFN norm (OLMo 2) the key reads the stream itself
+    K = key if norm is None else norm.frozen_readout(key, r)
     contrib = comps @ K
     const = float(key_b[k]) if key_b is not None else 0.0
-    if norm.bias is not None:
+    if norm is not None and norm.bias is not None:
         const += float(norm.bias @ key)
     total = float(contrib.sum())
     shares = contrib / total if total != 0 else torch.full_like(contrib, float("nan"))
