@@ -24,6 +24,9 @@ MAX_IDLE_BYTES = 512 * 2**20
 MAX_SLACK = 1.5
 _PAGE = mmap.PAGESIZE
 
+# Anonymous private mappings: Linux and macOS; elsewhere (Windows) buffers are plain tensors.
+_CAN_MAP = hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")
+
 _lock = threading.RLock()  # re-entrant: a release can run from a GC pass inside an allocation
 _idle: list[mmap.mmap] = []  # oldest first
 
@@ -43,7 +46,7 @@ def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torc
     resident memory of freed ones. Contents are undefined (as with ``torch.empty``)."""
     shape = torch.Size(shape)
     nbytes = shape.numel() * torch.empty((), dtype=dtype).element_size()
-    if torch.device(device).type != "cpu" or nbytes < MIN_BYTES:
+    if torch.device(device).type != "cpu" or nbytes < MIN_BYTES or not _CAN_MAP:
         return torch.empty(shape, dtype=dtype, device=device)
     size = -(-nbytes // _PAGE) * _PAGE
     with _lock:
@@ -52,7 +55,10 @@ def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torc
         if region is not None:
             _idle.remove(region)
     if region is None:
-        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError:  # e.g. a map-count limit: the allocator may still find memory
+            return torch.empty(shape, dtype=dtype, device=device)
     # The tensor's storage holds this view of the region, and only it: when the storage is
     # freed (every tensor and view on it gone), the view dies and the region comes back.
     view = memoryview(region)

@@ -125,3 +125,12 @@ def test_decompositions_never_share_memory(pooled):
     assert third.deltas.data_ptr() != row.data_ptr() - 3 * row.numel() * 4
     for kept, now in zip(saved, (first.deltas, first._neuron_acts, first._head_inputs)):
         assert torch.equal(kept, now)
+
+
+def test_without_anonymous_mappings_buffers_are_plain_tensors(monkeypatch):
+    monkeypatch.setattr(buffers, "_CAN_MAP", False)  # as on Windows
+    t = buffers.empty((2, MB), torch.float32)
+    assert t.shape == (2, MB) and t.is_contiguous()
+    del t
+    gc.collect()
+    assert buffers.idle_bytes() == 0
