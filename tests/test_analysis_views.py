@@ -154,3 +154,41 @@ def test_attention_sources_layer_trait_and_figure(dec):
         w.layer = dec.n_layers
     assert w.figure().data
     assert w._snapshot_state(10) == {"_rw_static": True}
+
+
+# ----------------------------------------------------------------------------- position trait
+
+@pytest.mark.parametrize("view", ["budget", "sources"])
+def test_setting_position_recomputes_the_view(dec, view):
+    make = (lambda **kw: rw.BlockBudget(dec, k=4, drop=False, **kw)) if view == "budget" \
+        else (lambda **kw: rw.AttentionSources(dec, layer=1, **kw))
+    w = make()
+    assert w.position == T - 1 == w._data["position"]
+    w.position = 3
+    fresh = make(position=3)._data
+    assert w.position == 3 and w._data["position"] == 3
+    assert w._data["target_id"] == dec.top_prediction(3) == fresh["target_id"]
+    key = "top_ids" if view == "budget" else "dla"
+    np.testing.assert_array_equal(decode_payload(w._data[key]), decode_payload(fresh[key]))
+    w.position = -2  # counted from the end, as everywhere in the package
+    assert w.position == T - 2 == w._data["position"]
+    with pytest.raises(Exception, match="outside the prompt"):
+        w.position = T
+    assert w.position == T - 2
+    if view == "budget":
+        assert w.budget == dec.n_layers  # the slider keeps its value
+    else:
+        assert w.layer == 1
+
+
+def test_position_that_cannot_be_computed_keeps_the_view(dec, monkeypatch):
+    w = rw.BlockBudget(dec, k=3, drop=False)
+    before = dict(w._data)
+
+    def broken(position):
+        raise RuntimeError("no model here")
+
+    monkeypatch.setattr(w, "_payload", broken)
+    with pytest.warns(RuntimeWarning, match="cannot show position 2"):
+        w.position = 2
+    assert w.position == T - 1 and w._data == before and w._error == ""

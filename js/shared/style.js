@@ -62,5 +62,6 @@ export const CSS = `
 .rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 6.2em; overflow-y: auto; }
 .rw-root .rw-prompt .rw-tok { cursor: pointer; }
 .rw-root .rw-prompt .rw-tok[aria-current=true] { border-color: var(--rw-sel); box-shadow: 0 0 0 1px var(--rw-sel) inset; }
+.rw-root .rw-prompt .rw-tok[aria-disabled=true] { cursor: default; opacity: 0.45; }
 .rw-root .rw-note { color: var(--rw-muted); font-size: 11px; margin-top: 2px; }
 `;

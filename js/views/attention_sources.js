@@ -6,6 +6,7 @@ import { cssAt, rgbAt, textOn } from "../shared/colors.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { cellNumber } from "./contribution_bars.js";
+import { positionPicker } from "./common.js";
 
 export function sourcesData(d) {
   if (!d || d.n_layers == null) throw new Error("no attention data to show (empty payload)");
@@ -42,7 +43,9 @@ export function mountAttentionSources(root, store) {
   });
   const grid = h("div", { class: "rw-src-grid", role: "table", "aria-label": "DLA per head and source token" });
   const foot = h("div", { class: "rw-note" });
-  root.append(title, h("div", { class: "rw-bar" }, h("span", { text: "layer" }), select, h("span", { class: "rw-sub", text: "attention DLA per layer:" }), strip), grid, foot);
+  root.dataset.rwPosition = String(d.position);
+  const picker = positionPicker(store, d.prompt_tokens || d.tokens, d.position, "the attention sources");
+  root.append(title, picker, h("div", { class: "rw-bar" }, h("span", { text: "layer" }), select, h("span", { class: "rw-sub", text: "attention DLA per layer:" }), strip), grid, foot);
 
   function current() {
     let l = store.get("layer");

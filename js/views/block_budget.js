@@ -7,6 +7,7 @@ import { cssAt, rgbAt, textOn } from "../shared/colors.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { barScale } from "./contribution_bars.js";
+import { positionPicker } from "./common.js";
 
 /** Colour position of a probability on a log scale from 1e-8 to 1. */
 export function logT(p) {
@@ -53,7 +54,9 @@ export function mountBlockBudget(root, store) {
   const tline = h("div", { class: "rw-summary rw-budget-target" });
   const strips = h("div", { class: "rw-budget-strips" });
   const note = h("div", { class: "rw-note" });
-  root.append(title, h("div", { class: "rw-bar" }, h("span", { text: "k" }), slider, kLabel, kName), bars, tline, strips, note);
+  root.dataset.rwPosition = String(d.position);
+  const picker = positionPicker(store, d.tokens, d.position, "the block budget");
+  root.append(title, picker, h("div", { class: "rw-bar" }, h("span", { text: "k" }), slider, kLabel, kName), bars, tline, strips, note);
 
   slider.addEventListener("input", () => store.set("budget", Number(slider.value)));
 

@@ -2,6 +2,7 @@
 import { lut } from "../shared/colors.js";
 import { h, messageBox } from "../shared/dom.js";
 import { makeNormalizer, fmt } from "../shared/scale.js";
+import { displayToken } from "../shared/tokens.js";
 
 /** RGBA bytes (C*T*4) for a [C,T] matrix through a normaliser and a colour map. */
 export function colorize(values, C, T, norm, cmap, nanRGB = [128, 128, 128]) {
@@ -111,4 +112,36 @@ export function segmented(options, value, onchange, title, attr) {
   set(value);
   wrap.setValue = set;
   return wrap;
+}
+
+/** A strip of the prompt's tokens (class rw-prompt); clicking token i calls onPick(i).
+ * `title(i)` is each chip's tooltip; `enabled(i)` false greys a chip out (a snapshot that holds
+ * only some positions). Returns the element, with mark(i) to show the current position. */
+export function promptStrip(tokens, onPick, { title, enabled = () => true, label = "position" } = {}) {
+  const strip = h("div", { class: "rw-prompt", "aria-label": label });
+  strip.setAttribute("data-rw", "prompt-strip");
+  const chips = tokens.map((t, i) => {
+    const on = enabled(i);
+    const b = h("span", { class: "rw-tok", text: displayToken(t), title: title ? title(i) : `position ${i}` });
+    b.dataset.rwPos = String(i);
+    if (on) b.addEventListener("click", () => onPick(i));
+    else b.setAttribute("aria-disabled", "true");
+    strip.appendChild(b);
+    return b;
+  });
+  strip.mark = (p) => chips.forEach((c, i) => c.setAttribute("aria-current", String(i === p)));
+  return strip;
+}
+
+/** The prompt strip of an analysis view: a click asks Python to recompute at that position; a
+ * snapshot (no kernel) holds only the position it was made at. */
+export function positionPicker(store, tokens, position, what) {
+  const live = !store.get("_rw_static");
+  const strip = promptStrip(tokens, (i) => { if (i !== position) store.set("position", i); }, {
+    enabled: (i) => live || i === position,
+    title: (i) => (live ? `position ${i}: ${what} here` : i === position ? `position ${i}: shown`
+      : `this snapshot holds position ${position} only; in a notebook, a click recomputes ${what} here`),
+  });
+  strip.mark(position);
+  return strip;
 }

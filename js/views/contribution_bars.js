@@ -5,7 +5,7 @@ import { PART_COLORS, cssAt, rgbAt, textOn } from "../shared/colors.js";
 import { fmt, fmtSigned } from "../shared/scale.js";
 import { displayToken } from "../shared/tokens.js";
 import { makeTooltip } from "../shared/tooltip.js";
-import { afterPaint, segmented } from "./common.js";
+import { afterPaint, promptStrip, segmented } from "./common.js";
 import { decodeArray } from "../shared/decode.js";
 import { NeedsKernel } from "../shared/store.js";
 
@@ -83,13 +83,9 @@ export function mountContributionBars(root, store, opts = {}) {
   const neurons = h("div", { class: "rw-neurons" });
   let openLayer = null; // the MLP layer whose neuron breakdown is expanded
   // standalone: a strip of the prompt's tokens picks the position (in a dashboard the grid does)
-  const prompt = follow === "position" ? h("div", { class: "rw-prompt", "aria-label": "position" }) : null;
-  const promptChips = prompt ? tokens.map((t, i) => {
-    const b = h("span", { class: "rw-tok", text: displayToken(t), title: `position ${i}: show the contributions here` });
-    b.addEventListener("click", () => store.set("position", i));
-    prompt.appendChild(b);
-    return b;
-  }) : [];
+  const prompt = follow === "position"
+    ? promptStrip(tokens, (i) => store.set("position", i), { title: (i) => `position ${i}: show the contributions here` })
+    : null;
   root.append(...[title, prompt, h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox), h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status), chips, chart, neurons, summary, heads].filter(Boolean));
 
   input.addEventListener("keydown", (ev) => {
@@ -138,7 +134,7 @@ export function mountContributionBars(root, store, opts = {}) {
     headBox.input.checked = !!store.get("per_head");
     const p = position();
     const t = store.target(store.get("target")) || store.target();
-    promptChips.forEach((c, i) => c.setAttribute("aria-current", String(i === p)));
+    if (prompt) prompt.mark(p);
     drawChips();
     title.replaceChildren(h("span", { text: "Contributions to " }), h("span", { class: "rw-tok", text: t ? displayToken(t.text) : "?" }),
       h("span", { text: ` at position ${p} ` }), h("span", { class: "rw-tok", text: displayToken(tokens[p]) }));

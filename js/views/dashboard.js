@@ -3,27 +3,20 @@
 // position.
 import { h } from "../shared/dom.js";
 import { makeTooltip } from "../shared/tooltip.js";
-import { displayToken } from "../shared/tokens.js";
 import { mountStreamGrid } from "./stream_grid.js";
 import { mountContributionBars } from "./contribution_bars.js";
 import { mountLogitLens } from "./logit_lens.js";
-import { guard } from "./common.js";
+import { guard, promptStrip } from "./common.js";
 
 export function mountDashboard(root, store) {
   root.setAttribute("data-rw", "dashboard");
   const meta = store.meta();
   const tooltip = makeTooltip(root);
   const offs = [];
-  const prompt = h("div", { class: "rw-prompt", "aria-label": "prompt tokens" });
-  const chips = meta.tokens.map((t, i) => {
-    const b = h("span", { class: "rw-tok", text: displayToken(t), title: `position ${i} (id ${meta.token_ids ? meta.token_ids[i] : "?"}): select` });
-    b.addEventListener("click", () => {
-      const sel = store.get("selected") || [meta.C - 1, i];
-      store.set("selected", [sel[0], i]);
-    });
-    prompt.appendChild(b);
-    return b;
-  });
+  const prompt = promptStrip(meta.tokens, (i) => {
+    const sel = store.get("selected") || [meta.C - 1, i];
+    store.set("selected", [sel[0], i]);
+  }, { label: "prompt tokens", title: (i) => `position ${i} (id ${meta.token_ids ? meta.token_ids[i] : "?"}): select` });
   root.append(h("div", { class: "rw-dash-head" }, h("span", { class: "rw-title", text: `resid_widgets — ${meta.model_name || "model"}` }),
     h("span", { class: "rw-sub", text: `${meta.n_layers} layers · d_model ${meta.d_model} · ${meta.T} tokens` })), prompt);
   const gridRoot = h("div", { class: "rw-view rw-full" });
@@ -36,8 +29,7 @@ export function mountDashboard(root, store) {
     guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip })),
   ].filter(Boolean);
   function markPrompt(sel) {
-    if (!Array.isArray(sel)) return;
-    chips.forEach((c, i) => c.setAttribute("aria-current", String(i === sel[1])));
+    if (Array.isArray(sel)) prompt.mark(sel[1]);
   }
   markPrompt(store.get("selected"));
   offs.push(store.on("selected", markPrompt));

@@ -10,34 +10,56 @@ import anywidget
 import traitlets as t
 
 from ..export import SnapshotMixin
-from ._base import _esm_source
+from ._base import _esm_source, checked_position
 
 
 class AnalysisView(SnapshotMixin, anywidget.AnyWidget):
-    """Base of the analysis views (not used directly)."""
+    """Base of the analysis views (not used directly).
+
+    ``position`` (synced) is the token position shown: set it, or click a token of the view's
+    prompt strip, and the view recomputes (with the kernel; a snapshot holds its one position).
+    Subclasses set ``self._dec`` and implement ``_payload(position) -> dict``.
+    """
 
     _esm = _esm_source()
     _rw_view = t.Unicode("").tag(sync=True)
     _data = t.Dict().tag(sync=True)
     _rw_static = t.Bool(False).tag(sync=True)
     _error = t.Unicode("").tag(sync=True)
+    position = t.Int(-1).tag(sync=True)
 
-    def _init_data(self, build, **kwargs: Any) -> bool:
-        """``super().__init__`` with ``_data=build()``; on failure a readable message in the cell."""
+    def _payload(self, position: int) -> dict:
+        raise NotImplementedError
+
+    def _start(self, position: int, **kwargs: Any) -> bool:
+        """``super().__init__`` with the payload at ``position``; on failure a readable message in the cell."""
         try:
-            data = build()
+            data = self._payload(position)
         except Exception as exc:
             msg = f"cannot show this analysis: {type(exc).__name__}: {exc}"
             warnings.warn(f"{type(self).__name__}: {msg}", RuntimeWarning, stacklevel=3)
             super().__init__(_error=msg, **kwargs)
             return False
-        super().__init__(_data=data, **kwargs)
+        super().__init__(_data=data, position=data["position"], **kwargs)
         return True
 
-    @property
-    def position(self) -> int:
-        """The token position the analysis was computed at."""
-        return self._data["position"]
+    @t.validate("position")
+    def _check_position(self, proposal):
+        dec = getattr(self, "_dec", None)
+        return checked_position(proposal["value"], len(dec.tokens) if dec is not None and self._data else 0)
+
+    @t.observe("position")
+    def _recompute(self, change):
+        if not self._data or change["new"] == self._data.get("position"):
+            return
+        try:
+            data = self._payload(change["new"])
+        except Exception as exc:  # keep the view as it was, and say why
+            warnings.warn(f"{type(self).__name__}: cannot show position {change['new']}: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            self.position = change["old"]
+            return
+        self._data = data
 
     @property
     def target(self) -> str:

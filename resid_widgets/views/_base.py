@@ -31,6 +31,17 @@ def _esm_source() -> Any:
     )
 
 
+
+def checked_position(value, n_tokens: int) -> int:
+    """A position trait's value: negative counts from the end; outside the prompt is a TraitError.
+    ``n_tokens`` 0 (nothing to show yet) accepts any value."""
+    p = int(value)
+    if n_tokens:
+        p = p + n_tokens if p < 0 else p
+        if not 0 <= p < n_tokens:
+            raise t.TraitError(f"position {value} is outside the prompt (0..{n_tokens - 1})")
+    return p
+
 class ResidView(SnapshotMixin, anywidget.AnyWidget):
     """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly)."""
 
@@ -118,13 +129,7 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
 
     @t.validate("position")
     def _check_position(self, proposal):
-        T = self._meta.get("T", 0)
-        p = int(proposal["value"])
-        if T:
-            p = p + T if p < 0 else p
-            if not 0 <= p < T:
-                raise t.TraitError(f"position {proposal['value']} is outside the prompt (0..{T - 1})")
-        return p
+        return checked_position(proposal["value"], self._meta.get("T", 0))
 
     @t.validate("target")
     def _check_target(self, proposal):

@@ -19,6 +19,7 @@ def attention_sources_payload(dec, target=None, position: int = -1):
     S = pos + 1
     data = {
         "tokens": list(dec.tokens[:S]),
+        "prompt_tokens": list(dec.tokens),  # the strip that picks the position
         "position": pos,
         "n_layers": int(res.dla.shape[0]),
         "n_heads": int(res.dla.shape[1]),
@@ -36,23 +37,24 @@ class AttentionSources(AnalysisView):
     """Head × source-token heatmap of attention DLA to ``target`` at ``position`` (default: the
     model's top prediction at the last position), with a layer selector. Every layer's [H, S]
     table is embedded, so the selector also works in an offline snapshot. ``layer`` (synced)
-    defaults to the layer whose attention output moves the target's logit most."""
+    defaults to the layer whose attention output moves the target's logit most. ``position``
+    (synced; or click a token) recomputes at another position."""
 
     _rw_view = t.Unicode("attention-sources").tag(sync=True)
     layer = t.Int(0).tag(sync=True)
 
     def __init__(self, dec, target: Any = None, position: int = -1, layer: int | None = None, **kwargs: Any):
         self._dec = dec
+        self._target = target
         self._result = None
-
-        def build():
-            data, self._result = attention_sources_payload(dec, target, position)
-            return data
-
-        if not self._init_data(build, **kwargs):
+        if not self._start(position, **kwargs):
             return
         ld = self._data["layer_dla"]
         self.layer = max(range(len(ld)), key=lambda l: abs(ld[l])) if layer is None else layer
+
+    def _payload(self, position: int) -> dict:
+        data, self._result = attention_sources_payload(self._dec, self._target, position)
+        return data
 
     @t.validate("layer")
     def _check_layer(self, proposal):

@@ -58,7 +58,9 @@ class BlockBudget(AnalysisView):
 
     All budgets are precomputed (they are the logit lens of the states after each block), so the
     slider also works in an offline snapshot. ``budget`` (synced) is the slider's value; with the
-    model available a strip shows each block's drop-one effect on log p(target).
+    model available a strip shows each block's drop-one effect on log p(target). ``position``
+    (synced; or click a token) recomputes at another position; with ``target=None`` the target
+    is the top prediction there.
     """
 
     _rw_view = t.Unicode("block-budget").tag(sync=True)
@@ -67,10 +69,14 @@ class BlockBudget(AnalysisView):
     def __init__(self, dec, position: int = -1, k: int = 10, target: Any = None, *, budget: int | None = None,
                  drop: bool = True, **kwargs: Any):
         self._dec = dec
-        if not self._init_data(lambda: budget_payload(dec, position, k, target, drop), **kwargs):
+        self._options = dict(k=k, target=target, drop=drop)
+        if not self._start(position, **kwargs):
             return
         L = self._data["n_layers"]
         self.budget = L if budget is None else budget
+
+    def _payload(self, position: int) -> dict:
+        return budget_payload(self._dec, position, **self._options)
 
     @t.validate("budget")
     def _check_budget(self, proposal):

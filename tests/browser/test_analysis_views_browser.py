@@ -151,17 +151,25 @@ def test_attention_sources_layer_selector_offline(tmp_path, offline, dec):
     pg.check_clean()
 
 
-def test_budget_and_layer_traits_sync_both_ways(tmp_path, browser, dec):
-    from .harness import attach_kernel, push_state, write_page
+def live_page(browser, path, widgets):
+    """(page, console errors): ``widgets`` on one page, bridged to Python as a kernel would be."""
+    from .harness import attach_kernel, write_page
 
-    bb, src = rw.BlockBudget(dec, k=4), rw.AttentionSources(dec, layer=0)
-    path = write_page(tmp_path / "sync.html", [bb, src])
+    write_page(path, widgets)
     page = browser.new_page()
     errors = []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    attach_kernel(page, [bb, src])
+    attach_kernel(page, widgets)
     page.goto(path.as_uri())
     page.wait_for_function("window.rwReady === true")
+    return page, errors
+
+
+def test_budget_and_layer_traits_sync_both_ways(tmp_path, browser, dec):
+    from .harness import push_state
+
+    bb, src = rw.BlockBudget(dec, k=4), rw.AttentionSources(dec, layer=0)
+    page, errors = live_page(browser, tmp_path / "sync.html", [bb, src])
     # Python -> browser
     bb.budget = 1
     push_state(page, 0, bb, ["budget"])
@@ -185,3 +193,41 @@ def _until(page, cond, tries=100):
             return
         page.wait_for_timeout(20)
     assert cond()
+
+
+def test_clicking_a_token_recomputes_at_that_position_live(tmp_path, browser, dec):
+    from .harness import push_state
+
+    T = len(dec.tokens)
+    bb, src = rw.BlockBudget(dec, k=4, drop=False), rw.AttentionSources(dec, layer=0)
+    page, errors = live_page(browser, tmp_path / "positions.html", [bb, src])
+    for idx, (w, root) in enumerate(((bb, "[data-rw=block-budget]"), (src, "[data-rw=attention-sources]"))):
+        strip = f"{root} [data-rw=prompt-strip]"
+        assert page.get_attribute(root, "data-rw-position") == str(T - 1)
+        assert page.locator(f"{strip} .rw-tok").count() == T
+        page.locator(f"{strip} [data-rw-pos='4']").click()
+        _until(page, lambda: w.position == 4 and w._data["position"] == 4)
+        push_state(page, idx, w, ["_data", "position"])  # the recomputed view, as the comm sends it
+        page.wait_for_function(f"document.querySelector('{root}').dataset.rwPosition === '4'")
+        assert page.locator(f"{strip} [aria-current=true]").get_attribute("data-rw-pos") == "4"
+    assert page.locator("[data-rw=attention-sources] .rw-src-tok").count() == 5  # sources 0..4
+    assert errors == []
+    page.close()
+
+
+def test_a_snapshot_holds_its_one_position(tmp_path, offline, dec):
+    T = len(dec.tokens)
+    w = rw.BlockBudget(dec, k=4, drop=False, position=5)
+    pg = offline(rw.export_html(w, tmp_path / "budget_position.html"))
+    page = pg.page
+    root = "[data-rw=block-budget]"
+    chips = page.locator(f"{root} [data-rw=prompt-strip] .rw-tok")
+    chips.first.wait_for()
+    assert chips.count() == T
+    assert page.locator(f"{root} [data-rw=prompt-strip] [aria-disabled=true]").count() == T - 1
+    assert page.locator(f"{root} [data-rw=prompt-strip] [aria-current=true]").get_attribute("data-rw-pos") == "5"
+    chips.nth(2).click()
+    page.wait_for_timeout(100)
+    assert page.get_attribute(root, "data-rw-position") == "5"
+    assert "snapshot holds position 5" in chips.nth(2).get_attribute("title")
+    pg.check_clean()
