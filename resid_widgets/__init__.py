@@ -23,6 +23,6 @@ __all__ = [
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------
-from .views import AttentionSources, BlockBudget, ContributionBars, Dashboard, LogitLens, StreamGrid  # noqa: E402
+from .views import AttentionSources, BlockBudget, ContributionBars, Dashboard, LogitLens, StreamGrid, link  # noqa: E402
 
-__all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources"]
+__all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "link"]

@@ -102,11 +102,13 @@ export function mountLogitLens(root, store, opts = {}) {
     if (i + 1 < T && token_ids) info.appendChild(h("span", { class: "rw-sub", text: `  actual next: ${displayToken(tokens[i + 1])}${nextProb ? " p=" + fmt(nextProb[k]) : ""}` }));
   }
 
+  const markSelected = (sel) => root.setAttribute("data-rw-selected", `${sel[0]},${sel[1]}`);
   recolor();
   grid.full();
   drawInfo();
+  markSelected(grid.selected);
   const infoLater = afterPaint(drawInfo);
-  offs.push(store.on("selected", (sel) => { if (Array.isArray(sel)) { grid.select(sel, false); infoLater(); } }));
+  offs.push(store.on("selected", (sel) => { if (Array.isArray(sel)) { grid.select(sel, false); markSelected(sel); infoLater(); } }));
   offs.push(store.on("lens_color", () => { recolor(); grid.full(); }));
   offs.push(store.on("target", () => { if ((store.get("lens_color") || "top") === "target") { recolor(); grid.full(); } drawInfo(); }));
   return { resize() { grid.full(); }, retheme() { grid.full(); }, grid, destroy() { offs.forEach((f) => f()); } };

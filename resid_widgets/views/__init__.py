@@ -11,6 +11,7 @@
 >>> rw.LogitLens(dec).figure()            # a plotly Figure of what the view shows
 >>> rw.BlockBudget(dec, position=-1, k=10) # slider k = 0..L: top-k next tokens with blocks 0..k-1
 >>> rw.AttentionSources(dec, " Paris")     # head x source-token DLA heatmap, layer selector
+>>> rw.link(grid, rw.LogitLens(dec), bars) # views in separate cells follow one selection/target
 
 All four share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
@@ -24,7 +25,8 @@ from .attention_sources import AttentionSources
 from .block_budget import BlockBudget
 from .contribution_bars import ContributionBars
 from .dashboard import Dashboard
+from .linking import link
 from .logit_lens import LogitLens
 from .stream_grid import StreamGrid
 
-__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "ResidView"]
+__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "ResidView", "link"]

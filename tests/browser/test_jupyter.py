@@ -1,5 +1,6 @@
 """Live JupyterLab: a Dashboard of a tiny random Llama in a real notebook. A click on a grid cell
-reaches the kernel; setting `selected` from Python moves the highlight (data-rw-selected)."""
+reaches the kernel; setting `selected` from Python moves the highlight (data-rw-selected); a
+StreamGrid and a LogitLens in separate outputs, joined by rw.link, follow one selection."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ dash = rwv.Dashboard(dec)
 dash"""
 READ = 'print("SEL", tuple(dash.selected), "TARGET", repr(dash.target))'
 SET = "dash.selected = (1, 2)"
+LINKED = """\
+from IPython.display import display
+grid, lens = rwv.StreamGrid(dec), rwv.LogitLens(dec)
+links = rw.link(grid, lens)
+display(grid, lens)"""
 
 
 def _free_port() -> int:
@@ -50,7 +56,7 @@ def _free_port() -> int:
 def _notebook(path: Path) -> None:
     cells = [
         {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-        for src in (SETUP, READ, SET)
+        for src in (SETUP, READ, SET, LINKED)
     ]
     nb = {
         "cells": cells,
@@ -155,6 +161,15 @@ def test_dashboard_live_in_jupyterlab(lab):
         from playwright.sync_api import expect
 
         expect(dash.locator('[data-rw="contribution-bars"] .rw-title')).to_contain_text("at position 2")
+        # views in separate outputs, linked with rw.link: a click in the grid moves the lens
+        _run_cell(page, 3)
+        linked = page.locator(".jp-Notebook .jp-Cell").nth(3)
+        lone_grid, lone_lens = linked.locator('[data-rw="stream-grid"]'), linked.locator('[data-rw="logit-lens"]')
+        lone_lens.wait_for(timeout=60000)
+        lone_grid.locator('[data-rw-cell="3,5"]').wait_for(timeout=10000)
+        assert lone_lens.get_attribute("data-rw-selected") == "4,7"
+        lone_grid.locator('[data-rw-cell="3,5"]').click()
+        expect(lone_lens).to_have_attribute("data-rw-selected", "3,5", timeout=30000)
         rw_errors = [e for e in errors if "resid_widgets" in e or "widget" in e.lower()]
         assert rw_errors == []
         browser.close()
