@@ -179,6 +179,13 @@ nb1_cells = [
     ),
     new_code_cell("rw.LogitLens(dec)"),
     new_markdown_cell(
+        "Views in separate cells can follow one another: `rw.link` keeps their selection and target in "
+        "step through the kernel. Click a cell of this grid and the lens below moves with it. (The "
+        "dashboard below links its parts in the browser, so that also works in a saved snapshot.)"
+    ),
+    new_code_cell("grid, lens = rw.StreamGrid(dec), rw.LogitLens(dec)\nlinks = rw.link(grid, lens)\ngrid"),
+    new_code_cell("lens"),
+    new_markdown_cell(
         "## Everything together\n\n"
         "The dashboard links the grid, the vector pane, the contribution bars and the lens: selecting a "
         "position in one selects it in all."
