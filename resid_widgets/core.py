@@ -144,7 +144,9 @@ class Decomposition:
     def _on_cpu(value):
         """A tensor, or a per-layer list of tensors, as one fp32 CPU tensor."""
         if isinstance(value, (list, tuple)):
-            return torch.stack([v.float().cpu() for v in value])
+            layers = [v.float().cpu() for v in value]
+            # a model whose FFN width differs per layer keeps a list (indexed the same way)
+            return torch.stack(layers) if len({v.shape for v in layers}) == 1 else layers
         if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.dtype != torch.float32):
             return value.float().cpu()
         return value

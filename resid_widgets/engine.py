@@ -170,6 +170,8 @@ class _Collector:
             kept = (buffers.empty((self.n_layers, *value.shape), value.dtype, value.device)
                     if value.device.type == "cpu" else [None] * self.n_layers)
             self.per_layer[key] = kept
+        elif not isinstance(kept, list) and kept.shape[1:] != value.shape:  # widths differ per layer
+            kept = self.per_layer[key] = list(kept.unbind(0))
         if isinstance(kept, list):
             kept[layer] = value
         else:

@@ -134,3 +134,22 @@ def test_without_anonymous_mappings_buffers_are_plain_tensors(monkeypatch):
     del t
     gc.collect()
     assert buffers.idle_bytes() == 0
+
+
+def test_ffn_width_that_differs_per_layer(pooled):
+    """A (custom) model whose FFN width differs per layer: decompose keeps per-layer activations."""
+    import transformers as tf
+
+    model = build("llama")
+    cfg = tf.LlamaConfig(**{**model.config.to_dict(), "intermediate_size": 48})
+    model.model.layers[1].mlp = tf.models.llama.modeling_llama.LlamaMLP(cfg).eval()
+    ids = random_ids(13)
+    dec = rw.decompose(model, ids)
+    with torch.no_grad():
+        assert torch.allclose(dec.logits, model(input_ids=ids[None]).logits[0], atol=1e-4)
+    assert [dec.neuron_activations(l).shape[-1] for l in range(2)] == [64, 48]
+    for l in range(2):  # each layer's neurons add up to its MLP delta
+        W, b = dec._weights.mlp_out(l)
+        rebuilt = dec.neuron_activations(l) @ W.t() + (0 if b is None else b)
+        torch.testing.assert_close(rebuilt, dec.deltas[dec.mlp_index(l)], atol=1e-5, rtol=1e-4)
+        assert dec.neuron_dla(int(ids[-1]), layer=l).shape == (dec.neuron_activations(l).shape[-1],)
