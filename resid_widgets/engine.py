@@ -79,12 +79,17 @@ def prepare_token_ids(prompt, tokenizer, config, adapter: Adapter | None = None)
     if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
         raise PromptError(f"Token ids must lie in 0..{vocab - 1} (the model's vocabulary); got "
                           f"{int(ids.min())}..{int(ids.max())}.")
-    attrs = adapter.max_positions_attrs if adapter else ("max_position_embeddings", "n_positions", "n_ctx")
-    limit = next((getattr(config, a) for a in attrs if getattr(config, a, None)), None)
+    limit = context_length(config, adapter)
     if limit is not None and ids.numel() > limit:
         raise PromptError(f"The prompt has {ids.numel()} tokens but the model's context holds {limit}: "
                           "shorten the prompt.")
     return ids
+
+
+def context_length(config, adapter: Adapter | None = None) -> int | None:
+    """The most tokens the model takes, from the first config attribute the adapter names."""
+    attrs = adapter.max_positions_attrs if adapter else ("max_position_embeddings", "n_positions", "n_ctx")
+    return next((getattr(config, a) for a in attrs if getattr(config, a, None)), None)
 
 
 @contextmanager
@@ -130,7 +135,8 @@ class _Collector:
         self.deltas: torch.Tensor | None = None
         self._rows: tuple[torch.Tensor, ...] = ()  # deltas[c] views, made once
         self.running: torch.Tensor | None = None
-        self.per_layer: dict[str, list] = {}  # "z", "acts", "attn_post_in", "mlp_post_in": per layer
+        # "z", "acts", "attn_post_in", "mlp_post_in": a [n_layers, T, width] buffer, or a per-layer list
+        self.per_layer: dict[str, torch.Tensor | list] = {}
         self.calls: dict[str, int] = {}
         # per stream the model passes on (block inputs, final norm input) and position:
         # ||running sum - model's stream|| and ||model's stream||, reduced once at the end

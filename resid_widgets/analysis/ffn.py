@@ -138,9 +138,10 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     if logprob == "all":
         for i in range(len(layers)):
             want[i] = set(range(d_ff))
-    estimate = None
+    estimate = bases = None
     if logprob != "none":
-        estimate = _first_order_logprob(dec, layers, acts, pos, tid, norm)
+        bases = torch.stack([dec.state_before(dec.mlp_index(l), pos) for l in layers])  # before each FFN
+        estimate = _first_order_logprob(dec, layers, acts, bases, pos, tid, norm)
     if logprob == "candidates":
         # half by |DLA|, half by |first-order log-prob estimate|, plus the top n of each by ``order``
         flat, est = dla.flatten(), estimate.flatten()
@@ -153,9 +154,9 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     jobs = [(i, sorted(want[i])) for i in range(len(layers)) if want[i]]
     if jobs:
         # one batched pass: every layer's baseline, then its neurons' baseline + subvalue
-        bases = torch.stack([dec.state_before(dec.mlp_index(layers[i]), pos) for i, _ in jobs])
-        lp0 = dec._lens_logprob(bases, tid, pos, norm)
-        for (i, ks), b, l0 in zip(jobs, bases, lp0):
+        job_bases = bases[[i for i, _ in jobs]]
+        lp0 = dec._lens_logprob(job_bases, tid, pos, norm)
+        for (i, ks), b, l0 in zip(jobs, job_bases, lp0):
             lp[i, ks] = _neuron_logprobs(dec, layers[i], ks, pos, tid, norm=norm, base=b, lp0=float(l0))
 
     score = dla if rank_by == "dla" else lp
@@ -176,12 +177,12 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
                         rows=rows, rank_by=rank_by, order=order, norm=norm, logprob_estimate=estimate)
 
 
-def _first_order_logprob(dec, layers, acts, pos: int, tid: int, norm: str) -> torch.Tensor:
-    """[len(layers), d_ff] m_k (W_out[:, k] ⊙ post) · ∇_b log p(tid | b), b the stream before each FFN."""
+def _first_order_logprob(dec, layers, acts, bases, pos: int, tid: int, norm: str) -> torch.Tensor:
+    """[len(layers), d_ff] m_k (W_out[:, k] ⊙ post) · ∇_b log p(tid | b), b = bases[i] the stream
+    before each FFN."""
     ro = dec.readout
-    bases = torch.stack([dec.state_before(dec.mlp_index(l), pos) for l in layers]).to(ro.device)
     with torch.enable_grad():
-        h = bases.detach().clone().requires_grad_(True)
+        h = bases.detach().to(ro.device).clone().requires_grad_(True)
         n = ro.norm.to(ro.device)
         if norm == "frozen":
             x = n.frozen(h, dec.states[-1, pos].to(ro.device))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..engine import context_length
 from ._common import Table, capture_attention, model_parts, plotly
 
 
@@ -75,7 +76,7 @@ def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, t
         raise ValueError(f"need n_tokens >= 2 and batch >= 1 (got {n_tokens}, {batch})")
     adapter, layers = model_parts(model)
     vocab = model.config.vocab_size
-    limit = next((getattr(model.config, a) for a in adapter.max_positions_attrs if getattr(model.config, a, None)), None)
+    limit = context_length(model.config, adapter)
     if limit is not None and 2 * n_tokens + 1 > limit:
         raise ValueError(f"BOS + 2 x {n_tokens} tokens exceed the model's context of {limit}: use n_tokens <= {(limit - 1) // 2}")
     bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
