@@ -43,8 +43,7 @@ export function mountAttentionSources(root, store) {
   });
   const grid = h("div", { class: "rw-src-grid", role: "table", "aria-label": "DLA per head and source token" });
   const foot = h("div", { class: "rw-note" });
-  root.dataset.rwPosition = String(d.position);
-  const picker = positionPicker(store, d.prompt_tokens || d.tokens, d.position, "the attention sources");
+  const picker = positionPicker(root, store, d.prompt_tokens, d.position, "the attention sources");
   root.append(title, picker, h("div", { class: "rw-bar" }, h("span", { text: "layer" }), select, h("span", { class: "rw-sub", text: "attention DLA per layer:" }), strip), grid, foot);
 
   function current() {

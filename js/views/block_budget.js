@@ -54,8 +54,7 @@ export function mountBlockBudget(root, store) {
   const tline = h("div", { class: "rw-summary rw-budget-target" });
   const strips = h("div", { class: "rw-budget-strips" });
   const note = h("div", { class: "rw-note" });
-  root.dataset.rwPosition = String(d.position);
-  const picker = positionPicker(store, d.tokens, d.position, "the block budget");
+  const picker = positionPicker(root, store, d.tokens, d.position, "the block budget");
   root.append(title, picker, h("div", { class: "rw-bar" }, h("span", { text: "k" }), slider, kLabel, kName), bars, tline, strips, note);
 
   slider.addEventListener("input", () => store.set("budget", Number(slider.value)));

@@ -133,9 +133,10 @@ export function promptStrip(tokens, onPick, { title, enabled = () => true, label
   return strip;
 }
 
-/** The prompt strip of an analysis view: a click asks Python to recompute at that position; a
- * snapshot (no kernel) holds only the position it was made at. */
-export function positionPicker(store, tokens, position, what) {
+/** The prompt strip of an analysis view (and its root's data-rw-position): a click asks Python
+ * to recompute at that position; a snapshot (no kernel) holds only the position it was made at. */
+export function positionPicker(root, store, tokens, position, what) {
+  root.dataset.rwPosition = String(position);
   const live = !store.get("_rw_static");
   const strip = promptStrip(tokens, (i) => { if (i !== position) store.set("position", i); }, {
     enabled: (i) => live || i === position,

@@ -11,6 +11,7 @@ import traitlets as t
 
 from ..export import SnapshotMixin
 from . import payload as P
+from .neurons import neuron_key, neurons_payload
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 BUNDLE = STATIC / "widget.js"
@@ -31,7 +32,6 @@ def _esm_source() -> Any:
     )
 
 
-
 def checked_position(value, n_tokens: int) -> int:
     """A position trait's value: negative counts from the end; outside the prompt is a TraitError.
     ``n_tokens`` 0 (nothing to show yet) accepts any value."""
@@ -41,6 +41,7 @@ def checked_position(value, n_tokens: int) -> int:
         if not 0 <= p < n_tokens:
             raise t.TraitError(f"position {value} is outside the prompt (0..{n_tokens - 1})")
     return p
+
 
 class ResidView(SnapshotMixin, anywidget.AnyWidget):
     """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly)."""
@@ -175,8 +176,6 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
     def _add_neurons(self, target_id: int, position: int) -> dict:
         """Top neurons of every MLP layer for (target, position), added to ``_neurons`` (copied
         and reassigned so the change syncs); an ``{"error"}`` entry where the engine cannot."""
-        from .neurons import neuron_key, neurons_payload
-
         key = neuron_key(target_id, position)
         if key in self._neurons:
             return self._neurons[key]
@@ -214,11 +213,10 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
                 self.send({"type": "heads", "id": rid, "ok": True, "position": pos})
             elif kind == "neurons":
                 tid = self._ensure_target(content.get("target"))["id"]
-                pos = int(content.get("position", -1))
-                pos = pos + self._meta["T"] if pos < 0 else pos
+                pos = checked_position(content.get("position", -1), self._meta["T"])
                 entry = self._add_neurons(tid, pos)
                 self.send({"type": "neurons", "id": rid, "ok": "error" not in entry, "error": entry.get("error", ""),
-                           "key": f"{tid}:{pos}"})
+                           "key": neuron_key(tid, pos)})
         except Exception as exc:
             self.send({"type": kind or "error", "id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 

@@ -7,6 +7,11 @@ import traitlets
 LINKABLE = ("selected", "target", "position", "method", "metric", "lens_color", "pane_mode", "per_head")
 
 
+def _grid_shape(view) -> tuple:
+    meta = getattr(view, "_meta", {})
+    return meta.get("C"), meta.get("T")
+
+
 def link(*views, traits=("selected", "target")) -> list[traitlets.link]:
     """Keep ``traits`` equal across ``views`` of one Decomposition shown in separate cells: a
     click in a StreamGrid then moves the LogitLens' selection, a target typed in the bars
@@ -35,8 +40,7 @@ def link(*views, traits=("selected", "target")) -> list[traitlets.link]:
         if missing:
             raise TypeError(f"{type(view).__name__} has no trait {missing}: pass resid_widgets views "
                             f"(StreamGrid, ContributionBars, LogitLens, Dashboard), or fewer traits=.")
-        if getattr(view, "_meta", {}).get("T") != first._meta.get("T") or \
-                getattr(view, "_meta", {}).get("C") != first._meta.get("C"):
+        if _grid_shape(view) != _grid_shape(first):
             raise ValueError("the views show different decompositions (their states x tokens differ): "
                              "link views made from the same rw.decompose(...) result.")
     from .contribution_bars import ContributionBars
