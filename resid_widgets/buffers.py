@@ -45,7 +45,7 @@ def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torc
     """Like ``torch.empty(shape, dtype=dtype, device=device)``; large CPU buffers reuse the
     resident memory of freed ones. Contents are undefined (as with ``torch.empty``)."""
     shape = torch.Size(shape)
-    nbytes = shape.numel() * torch.empty((), dtype=dtype).element_size()
+    nbytes = shape.numel() * dtype.itemsize
     if torch.device(device).type != "cpu" or nbytes < MIN_BYTES or not _CAN_MAP:
         return torch.empty(shape, dtype=dtype, device=device)
     size = -(-nbytes // _PAGE) * _PAGE

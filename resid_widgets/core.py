@@ -142,7 +142,8 @@ class Decomposition:
     # first time it is read, so a run pays host transfers only for what is used.
     @staticmethod
     def _on_cpu(value):
-        """A tensor, or a per-layer list of tensors, as one fp32 CPU tensor."""
+        """A tensor, or a per-layer list of tensors, as one fp32 CPU tensor (a list of them
+        where the layers' widths differ)."""
         if isinstance(value, (list, tuple)):
             layers = [v.float().cpu() for v in value]
             # a model whose FFN width differs per layer keeps a list (indexed the same way)
