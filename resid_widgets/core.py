@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -17,6 +19,7 @@ from .adapters.base import Adapter, adapter_for, get_module, require_module
 from .errors import (AdditivityError, NonFiniteWarning, PromptError, TargetError,
                      UnsupportedModelError)
 from .lens import LensResult, Readout
+from .model_state import model_lock
 from .norms import Norm
 from .weights import linear_weight, materialized, module_device
 
@@ -27,30 +30,33 @@ from .weights import linear_weight, materialized, module_device
 class LayerWeights:
     """Reads one family's output projections and norms, layer by layer (fp32 copies on demand).
 
+    Weights that accelerate offloads are loaded for the moment they are read, while holding the
+    model's lock (``model``), so no run of that model sees them come and go.
     Framework bridges (TransformerLens) provide an object with the same methods.
     """
 
-    def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter):
+    def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter, model: torch.nn.Module | None = None):
         self._layers = layers
         self._adapter = adapter
+        self._lock = model_lock(model) if model is not None else contextlib.nullcontext()
         self._norms: dict[tuple[int, str], Norm | None] = {}
+
+    def _linear(self, layer: int, path: str, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        module = require_module(self._layers[layer], path, what, self._adapter)
+        with self._lock:
+            return linear_weight(module, self._layers[layer])
 
     def attn_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W_O [d_model, H*d_head], b_O [d_model] or None)."""
-        module = require_module(self._layers[layer], self._adapter.attn_out_proj,
-                                "attention output projection", self._adapter)
-        return linear_weight(module, self._layers[layer])
+        return self._linear(layer, self._adapter.attn_out_proj, "attention output projection")
 
     def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W_out [d_model, d_ff], b_out [d_model] or None)."""
-        module = require_module(self._layers[layer], self._adapter.mlp_out_proj,
-                                "FFN output projection", self._adapter)
-        return linear_weight(module, self._layers[layer])
+        return self._linear(layer, self._adapter.mlp_out_proj, "FFN output projection")
 
     def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(K [d_ff, d_model], b [d_ff] or None): each row is one neuron's key (gate for gated FFNs)."""
-        module = require_module(self._layers[layer], self._adapter.mlp_key, "FFN key", self._adapter)
-        weight, bias = linear_weight(module, self._layers[layer])
+        weight, bias = self._linear(layer, self._adapter.mlp_key, "FFN key")
         if self._adapter.mlp_key_rows == "first_half":
             half = weight.shape[0] // 2
             weight, bias = weight[:half], (None if bias is None else bias[:half])
@@ -65,9 +71,72 @@ class LayerWeights:
             if module is None:
                 self._norms[key] = None
             else:
-                with materialized(module, self._layers[layer]):
+                with self._lock, materialized(module, self._layers[layer]):
                     self._norms[key] = Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset)
         return self._norms[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Indices and targets
+# --------------------------------------------------------------------------------------------
+def as_index(value, what: str) -> int:
+    """``value`` as a Python int: ints, numpy integers and one-element integer tensors pass;
+    bools, floats and anything else raise a TypeError that names ``what``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
+        value = value.item()
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # numpy's bool too
+        raise TypeError(f"{what} must be an integer, not a bool ({value!r})")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__} ({value!r})") from None
+
+
+@dataclass(frozen=True)
+class TargetResolver:
+    """A single-token string or a token id -> the id, for one tokenizer and vocabulary.
+
+    Kept by a Decomposition and handed to its LensResult (a bound method of the Decomposition
+    would make the two a reference cycle, freed only by the full garbage collector)."""
+
+    tokenizer: Any
+    vocab_size: int
+
+    def __call__(self, target) -> int:
+        """The id of ``target`` (a single-token string, an int, a numpy integer or a one-element
+        integer tensor); TargetError otherwise."""
+        if isinstance(target, str):
+            return self._text_id(target)
+        if isinstance(target, torch.Tensor) and target.numel() != 1:
+            raise TargetError(f"target tensor has {target.numel()} elements; pass one token id")
+        try:
+            token_id = as_index(target, "target")
+        except TypeError:
+            raise TargetError(f"target must be a single-token string or an integer token id, not "
+                              f"{type(target).__name__} ({target!r})") from None
+        if not 0 <= token_id < self.vocab_size:
+            raise TargetError(f"target id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+        return token_id
+
+    def _text_id(self, target: str) -> int:
+        if not target:
+            raise TargetError("target '' is empty: pass a single token such as ' Paris' (leading spaces "
+                              "matter), or its id")
+        if self.tokenizer is None:
+            raise TargetError(f"target {target!r} is text but no tokenizer was given: pass tokenizer= to "
+                              "rw.decompose, or give the target as a token id")
+        ids = self.tokenizer.encode(target, add_special_tokens=False)
+        if len(ids) != 1:
+            pieces = [self.tokenizer.decode([i]) for i in ids]
+            hint = f"e.g. {pieces[0]!r}" if pieces else "e.g. ' Paris'"
+            raise TargetError(f"target {target!r} is {len(ids)} tokens {pieces}, not one. Pass a single "
+                              f"token ({hint}) or its id; note leading spaces matter (' Paris').")
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is not None and ids[0] == unk and target != self.tokenizer.unk_token:
+            raise TargetError(f"target {target!r} is not in the vocabulary (it becomes the unknown token)")
+        if not 0 <= ids[0] < self.vocab_size:
+            raise TargetError(f"target {target!r} has id {ids[0]} outside the model's vocabulary")
+        return int(ids[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +203,8 @@ class Decomposition:
         self._weights = weights
         self._post_norm_inputs_raw = post_norm_inputs or {}
         self._states: torch.Tensor | None = None
-        self._lens_cache: dict[int, LensResult] = {}
+        self._lens_cache: dict[tuple, LensResult] = {}
+        self._targets = TargetResolver(tokenizer, self.vocab_size)
         self.n_embed = len(self.labels) - 2 * self.n_layers
 
     # ---- basic views -----------------------------------------------------------------------
@@ -199,13 +269,15 @@ class Decomposition:
         return self.n_embed + 2 * self._check_layer(layer) + 1
 
     def _check_layer(self, layer: int) -> int:
+        layer = as_index(layer, "layer")
         if not -self.n_layers <= layer < self.n_layers:
             raise IndexError(f"layer {layer} out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
         return layer % self.n_layers
 
     def _position(self, position: int) -> int:
         T = self.n_tokens
-        if not isinstance(position, int) or not -T <= position < T:
+        position = as_index(position, "position")
+        if not -T <= position < T:
             raise IndexError(f"position {position!r} out of range for a prompt of {T} tokens (use 0..{T - 1} or negative)")
         return position % T
 
@@ -223,33 +295,9 @@ class Decomposition:
         return self.tokenizer.decode([int(token_id)])
 
     def target_id(self, target) -> int:
-        """A single-token string or an id -> the id; TargetError otherwise."""
-        if isinstance(target, torch.Tensor):
-            if target.numel() != 1:
-                raise TargetError(f"target tensor has {target.numel()} elements; pass one token id")
-            target = int(target)
-        if isinstance(target, bool):
-            raise TargetError(f"target {target!r} is not a token")
-        if isinstance(target, int):
-            if not 0 <= target < self.vocab_size:
-                raise TargetError(f"target id {target} is outside the vocabulary (0..{self.vocab_size - 1})")
-            return target
-        if isinstance(target, str):
-            if self.tokenizer is None:
-                raise TargetError(f"target {target!r} is text but no tokenizer was given: pass tokenizer= to "
-                                  "rw.decompose, or give the target as a token id")
-            ids = self.tokenizer.encode(target, add_special_tokens=False)
-            if len(ids) != 1:
-                pieces = [self.tokenizer.decode([i]) for i in ids]
-                raise TargetError(f"target {target!r} is {len(ids)} tokens {pieces}, not one. Pass a single "
-                                  f"token (e.g. {pieces[0]!r} if any) or its id; note leading spaces matter (' Paris').")
-            unk = getattr(self.tokenizer, "unk_token_id", None)
-            if unk is not None and ids[0] == unk and target != self.tokenizer.unk_token:
-                raise TargetError(f"target {target!r} is not in the vocabulary (it becomes the unknown token)")
-            if not 0 <= ids[0] < self.vocab_size:
-                raise TargetError(f"target {target!r} has id {ids[0]} outside the model's vocabulary")
-            return int(ids[0])
-        raise TargetError(f"target must be a single-token string or an int id, not {type(target).__name__}")
+        """A single-token string or an id (int, numpy integer, one-element tensor) -> the id;
+        TargetError otherwise."""
+        return self._targets(target)
 
     def top_prediction(self, position: int = -1) -> int:
         """The model's top next-token id at ``position``."""
@@ -261,22 +309,40 @@ class Decomposition:
         return float(row[self.target_id(target)] - torch.logsumexp(row, -1))
 
     # ---- logit lens ------------------------------------------------------------------------
-    def logit_lens(self, k: int = 10) -> LensResult:
+    def logit_lens(self, k: int = 10, lens=None) -> LensResult:
         """Every state × position through the final norm (recomputed per vector) and unembedding.
+
+        Args:
+            k: top tokens kept per cell.
+            lens: None for the logit lens, or a :class:`~resid_widgets.TunedLens` trained for this
+                model: each state is first translated (h + W h + b), then read out the same way.
 
         Returns a :class:`LensResult` with ``top_ids``/``top_probs`` [C, T, k] and ``prob``/``rank``/
         ``entropy`` [C, T]. Computed in chunks; [C, T, vocab] is never materialised.
         """
+        k = as_index(k, "k (the number of top tokens)")
         if not 1 <= k <= self.vocab_size:
             raise ValueError(f"k={k} must be between 1 and the vocabulary size {self.vocab_size}")
-        if k not in self._lens_cache:
-            self._lens_cache = {k: LensResult(self.states, self.readout, k, self.target_id)}
-        return self._lens_cache[k]
+        key = (k, lens)  # one result kept per lens (a TunedLens compares by identity)
+        if key not in self._lens_cache:
+            states = self.states if lens is None else lens.transform(self)
+            self._lens_cache = {c: r for c, r in self._lens_cache.items() if c[1] is not lens}
+            self._lens_cache[key] = LensResult(states, self.readout, k, self._targets)
+        return self._lens_cache[key]
+
+    def sae_features(self, sae, state=None, position: int = -1, k: int = 20, target=None, **kwargs):
+        """One state at ``position`` split exactly into sparse-autoencoder features, decoder bias
+        and error (``state="mlp.14"``: the stream after block 14). See
+        :func:`resid_widgets.sae.sae_features`; returns :class:`~resid_widgets.sae.SAEFeatures`."""
+        from .sae import sae_features
+
+        return sae_features(self, sae, state=state, position=position, k=k, target=target, **kwargs)
 
     # ---- direct logit attribution ----------------------------------------------------------
-    def _readout_direction(self, tid: int, position) -> torch.Tensor:
-        """r [d] (or [T, d] for position=None) with ``v · r == (W_U · norm*(v))[tid]``."""
-        ref = self.states[-1] if position is None else self.states[-1, position]
+    def _readout_direction(self, tid: int, position, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """r [d] (or [T, d] for position=None) with ``v · r == (W_U · norm*(v))[tid]``; the norm
+        is frozen at the final stream of ``position``, or at ``reference`` [d] when given."""
+        ref = reference if reference is not None else self.states[-1] if position is None else self.states[-1, position]
         return self.readout.norm.to("cpu").frozen_readout(self.readout.unembed[tid].cpu(), ref)
 
     def dla_constant(self, target, position: int = -1) -> float:

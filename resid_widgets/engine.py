@@ -7,20 +7,31 @@ train/eval flags, and check that the deltas add up to the model's own stream.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 
 import torch
 
 from . import buffers
 from .adapters.base import Adapter, adapter_for, get_module, require_module
 from .core import Decomposition, LayerWeights
-from .errors import AdditivityError, NonFiniteWarning, PromptError, UnsupportedModelError
+from .errors import (AdditivityError, NonFiniteWarning, PromptError, ReadoutError, TokenizerError,
+                     UnsupportedModelError)
 from .lens import Readout
+from .model_state import model_left_as_found
+from .models import display_name
 from .norms import Norm
 from .weights import module_device, unembedding_fp32
 
 # fp32 models must add up to rounding; anything above this means the adapter is wrong.
 FP32_ADDITIVITY_LIMIT = 1e-4
+# The readout self-check, relative to 1 + the largest |logit| of the checked row: fp32 models
+# reproduce their own logits to rounding (SmolLM2: 3e-7); a wrong declaration (norm kind, offset,
+# bias, soft-cap) misses by 1e-3 and more. bfloat16 rounds the model's own logits by up to ~1e-2
+# (SmolLM2), and so does fp32 with TF32 / reduced-precision matmuls.
+FP32_READOUT_LIMIT = 1e-4
+HALF_READOUT_LIMIT = 5e-2
+# Tokens whose logits the self-check compares: the model's top ones and a spread sample of the
+# vocabulary (the whole row would cost one more pass over W_U per run).
+READOUT_CHECK_TOP, READOUT_CHECK_SPREAD = 16, 240
 
 
 def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) -> Decomposition:
@@ -28,11 +39,18 @@ def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) 
 
     Args:
         model: a Hugging Face causal LM of a supported family (GPT-2, GPT-NeoX/Pythia, Llama,
-            Mistral, Qwen2/3, SmolLM, Gemma 1/2/3, Phi-3), also dispatched with accelerate's
-            ``device_map``; or a TransformerLens ``HookedTransformer`` / ``TransformerBridge``.
-        prompt: text (needs ``tokenizer``), or token ids as a LongTensor/list of shape [T] or [1, T].
-        tokenizer: the model's tokenizer; used to tokenize text and decode token texts.
+            Mistral, Qwen2/3, SmolLM, Gemma 1/2/3, Phi-3, OLMo 1/2/3), also dispatched with
+            accelerate's ``device_map``; or a TransformerLens ``HookedTransformer`` /
+            ``TransformerBridge``. Runs of one model from several threads take turns.
+        prompt: text (needs ``tokenizer``), or token ids (a list, LongTensor or numpy array of
+            shape [T] or [1, T]).
+        tokenizer: the model's tokenizer, used to tokenize text and decode token texts; one that
+            cannot be the model's (larger vocabulary, other BOS/EOS ids) raises TokenizerError.
         adapter: describe an unsupported family yourself (see :class:`resid_widgets.Adapter`).
+
+    Raises:
+        AdditivityError / ReadoutError: (fp32) the deltas miss the model's own stream, or the
+            declared final norm + unembedding miss its own logits; warnings in half precision.
 
     Returns:
         :class:`Decomposition` with ``deltas``/``states`` [C, T, d_model] (float32, CPU) and
@@ -44,6 +62,8 @@ def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) 
         from .adapters.transformer_lens import decompose_transformer_lens
         return decompose_transformer_lens(model, prompt, tokenizer=tokenizer)
     adapter = adapter or adapter_for(model)
+    require_loaded(model)
+    check_tokenizer(tokenizer, model.config)
     token_ids = prepare_token_ids(prompt, tokenizer, model.config, adapter)
     return _run(model, adapter, token_ids, tokenizer)
 
@@ -52,8 +72,56 @@ def _is_transformer_lens(model) -> bool:
     return any(cls.__module__.startswith("transformer_lens") for cls in type(model).__mro__)
 
 
+def require_loaded(model: torch.nn.Module) -> None:
+    """UnsupportedModelError when weights sit on the meta device with nothing to load them.
+    accelerate's hooks load offloaded weights for each forward: a model it dispatched (with
+    ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes."""
+    if not any(p.is_meta for p in model.parameters()):
+        return
+    if getattr(model, "hf_device_map", None) is not None or any(hasattr(m, "_hf_hook") for m in model.modules()):
+        return
+    raise UnsupportedModelError(
+        f"{type(model).__name__}'s weights are on the meta device (shapes only, no values), so it cannot run. "
+        "Load the weights: AutoModelForCausalLM.from_pretrained(...) (with device_map=... to offload them), "
+        "or model.to_empty(device='cpu') followed by model.load_state_dict(...).")
+
+
+def _special_ids(value) -> set[int]:
+    if value is None:
+        return set()
+    return {int(v) for v in value} if isinstance(value, (list, tuple, set)) else {int(value)}
+
+
+def check_tokenizer(tokenizer, config, vocab_size: int | None = None) -> None:
+    """TokenizerError when ``tokenizer`` cannot be the model's: it has more tokens than the model's
+    vocabulary (``vocab_size``, default ``config.vocab_size``), or its BOS/EOS id is none of the
+    model's special ids (``config``'s bos/eos/pad ids). Otherwise the model would run on other
+    tokens than the text shown."""
+    if tokenizer is None:
+        return
+    vocab_size = vocab_size if vocab_size is not None else getattr(config, "vocab_size", None)
+    try:
+        n_tokens = len(tokenizer)
+    except TypeError:
+        n_tokens = None
+    fix = ("Pass the tokenizer saved with this model (AutoTokenizer.from_pretrained of the same folder or "
+           "name), or pass token ids and no tokenizer.")
+    if vocab_size is not None and n_tokens is not None and n_tokens > vocab_size:
+        raise TokenizerError(f"The tokenizer ({type(tokenizer).__name__}, {n_tokens} tokens) is not this model's: "
+                             f"the model's vocabulary has {vocab_size} tokens. {fix}")
+    model_ids = set().union(*(_special_ids(getattr(config, f"{kind}_token_id", None))
+                              for kind in ("bos", "eos", "pad")))
+    for kind in ("bos", "eos"):
+        theirs = _special_ids(getattr(tokenizer, f"{kind}_token_id", None))
+        ours = _special_ids(getattr(config, f"{kind}_token_id", None))
+        if theirs and ours and not theirs & model_ids:
+            raise TokenizerError(f"The tokenizer's {kind.upper()} token id is {sorted(theirs)[0]}, but the model's "
+                                 f"special token ids are {sorted(model_ids)}: it is not this model's tokenizer. {fix}")
+
+
 def prepare_token_ids(prompt, tokenizer, config, adapter: Adapter | None = None) -> torch.Tensor:
-    """Text or ids -> LongTensor [T], with clear errors for empty / too long / malformed prompts."""
+    """Text or ids (a list, tuple, tensor or numpy array of shape [T] or [1, T]) -> LongTensor [T],
+    with clear errors for empty / too long / malformed prompts."""
     if isinstance(prompt, str):
         if not prompt:
             raise PromptError("The prompt is empty: pass some text or token ids.")
@@ -61,9 +129,15 @@ def prepare_token_ids(prompt, tokenizer, config, adapter: Adapter | None = None)
             raise PromptError("The prompt is text but no tokenizer was given: pass tokenizer=..., "
                               "or pass token ids (a LongTensor of shape [T]).")
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"][0]
-    elif isinstance(prompt, (list, tuple)) or isinstance(prompt, torch.Tensor):
-        ids = torch.as_tensor(prompt)
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+    elif isinstance(prompt, (list, tuple, torch.Tensor)) or type(prompt).__name__ == "ndarray":
+        try:
+            ids = torch.as_tensor(prompt)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise PromptError(f"Token ids must be integers in a list, tensor or numpy array of shape [T]: "
+                              f"{exc}") from None
+        if ids.numel() == 0:  # before the dtype: an empty list becomes a float32 tensor
+            raise PromptError("The prompt is empty (it has no tokens).")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise PromptError(f"Token ids must be integers, got {ids.dtype}.")
         if ids.dim() == 2 and ids.shape[0] == 1:
             ids = ids[0]
@@ -90,28 +164,6 @@ def context_length(config, adapter: Adapter | None = None) -> int | None:
     """The most tokens the model takes, from the first config attribute the adapter names."""
     attrs = adapter.max_positions_attrs if adapter else ("max_position_embeddings", "n_positions", "n_ctx")
     return next((getattr(config, a) for a in attrs if getattr(config, a, None)), None)
-
-
-@contextmanager
-def model_left_as_found(model: torch.nn.Module):
-    """eval() and no_grad for the run; afterwards every module's train/eval flag and every
-    parameter's requires_grad are exactly as before, also when the run raises."""
-    modules = list(model.modules())  # one walk; Module.eval() and .parameters() walk again
-    training = [m for m in modules if m.training]
-    grads = [(p, p.requires_grad) for m in modules for p in m._parameters.values() if p is not None]
-    if training:  # eval() walks the model again (~1 ms): only when something trains
-        model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if any(m.training for m in modules):  # something in the run switched it on
-            model.eval()
-        for m in training:
-            m.training = True
-        for p, flag in grads:
-            if p.requires_grad != flag:
-                p.requires_grad_(flag)
 
 
 def _first(value) -> torch.Tensor:
@@ -238,28 +290,31 @@ def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decompo
             col._check_stream("layer_in", x)
         return seen
 
-    try:
-        for c, (label, path) in enumerate(adapter.embeddings):
-            module = require_module(model, path, f"embedding '{label}'", adapter)
-            col.on_output(module, lambda x, c=c, label=label: col._write_delta(c, x, label))
-        for i, layer in enumerate(layers):
-            col.on_input(layer, layer_input(i))
-            for offset, kind in ((0, "attn"), (1, "mlp")):
-                post_path = getattr(adapter, f"{kind}_post_norm")
-                writer = require_module(layer, post_path or getattr(adapter, kind), f"{kind} output", adapter)
-                col.on_output(writer, lambda x, c=n_embed + 2 * i + offset, k=kind: col._write_delta(c, x, k))
-                if post_path:
-                    col.on_input(writer, lambda x, i=i, k=kind: col._write_layer(f"{k}_post_in", i, x))
-            col.on_input(require_module(layer, adapter.attn_out_proj, "attention output projection", adapter),
-                         lambda x, i=i: col._write_layer("z", i, x))
-            col.on_input(require_module(layer, adapter.mlp_out_proj, "FFN output projection", adapter),
-                         lambda x, i=i: col._write_layer("acts", i, x))
-        col.on_input(final_norm, lambda x: col._check_stream("final_in", x))
-        with model_left_as_found(model):
+    # The model's lock is held from the first hook to the readout: another thread's run of this
+    # model waits, instead of firing these hooks in its forward (or loading offloaded weights
+    # while this one runs).
+    with model_left_as_found(model):
+        try:
+            for c, (label, path) in enumerate(adapter.embeddings):
+                module = require_module(model, path, f"embedding '{label}'", adapter)
+                col.on_output(module, lambda x, c=c, label=label: col._write_delta(c, x, label))
+            for i, layer in enumerate(layers):
+                col.on_input(layer, layer_input(i))
+                for offset, kind in ((0, "attn"), (1, "mlp")):
+                    post_path = getattr(adapter, f"{kind}_post_norm")
+                    writer = require_module(layer, post_path or getattr(adapter, kind), f"{kind} output", adapter)
+                    col.on_output(writer, lambda x, c=n_embed + 2 * i + offset, k=kind: col._write_delta(c, x, k))
+                    if post_path:
+                        col.on_input(writer, lambda x, i=i, k=kind: col._write_layer(f"{k}_post_in", i, x))
+                col.on_input(require_module(layer, adapter.attn_out_proj, "attention output projection", adapter),
+                             lambda x, i=i: col._write_layer("z", i, x))
+                col.on_input(require_module(layer, adapter.mlp_out_proj, "FFN output projection", adapter),
+                             lambda x, i=i: col._write_layer("acts", i, x))
+            col.on_input(final_norm, lambda x: col._check_stream("final_in", x))
             out = model(input_ids=token_ids[None].to(device), use_cache=False)
-    finally:
-        col.remove()
-    return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
+        finally:
+            col.remove()
+        return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
 
 
 def report_nonfinite(labels, deltas: torch.Tensor, dtype) -> dict[str, int]:
@@ -283,6 +338,65 @@ def enforce_additivity(err: float, nonfinite: dict, dtype, source: str, fix: str
         raise AdditivityError(f"{msg} {fix}")
     warnings.warn(f"{msg} Expected in {dtype}: the model itself adds in {dtype}; deltas were "
                   "accumulated in fp32.", stacklevel=4)
+
+
+def check_readout(dec: Decomposition, source: str, fix: str) -> None:
+    """The readout self-check, at the last position, and the non-finite report of the logits.
+
+    - NaN/inf in the model's own logits (e.g. a NaN final-norm weight) are counted into
+      ``dec.nonfinite["logits"]`` and warned about; the check is then skipped.
+    - Lens: the last state through the declared final norm + unembedding (+ soft-cap) against the
+      model's own logits, on its top tokens and a spread sample of the vocabulary.
+    - DLA: the components' DLA to the top token + ``dla_constant`` (soft-capped) against its logit.
+
+    Each error is relative to 1 + max |logit|; past the limit, :class:`ReadoutError` for fp32
+    models, a warning in half precision (as for additivity).
+    """
+    ro = dec.readout
+    model_row = dec._logits[-1].float().to(ro.device)  # [V]
+    if dec.nonfinite or not bool(torch.isfinite(model_row).all()):
+        count = int((~torch.isfinite(dec.logits)).sum())
+        if count:
+            dec.nonfinite["logits"] = count
+            warnings.warn(NonFiniteWarning(
+                f"NaN/inf in the model's output logits ({count} values, flagged in dec.nonfinite['logits']): "
+                "the final norm or the unembedding holds NaN/inf, or the stream overflowed. Lens values and "
+                "attributions are NaN/inf where the logits are."), stacklevel=4)
+        return
+    final = dec.deltas[:, -1].sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
+    V = ro.vocab_size
+    top = model_row.topk(min(READOUT_CHECK_TOP, V)).indices
+    spread = torch.linspace(0, V - 1, min(READOUT_CHECK_SPREAD, V), device=top.device).long()
+    tokens = torch.cat([top, spread])
+    x = ro.norm(final.to(ro.device)[None])[0]
+    lens = ro.unembed[tokens] @ x
+    if ro.unembed_bias is not None:
+        lens = lens + ro.unembed_bias[tokens]
+    lens = ro.cap(lens)
+    scale = 1.0 + float(model_row.abs().max())
+    lens_err = float((lens - model_row[tokens]).abs().max()) / scale
+    tid = int(top[0])
+    direction = dec._readout_direction(tid, -1, reference=final)
+    dla = float((dec.deltas[:, -1] @ direction).sum()) + dec.dla_constant(tid)
+    dla_err = abs(float(ro.cap(torch.tensor(dla))) - float(model_row[tid])) / scale
+    err = max(lens_err, dla_err)
+    exact = dec.dtype == torch.float32 and _exact_fp32_matmuls(ro.device)
+    if err <= (FP32_READOUT_LIMIT if exact else HALF_READOUT_LIMIT):
+        return  # (a NaN error goes on: it is no match)
+    msg = (f"The final norm + unembedding read from {source} do not reproduce the model's own output at the "
+           f"last position (lens logits off by {lens_err:.1e}, DLA sum + constant off the logit by {dla_err:.1e}, "
+           "relative to 1 + max |logit|): lens values and attributions would be wrong.")
+    if exact or err != err:
+        raise ReadoutError(f"{msg} {fix}")
+    warnings.warn(f"{msg} In {dec.dtype} (or with reduced-precision fp32 matmuls) part of this is the "
+                  "model's own rounding.", stacklevel=4)
+
+
+def _exact_fp32_matmuls(device: torch.device) -> bool:
+    """False where torch may run fp32 matmuls in TF32 / bf16 (torch.set_float32_matmul_precision)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
 
 
 def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: _Collector, logits):
@@ -317,12 +431,16 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     n_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
     per_layer = col.per_layer  # moved to the CPU lazily by the Decomposition, when first read
     post_inputs = {kind: per_layer.get(f"{kind}_post_in") for kind in ("attn", "mlp")}
-    name = getattr(config, "_name_or_path", "") or type(model).__name__
-    return Decomposition(
+    name = display_name(getattr(config, "name_or_path", "")) or type(model).__name__
+    dec = Decomposition(
         tokens=[tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
         else [f"<{int(t)}>" for t in token_ids],
         token_ids=token_ids, labels=labels, deltas=col.deltas.cpu(), logits=logits.detach(),
         readout=readout, n_heads=n_heads, head_inputs=per_layer["z"], neuron_acts=per_layer["acts"],
-        weights=LayerWeights(layers, adapter), post_norm_inputs=post_inputs,
+        weights=LayerWeights(layers, adapter, model), post_norm_inputs=post_inputs,
         parallel_residual=adapter.is_parallel(config), tokenizer=tokenizer, model=model, adapter=adapter,
         model_name=name, dtype=dtype, additivity_error=err, nonfinite=nonfinite)
+    check_readout(dec, f"adapter '{adapter.name}'",
+                  "The adapter's final_norm, norm_kind or norm_offset (or the config's final_logit_softcapping) "
+                  "does not match how this model computes its logits: pass a corrected rw.Adapter(...) as adapter=.")
+    return dec

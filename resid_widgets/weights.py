@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .errors import UnsupportedModelError
+
 
 @contextmanager
 def materialized(module: torch.nn.Module, root: torch.nn.Module | None = None):
@@ -18,17 +20,31 @@ def materialized(module: torch.nn.Module, root: torch.nn.Module | None = None):
 
     ``root`` (an ancestor, e.g. the decoder layer) is searched for the hook that loads them when
     accelerate hooked a parent rather than ``module`` itself (``preload_module_classes``).
+    Loading goes through accelerate's public ``align_module_device``; finding the hook reads
+    accelerate's ``_hf_hook`` (see docs/compatibility.md). Where that no longer loads the weights,
+    :class:`~resid_widgets.errors.UnsupportedModelError` says so instead of reading ``meta`` tensors.
     """
-    offloaded = any(p.device.type == "meta" for p in module.parameters(recurse=False))
-    owner = _loading_owner(module, root) if offloaded else None
-    if owner is None:
+    if not _has_meta(module):
         yield module
         return
-    owner._hf_hook.pre_forward(owner)
-    try:
+    owner = _loading_owner(module, root)
+    if owner is None:
+        raise UnsupportedModelError(_NOT_LOADED.format(name=type(module).__name__))
+    from accelerate.utils import align_module_device
+
+    with align_module_device(owner):
+        if _has_meta(module):
+            raise UnsupportedModelError(_NOT_LOADED.format(name=type(module).__name__))
         yield module
-    finally:
-        owner._hf_hook.post_forward(owner, None)
+
+
+_NOT_LOADED = ("{name}'s weights are on the meta device and no accelerate hook loaded them (accelerate's "
+               "offload hooks may have changed: docs/compatibility.md lists the accelerate versions this was "
+               "checked on). Load the model without offloading, or with a checked accelerate version.")
+
+
+def _has_meta(module: torch.nn.Module) -> bool:
+    return any(p.device.type == "meta" for p in module.parameters(recurse=False))
 
 
 def _loading_owner(module: torch.nn.Module, root: torch.nn.Module | None) -> torch.nn.Module | None:

@@ -25,6 +25,12 @@ def _configs():
                                                                attn_logit_softcapping=20.0)),
         "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**COMMON, num_key_value_heads=2, head_dim=8)),
         "phi3": lambda: tf.Phi3ForCausalLM(tf.Phi3Config(**COMMON, num_key_value_heads=4, pad_token_id=0)),
+        "olmo": lambda: tf.OlmoForCausalLM(tf.OlmoConfig(**COMMON, num_key_value_heads=2, pad_token_id=0)),
+        "olmo2": lambda: tf.Olmo2ForCausalLM(tf.Olmo2Config(**COMMON, num_key_value_heads=2, pad_token_id=0)),
+        # OLMo 3 came with transformers 4.57: left out where the installed release predates it
+        **({"olmo3": lambda: tf.Olmo3ForCausalLM(tf.Olmo3Config(**COMMON, num_key_value_heads=2, pad_token_id=0,
+                                                                sliding_window=4))}
+           if hasattr(tf, "Olmo3ForCausalLM") else {}),
     }
 
 
@@ -48,5 +54,30 @@ def build(family: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def sliding_window_model(family: str, window: int = 3) -> torch.nn.Module:
+    """A tiny random model whose layers (all, or some) attend within ``window`` tokens: "mistral",
+    "gemma2" (with attention soft-caps), "gemma3", "qwen2" (layer 0 attends to everything)."""
+    configs = {
+        "mistral": lambda: tf.MistralForCausalLM(tf.MistralConfig(**COMMON, num_key_value_heads=2, sliding_window=window)),
+        "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**COMMON, num_key_value_heads=2, head_dim=8,
+                                                               sliding_window=window, attn_logit_softcapping=5.0)),
+        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**COMMON, num_key_value_heads=2, head_dim=8,
+                                                                   sliding_window=window)),
+        "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**COMMON, num_key_value_heads=2, sliding_window=window,
+                                                            use_sliding_window=True, max_window_layers=1)),
+    }
+    torch.manual_seed(0)
+    return configs[family]().eval()
+
+
 def random_ids(n: int = 11, seed: int = 0) -> torch.Tensor:
     return torch.randint(1, VOCAB, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def word_tokenizer(n_tokens: int, bos: str = "w1", eos: str = "w2"):
+    """A word-level tokenizer of ``n_tokens`` tokens "w0" (unknown), "w1", ... (no downloads)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    backend = Tokenizer(models.WordLevel({f"w{i}": i for i in range(n_tokens)}, unk_token="w0"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tf.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="w0", bos_token=bos, eos_token=eos)

@@ -58,14 +58,14 @@ def _lens_logprob(model, h, tid):
 
 
 def _post_multiplier(model, layer, kind, sub_out):
-    """Gemma 2/3: the post-norm as a multiplier frozen at its real input (or None)."""
+    """Gemma 2/3, OLMo 2/3: the post-norm as a multiplier frozen at its real input (or None)."""
     adapter = rw.adapters.base.adapter_for(model)
     path = getattr(adapter, f"{kind}_post_norm")
     if not path:
         return None
     post = _module(model, layer, path)
     eps = getattr(post, "eps", getattr(post, "variance_epsilon", 1e-6))
-    return (1 + post.weight.detach()) * torch.rsqrt(sub_out.pow(2).mean(-1, keepdim=True) + eps)
+    return (adapter.norm_offset + post.weight.detach()) * torch.rsqrt(sub_out.pow(2).mean(-1, keepdim=True) + eps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,21 +189,10 @@ def test_attention_probs_and_values_reproduce_the_engines_head_inputs(fam):
 
 @pytest.mark.parametrize("family", ["mistral", "gemma2", "gemma3", "qwen2"])
 def test_attention_capture_with_sliding_windows(family):
-    import transformers as tf
-    from models_zoo import COMMON
+    from models_zoo import sliding_window_model
 
     window = 3
-    cfgs = {
-        "mistral": lambda: tf.MistralForCausalLM(tf.MistralConfig(**COMMON, num_key_value_heads=2, sliding_window=window)),
-        "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**COMMON, num_key_value_heads=2, head_dim=8,
-                                                               sliding_window=window, attn_logit_softcapping=5.0)),
-        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**COMMON, num_key_value_heads=2, head_dim=8,
-                                                                   sliding_window=window)),
-        "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**COMMON, num_key_value_heads=2, sliding_window=window,
-                                                            use_sliding_window=True, max_window_layers=1)),
-    }
-    torch.manual_seed(0)
-    model = cfgs[family]().eval()
+    model = sliding_window_model(family, window)
     dec = rw.decompose(model, random_ids(T))
     cap = A.capture_attention(model, dec.token_ids)
     types = getattr(model.config, "layer_types", None) or ["sliding_attention"] * dec.n_layers
@@ -243,14 +232,12 @@ def test_attention_logprob_equals_direct_recomputation(fam):
 def test_capture_leaves_the_model_as_found(fam):
     family, model, dec = fam
     impl = model.config._attn_implementation
-    attn = _module(model, 0, rw.adapters.base.adapter_for(model).attn)
-    ns = type(attn).forward.__globals__
-    fn = ns["eager_attention_forward"]
     model.train()
     A.capture_attention(model, dec.token_ids)
     A.drop_one(dec, unit="attn")
     assert model.training and model.config._attn_implementation == impl
-    assert ns["eager_attention_forward"] is fn
+    assert all(getattr(m, "config", model.config)._attn_implementation == impl for m in model.modules()
+               if hasattr(getattr(m, "config", None), "_attn_implementation"))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     model.eval()
 
@@ -258,9 +245,6 @@ def test_capture_leaves_the_model_as_found(fam):
 def test_capture_restores_the_model_when_the_forward_raises():
     model = build("gemma3")
     impl = model.config._attn_implementation
-    attn = model.model.layers[1].self_attn
-    ns = type(attn).forward.__globals__
-    fn = ns["eager_attention_forward"]
 
     def boom(m, a, o):
         raise RuntimeError("boom")
@@ -273,7 +257,7 @@ def test_capture_restores_the_model_when_the_forward_raises():
             A.drop_one(_dec_with(model), 3)
     finally:
         h.remove()
-    assert model.config._attn_implementation == impl and ns["eager_attention_forward"] is fn
+    assert model.config._attn_implementation == impl
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 

@@ -1,11 +1,12 @@
 """Exactness of the decomposition on every supported family (tiny random models)."""
 import math
+import warnings
 
 import pytest
 import torch
 
 import resid_widgets as rw
-from models_zoo import VOCAB, build, random_ids
+from models_zoo import VOCAB, build, random_ids, word_tokenizer
 
 
 @pytest.fixture
@@ -204,8 +205,8 @@ def test_half_precision_accumulates_in_fp32(dtype):
     dec = rw.decompose(model, random_ids(9))
     assert dec.deltas.dtype == torch.float32 and dec.logits.dtype == torch.float32 and dec.dtype == dtype
     assert dec.additivity_error < 5e-2
-    with torch.no_grad():
-        ref = model(random_ids(9)[None]).logits[0].float()
+    with torch.no_grad():  # the same call as decompose's (transformers 4.56 masks otherwise with a cache)
+        ref = model(random_ids(9)[None], use_cache=False).logits[0].float()
     assert (dec.logits - ref).abs().max() == 0
 
 
@@ -237,3 +238,128 @@ def test_token_ids_as_list_and_batch_of_one():
     b = rw.decompose(model, ids[None])
     torch.testing.assert_close(a.deltas, b.deltas)
     assert a.tokens == [f"<{i}>" for i in ids.tolist()]
+
+
+# --------------------------------------------------------------------------------------------
+# The readout self-check, non-finite logits, tokenizers, small inputs (issue 9)
+# --------------------------------------------------------------------------------------------
+def test_olmo_has_its_own_declaration_and_the_readout_check_catches_the_llama_one():
+    # OLMo's norms are LayerNorms without weights: read through Llama's RMSNorm declaration its
+    # DLA sum missed the logit by ~1e-3 and the lens its log-probs by ~0.02, silently
+    model = build("olmo")
+    assert rw.adapters.adapter_for(model).norm_kind == "layer"
+    dec = rw.decompose(model, random_ids(11))
+    torch.testing.assert_close(dec.readout.logits(dec.states[-1]), dec.logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(rw.ReadoutError, match="do not reproduce the model's own output"):
+        rw.decompose(model, random_ids(11), adapter=rw.adapters.families.LLAMA)
+
+
+def test_wrong_readout_raises_in_fp32_and_warns_in_half_precision():
+    import dataclasses
+
+    no_offset = dataclasses.replace(rw.adapters.families.GEMMA, norm_offset=0.0)  # Gemma's gain is 1 + weight
+    model = build("gemma")
+    with pytest.raises(rw.ReadoutError, match="adapter="):
+        rw.decompose(model, random_ids(7), adapter=no_offset)
+    model = build("gemma").to(torch.bfloat16)
+    with pytest.warns(UserWarning, match="do not reproduce the model's own output"):
+        dec = rw.decompose(model, random_ids(7), adapter=no_offset)
+    assert dec.deltas.shape[0] == len(dec.labels)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*do not reproduce")  # the right declaration: no warning
+        rw.decompose(model, random_ids(7))
+
+
+def test_nan_in_the_final_norm_is_reported_in_nonfinite():
+    model = build("llama")
+    with torch.no_grad():
+        model.model.norm.weight[3] = float("nan")
+    with pytest.warns(rw.NonFiniteWarning, match="output logits"):
+        dec = rw.decompose(model, random_ids(5))
+    assert dec.nonfinite == {"logits": 5 * VOCAB}  # the stream itself is finite
+    assert not torch.isfinite(dec.logits).any()
+
+
+def test_a_tokenizer_of_another_model_is_refused():
+    model = build("llama")  # vocabulary 97, bos 1, eos 2
+    dec = rw.decompose(model, "w5 w7 w9", tokenizer=word_tokenizer(VOCAB))
+    assert dec.tokens == ["w5", "w7", "w9"] and dec.target_id("w9") == 9
+    with pytest.raises(rw.TokenizerError, match="300 tokens.*vocabulary has 97"):
+        rw.decompose(model, "w5 w7", tokenizer=word_tokenizer(300))
+    with pytest.raises(rw.TokenizerError, match="BOS token id is 40"):
+        rw.decompose(model, "w5 w7", tokenizer=word_tokenizer(VOCAB, bos="w40", eos="w41"))
+    with pytest.raises(rw.TokenizerError, match="EOS token id is 41"):
+        rw.decompose(model, "w5 w7", tokenizer=word_tokenizer(VOCAB, eos="w41"))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_numpy_integers_are_accepted_and_bools_floats_refused():
+    np = pytest.importorskip("numpy")
+    model = build("llama")
+    ids = random_ids(6)
+    ref = rw.decompose(model, ids)
+    for prompt in (ids.numpy(), ids.numpy()[None], [np.int64(i) for i in ids.tolist()]):
+        torch.testing.assert_close(rw.decompose(model, prompt).deltas, ref.deltas)
+    target = ref.top_prediction(-1)
+    torch.testing.assert_close(ref.contributions(np.int64(target), np.int32(2)), ref.contributions(target, 2))
+    torch.testing.assert_close(ref.contributions(torch.tensor(target), torch.tensor(-1)), ref.contributions(target))
+    torch.testing.assert_close(ref.head_deltas(np.int64(1)), ref.head_deltas(1))
+    lens = ref.logit_lens(k=np.int64(3))
+    assert lens.top_ids.shape[-1] == 3
+    torch.testing.assert_close(lens.prob(np.int64(target)), lens.prob(target))
+    with pytest.raises(TypeError, match="position must be an integer, not a bool"):
+        ref.contributions(target, position=True)
+    with pytest.raises(TypeError, match="position must be an integer, not float"):
+        ref.contributions(target, position=1.0)
+    with pytest.raises(TypeError, match="layer must be an integer"):
+        ref.head_deltas(False)
+    with pytest.raises(TypeError, match="k .* must be an integer, not float"):
+        ref.logit_lens(k=2.5)
+    with pytest.raises(TypeError, match="k .* must be an integer, not a bool"):
+        ref.logit_lens(k=True)
+    with pytest.raises(rw.TargetError, match="not a token|integer token id"):
+        ref.contributions(True)
+    with pytest.raises(rw.TargetError, match="integer token id"):
+        ref.contributions(2.0)
+    with pytest.raises(IndexError, match="neuron index"):
+        rw.analysis.neuron_input_shares(ref, layer=np.int64(0), neuron=np.int64(10_000))
+    rw.analysis.neuron_input_shares(ref, layer=np.int64(0), neuron=np.int64(3))
+    with pytest.raises(TypeError, match="must be an integer, not a bool"):
+        rw.analysis.neuron_input_shares(ref, layer=0, neuron=True)
+
+
+def test_empty_inputs_name_the_problem():
+    model = build("llama")
+    for empty in ([], (), torch.tensor([], dtype=torch.long), torch.zeros(1, 0, dtype=torch.long)):
+        with pytest.raises(rw.PromptError, match="empty"):
+            rw.decompose(model, empty)
+    with pytest.raises(rw.PromptError, match="integers, got torch.float32"):
+        rw.decompose(model, [1.0, 2.0])
+    dec = rw.decompose(model, "w5 w7", tokenizer=word_tokenizer(VOCAB))
+    with pytest.raises(rw.TargetError, match="empty"):
+        dec.contributions("")
+    with pytest.raises(rw.TargetError, match="is 2 tokens"):
+        dec.contributions("w3 w4")
+
+
+def test_a_model_on_the_meta_device_is_refused_clearly():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models_zoo import COMMON
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**COMMON))
+    with pytest.raises(rw.UnsupportedModelError, match="meta device.*from_pretrained"):
+        rw.decompose(model, random_ids(5))
+
+
+def test_the_unsupported_model_error_points_to_a_file_that_exists():
+    from pathlib import Path
+    import re
+
+    model = build("llama")
+    model.config.model_type = "not_a_family"
+    with pytest.raises(rw.UnsupportedModelError) as e:
+        rw.decompose(model, random_ids(5))
+    path = re.search(r"resid_widgets/\S+\.py", str(e.value)).group(0)
+    assert (Path(rw.__file__).parent.parent / path).is_file(), path

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import resid_widgets as rw
-from models_zoo import build, random_ids
+from models_zoo import build, random_ids, word_tokenizer
 
 tl = pytest.importorskip("transformer_lens", reason="transformer_lens is not installed (pip install transformer-lens)")
 from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module  # noqa: E402
@@ -19,7 +19,7 @@ ARCH = {
     "gpt_neox_sequential": "GPTNeoXForCausalLM", "llama": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
     "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
-    "phi3": "Phi3ForCausalLM",
+    "phi3": "Phi3ForCausalLM", "olmo": "OlmoForCausalLM", "olmo2": "Olmo2ForCausalLM",
 }
 
 
@@ -58,7 +58,7 @@ def test_deltas_equal_decompose_resid_and_logits_match(bridged):
 
 def test_same_numbers_as_the_hf_model(bridged):
     family, compat, b = bridged
-    if compat and family in ("gpt2", "gpt_neox_parallel", "gpt_neox_sequential"):
+    if compat and family in ("gpt2", "gpt_neox_parallel", "gpt_neox_sequential", "olmo"):
         pytest.skip("compatibility mode centres LayerNorm models' writing weights: other deltas by design")
     ids = random_ids(9)
     ref = rw.decompose(build(family), ids)
@@ -152,3 +152,16 @@ def test_bridge_with_real_tokenizer_smollm2():
     text = rw.decompose(b, "The capital of France is")
     assert text.tokens == b.to_str_tokens("The capital of France is")
     assert text.token_text(text.top_prediction(-1)) == " Paris"
+
+
+def test_readout_checks_apply_to_bridges():
+    """The engine's checks on the TransformerLens path: NaN/inf logits reported, a tokenizer of
+    another model refused (as for Hugging Face models)."""
+    b = bridge("llama")
+    with torch.no_grad():
+        b.original_model.model.norm.weight[0] = float("nan")
+    with pytest.warns(rw.NonFiniteWarning, match="output logits"):
+        dec = rw.decompose(b, random_ids(5))
+    assert dec.nonfinite == {"logits": 5 * b.cfg.d_vocab}
+    with pytest.raises(rw.TokenizerError, match="300 tokens"):
+        rw.decompose(bridge("llama"), "w3 w4", tokenizer=word_tokenizer(300))

@@ -25,12 +25,17 @@ class Adapter:
     - ``attn`` / ``mlp``: modules whose output (first element when a tuple) is what the
       sub-layer computes, before any post-norm.
     - ``attn_post_norm`` / ``mlp_post_norm``: norms applied to that output before it is added
-      (Gemma 2/3); their output is then the delta.
+      (Gemma 2/3, OLMo 2/3); their output is then the delta.
     - ``attn_out_proj``: the linear map whose input is the concatenated head outputs [T, H*d_head].
     - ``mlp_out_proj``: the linear map whose input is the neuron activations [T, d_ff].
-    - ``attn_norm`` / ``mlp_norm``: the pre-norms each sub-layer reads the stream through.
+    - ``attn_norm`` / ``mlp_norm``: the pre-norms each sub-layer reads the stream through (None
+      where a sub-layer reads the stream itself, as in OLMo 2).
     - ``mlp_key``: the linear map whose rows are the neurons' keys (the gate for gated FFNs);
       ``mlp_key_rows`` = "first_half" where gate and up are fused (Phi-3).
+    - ``attn_key``: the linear map whose output holds the attention keys (before RoPE or a key
+      norm), read by the key-path ablations of ``rw.analysis.induction_circuit``;
+      ``attn_key_columns`` says which of its outputs are keys: None (all of them), "qkv" (fused
+      [queries | keys | values], GPT-2, Phi-3) or "qkv_per_head" (per head [q | k | v], GPT-NeoX).
     - ``embeddings``: (label, path) pairs recorded as separate components (GPT-2's token and
       learned position embeddings). Empty: the embedding is the input of the first block.
     """
@@ -44,10 +49,12 @@ class Adapter:
     mlp: str
     attn_out_proj: str
     mlp_out_proj: str
-    attn_norm: str
-    mlp_norm: str
+    attn_norm: str | None
+    mlp_norm: str | None
     mlp_key: str
     mlp_key_rows: str | None = None
+    attn_key: str | None = None
+    attn_key_columns: str | None = None
     attn_post_norm: str | None = None
     mlp_post_norm: str | None = None
     embeddings: tuple[tuple[str, str], ...] = ()
@@ -115,5 +122,5 @@ def adapter_for(model: torch.nn.Module) -> Adapter:
         "To add one, describe where the stream is read and written: "
         "rw.register_adapter(rw.Adapter(name=..., model_types=(...,), layers='model.layers', "
         "final_norm='model.norm', unembed='lm_head', attn='self_attn', mlp='mlp', ...)) "
-        "- see resid_widgets/adapters/llama.py for a complete example."
+        "- see resid_widgets/adapters/families.py for complete examples (rw.adapters.families.LLAMA)."
     )

@@ -21,13 +21,13 @@ so folded / centred weights of compatibility mode are read as the model uses the
 from __future__ import annotations
 
 import types
-import warnings
 
 import torch
 
 from ..core import Decomposition
 from ..errors import PromptError, UnsupportedModelError
 from ..lens import Readout
+from ..models import display_name
 from ..norms import Norm
 
 _NORM_NAMES = {"attn": "ln1", "mlp": "ln2", "attn_post": "ln1_post", "mlp_post": "ln2_post"}
@@ -121,6 +121,11 @@ def _norm_names(model) -> dict[str, str]:
     return _NORM_NAMES
 
 
+def _hf_config(model):
+    """The config (bos/eos/pad ids) of the HF model a TransformerBridge wraps; None otherwise."""
+    return getattr(getattr(model, "original_model", None), "config", None)
+
+
 def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
     from ..engine import prepare_token_ids
 
@@ -134,7 +139,8 @@ def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
 
 def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
     """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring)."""
-    from ..engine import enforce_additivity, model_left_as_found, report_nonfinite
+    from ..engine import check_readout, check_tokenizer, enforce_additivity, report_nonfinite
+    from ..model_state import model_left_as_found
 
     cfg = model.cfg
     if getattr(cfg, "attn_only", False):
@@ -144,6 +150,7 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
         raise UnsupportedModelError("This TransformerLens model has no final norm (normalization_type=None); "
                                     "resid_widgets reads logits through a final LayerNorm or RMSNorm.")
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    check_tokenizer(tokenizer, _hf_config(model), int(cfg.d_vocab))
     token_ids = _token_ids(model, prompt, tokenizer)
     L = int(cfg.n_layers)
     available = set(model.hook_dict)
@@ -219,10 +226,6 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
                       None if b_U is None else b_U.detach().float(),
                       float(softcap) if softcap and softcap > 0 else None)
     logits = logits[0].float().cpu()
-    check = (readout.logits(states[-1, -1:]).cpu() - logits[-1:]).abs().max()
-    if float(check) > 1e-3 * (1 + float(logits[-1].abs().max())) and not nonfinite:
-        warnings.warn(f"The final norm + W_U read from {type(model).__name__} reproduce its logits only to "
-                      f"{float(check):.2e}: lens and attributions may be off for this model.", stacklevel=3)
 
     def post_norm_input(name):
         x = get(f"{name}.hook_in", required=False)
@@ -238,12 +241,16 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
         post_inputs[kind] = ins if all(i is not None for i in ins) else None
     tokens = ([tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
               else [f"<{int(t)}>" for t in token_ids])
-    return Decomposition(
+    dec = Decomposition(
         tokens=tokens, token_ids=token_ids, labels=labels, deltas=deltas, logits=logits,
         readout=readout, n_heads=int(cfg.n_heads),
         head_inputs=[get(f"blocks.{l}.attn.hook_z").reshape(T, -1) for l in range(L)],
         neuron_acts=[get(f"blocks.{l}.mlp.hook_post") for l in range(L)],
         weights=TLWeights(model, norm_names), post_norm_inputs=post_inputs,
         parallel_residual=bool(getattr(cfg, "parallel_attn_mlp", False)), tokenizer=tokenizer,
-        model=model, adapter=None, model_name=str(getattr(cfg, "model_name", "") or type(model).__name__),
+        model=model, adapter=None, model_name=display_name(getattr(cfg, "model_name", "")) or type(model).__name__,
         dtype=dtype, additivity_error=err, nonfinite=nonfinite)
+    check_readout(dec, f"the TransformerLens {type(model).__name__}",
+                  "Its ln_final, W_U / b_U or cfg.output_logits_soft_cap are not what it computes its logits "
+                  "with (a custom unembedding or final norm?).")
+    return dec

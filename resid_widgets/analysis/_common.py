@@ -1,19 +1,22 @@
 """Shared pieces of the analyses: result tables, re-runs with hooks, attention capture.
 
-Every re-run here leaves the model exactly as found: hooks are removed, train/eval flags and
-``requires_grad`` are restored (the engine's :func:`model_left_as_found`), and the attention
+Every re-run here holds the model's lock from its first hook to its last (runs of one model from
+several threads take turns) and leaves the model exactly as found: hooks are removed, train/eval
+flags and ``requires_grad`` are restored (:mod:`resid_widgets.model_state`), and the attention
 implementation is put back after an eager run.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ..adapters.base import Adapter, adapter_for, require_module
-from ..engine import model_left_as_found
+from ..model_state import hooks, model_left_as_found
+from ..attention_capture import (CaptureError, implementation_switched, recording,
+                                 register_capture_implementation)
+from ..core import as_index
 from ..errors import ResidWidgetsError
 from ..weights import module_device
 
@@ -117,17 +120,6 @@ def _hidden_arg(args, kwargs):
     return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
 
 
-@contextmanager
-def hooks():
-    """Collects hook handles; removes every one on exit, also on errors."""
-    handles: list = []
-    try:
-        yield handles
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def identity_block_hook(rows: torch.Tensor | None = None):
     """A forward hook (with_kwargs) that makes a decoder block the identity, for the batch rows
     ``rows`` (a bool mask [B]) or for every row when None."""
@@ -169,8 +161,8 @@ def capture_input_hook(store: list):
 class AttentionCapture:
     """What every attention layer computed in one batched forward pass.
 
-    probs: per layer [B, H, T, T] fp32 CPU, softmax attention weights (eager attention: causal
-        mask, sliding windows, soft-caps and q/k norms as the model applies them).
+    probs: per layer [B, H, T, T] fp32 CPU, softmax attention weights (causal mask, sliding
+        windows, soft-caps and q/k norms as the model applies them).
     values: per layer [B, KV, T, d_head] fp32 CPU, the value vectors (bias included) the weights
         multiply; query head h reads value head ``h // (H // KV)`` (grouped-query attention).
     z: per layer [B, T, H*d_head] the input of the output projection (= Σ_j α v_j per head),
@@ -198,108 +190,132 @@ class AttentionCapture:
         return v.repeat_interleave(self.n_heads // v.shape[1], dim=1)
 
 
-def _all_configs(model: torch.nn.Module) -> list:
-    seen, out = set(), []
-    for cfg in [getattr(model, "config", None)] + [getattr(m, "config", None) for m in model.modules()]:
-        if cfg is not None and id(cfg) not in seen and hasattr(cfg, "_attn_implementation_internal"):
-            seen.add(id(cfg))
-            out.append(cfg)
-    return out
-
-
-@contextmanager
-def eager_attention(model: torch.nn.Module):
-    """Within the block the model computes attention eagerly (explicit softmax weights);
-    afterwards every config's attention implementation is exactly what it was."""
-    configs = _all_configs(model)
-    saved = [(cfg, cfg._attn_implementation_internal) for cfg in configs]
-    try:
-        for cfg in configs:
-            cfg._attn_implementation_internal = "eager"
-        yield
-    finally:
-        for cfg, impl in saved:
-            cfg._attn_implementation_internal = impl
-
-
 def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: Adapter | None = None,
-                      check: float | None = None) -> AttentionCapture:
-    """Run ``input_ids`` [B, T] once with eager attention and record every layer's attention
-    probabilities and value vectors.
+                      check: float | None = None, reference: torch.Tensor | None = None) -> AttentionCapture:
+    """Run ``input_ids`` [B, T] once and record every layer's attention probabilities and values.
 
-    The values are read where the model's own eager attention function receives them (after any
-    RoPE/q-k norms; values are not rotated), by wrapping that function of the model's module for
-    the duration of the call. The result is checked: Σ_j α[h,t,j] v_j must reproduce the input of
-    the output projection to ``check`` (relative; default 1e-3 for fp32 models, 3e-2 for half
-    precision, whose attention output is rounded), otherwise an :class:`AnalysisError` is raised.
+    The weights are read through transformers' public ``AttentionInterface``: the model runs one
+    pass with resid_widgets' eager capture function (:mod:`resid_widgets.attention_capture`) and
+    gets its own attention implementation back afterwards. Values are read where attention
+    receives them (after RoPE / q-k norms; values are not rotated). Checked as described in
+    :func:`attention_pass`. Keeps [L, B, H, T, T] fp32: for long prompts, reduce each layer as it
+    runs with :func:`attention_pass` instead.
+    """
+    n_layers = len(model_parts(model, adapter)[1])
+    probs: list = [None] * n_layers
+    values: list = [None] * n_layers
+
+    def keep(layer: int, p: torch.Tensor, v: torch.Tensor) -> None:
+        probs[layer], values[layer] = p.float().cpu(), v.float().cpu()
+
+    run = attention_pass(model, input_ids, keep, adapter, check=check, reference=reference)
+    return AttentionCapture(probs, values, run.z, run.max_error, run.final)
+
+
+@dataclass
+class AttentionPass:
+    """What one checked eager pass leaves besides what its ``on_layer`` callback kept.
+
+    z: per layer [B, T, H*d_head] fp32 CPU, the input of the output projection (empty when the
+        pass was asked not to keep it).
+    final: [B, T, d_model] fp32 CPU, the stream entering the final norm.
+    max_error: the worst layer's relative error of Σ_j α v_j against z.
+    stream_error: relative error of ``final`` against the model's own pass.
+    """
+
+    z: list[torch.Tensor]
+    final: torch.Tensor
+    max_error: float
+    stream_error: float
+
+
+def attention_pass(model: torch.nn.Module, input_ids: torch.Tensor,
+                   on_layer: Callable[[int, torch.Tensor, torch.Tensor], None], adapter: Adapter | None = None,
+                   check: float | None = None, reference: torch.Tensor | None = None,
+                   keep_z: bool = True) -> AttentionPass:
+    """Run ``input_ids`` [B, T] once with eager attention; ``on_layer(layer, probs, values)`` gets
+    each layer's probabilities [B, H, T, S] and values [B, KV, S, d_head] (model dtype and device)
+    as it runs, so a caller that reduces them at once holds one layer's [B, H, T, S] at a time.
+
+    Two checks, each raising :class:`AnalysisError` past ``check`` (relative; default 1e-4 for
+    fp32 models, 3e-2 for half precision):
+
+    - the capture pass's final stream against the model's own pass (``reference`` [B, T, d] when
+      the caller has it, e.g. a Decomposition's last state; otherwise one plain forward pass):
+      the capture computed attention the way the model does;
+    - Σ_j α[h, t, j] v_j against the input of the output projection, layer by layer as the pass
+      goes: the weights and values handed to ``on_layer``, with the grouped-query mapping, are the
+      ones mixed.
+
+    ``keep_z=False`` leaves ``z`` empty (the checks still run). Hooks the caller registers around
+    the call see the same pass.
     """
     adapter, layers = model_parts(model, adapter)
     if input_ids.dim() == 1:
         input_ids = input_ids[None]
     attn_mods = [require_module(layer, adapter.attn, "attention", adapter) for layer in layers]
-    index = {id(m): i for i, m in enumerate(attn_mods)}
     L = len(layers)
-    probs: list = [None] * L
-    values: list = [None] * L
-    zs: list[list] = [[] for _ in range(L)]
-    # the globals the attention forward looks its eager function up in (the class's own module,
-    # or a parent's when the forward is inherited)
-    namespaces: list[dict] = []
-    for m in attn_mods:
-        ns = getattr(type(m).forward, "__globals__", None)
-        if ns is not None and "eager_attention_forward" in ns and all(ns is not n for n in namespaces):
-            namespaces.append(ns)
-    if not namespaces:
-        raise AnalysisError(f"{type(attn_mods[0]).__name__} has no eager attention function to read "
-                            "attention weights from (transformers' functional attention interface).")
+    z: list = [None] * L
+    mixed: list = [None] * L  # Σ_j α v_j of a layer [B, T, H*dh], until its output projection runs
+    errors: list = [None] * L
+    finals: list = []
+    final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+    ids = input_ids.to(input_device(model))
+    if check is None:
+        check = 1e-4 if next(model.parameters()).dtype in (torch.float32, torch.float64) else 3e-2
+    if reference is None:
+        with hooks(model) as handles:
+            handles.append(final_norm.register_forward_pre_hook(capture_input_hook(finals), with_kwargs=True))
+            with model_left_as_found(model):
+                model(input_ids=ids, use_cache=False)
+        reference = finals.pop()
 
-    def wrap(original):
-        def eager_attention_forward(module, query, key, value, *args, **kwargs):
-            out, weights = original(module, query, key, value, *args, **kwargs)
-            i = index.get(id(module))
-            if i is not None and weights is not None:
-                probs[i] = weights.detach()
-                values[i] = value.detach()
-            return out, weights
-        return eager_attention_forward
+    def record(layer: int, probs: torch.Tensor, values: torch.Tensor) -> None:
+        heads = probs.shape[1]
+        v = values.float()
+        v = v.repeat_interleave(heads // v.shape[1], dim=1) if heads != v.shape[1] else v
+        B, _, T, _ = probs.shape
+        mixed[layer] = torch.matmul(probs.float(), v).transpose(1, 2).reshape(B, T, -1)
+        on_layer(layer, probs, values)
 
-    originals = [(ns, ns["eager_attention_forward"]) for ns in namespaces]
-    with hooks() as handles:
-        try:
-            for ns, orig in originals:
-                ns["eager_attention_forward"] = wrap(orig)
+    def compare(layer: int):
+        def hook(module, args, kwargs):
+            seen, rebuilt = _hidden_arg(args, kwargs).detach().float(), mixed[layer]
+            mixed[layer] = None
+            if rebuilt is not None:
+                errors[layer] = float((rebuilt - seen).norm() / seen.norm().clamp_min(1e-12))
+            if keep_z:
+                z[layer] = seen.cpu()
+        return hook
+
+    name = register_capture_implementation()
+    try:
+        with hooks(model) as handles, recording(attn_mods, record):
             for i, layer in enumerate(layers):
                 proj = require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
-                handles.append(proj.register_forward_pre_hook(capture_input_hook(zs[i]), with_kwargs=True))
-            finals: list = []
-            final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
+                handles.append(proj.register_forward_pre_hook(compare(i), with_kwargs=True))
             handles.append(final_norm.register_forward_pre_hook(capture_input_hook(finals), with_kwargs=True))
-            with model_left_as_found(model), eager_attention(model):
-                model(input_ids=input_ids.to(input_device(model)), use_cache=False)
-        finally:
-            for ns, orig in originals:
-                ns["eager_attention_forward"] = orig
-    missing = [i for i in range(L) if probs[i] is None]
+            with model_left_as_found(model), implementation_switched(model, name):
+                model(input_ids=ids, use_cache=False)
+    except CaptureError as exc:
+        raise AnalysisError(str(exc)) from None
+    missing = [i for i in range(L) if errors[i] is None]
     if missing:
-        raise AnalysisError(f"No attention weights were seen for layers {missing}: this model's attention "
-                            "does not go through its eager attention function (e.g. GPT-2 with "
-                            "reorder_and_upcast_attn).")
-    probs = [p.float().cpu() for p in probs]
-    values = [v.float().cpu() for v in values]
-    z = [zz[0].float().cpu() for zz in zs]
-    cap = AttentionCapture(probs, values, z, 0.0, finals[0].float().cpu() if finals else None)
-    err = 0.0
-    for l in range(L):
-        B, H, T, _ = probs[l].shape
-        rec = torch.einsum("bhts,bhsd->bthd", probs[l], cap.head_values(l)).reshape(B, T, -1)
-        err = max(err, float((rec - z[l]).norm() / z[l].norm().clamp_min(1e-12)))
-    cap.max_error = err
-    if check is None:
-        check = 1e-3 if next(model.parameters()).dtype in (torch.float32, torch.float64) else 3e-2
-    if err > check:
+        raise AnalysisError(f"No attention weights were seen for layers {missing}: this model's attention does not "
+                            "go through transformers' AttentionInterface (e.g. GPT-2 with reorder_and_upcast_attn).")
+    final = finals[0].float().cpu()
+    reference = reference.float().cpu().reshape(final.shape)
+    stream_error = float((final - reference).norm() / reference.norm().clamp_min(1e-12))
+    if not stream_error <= check:
+        raise AnalysisError(
+            f"The attention capture pass does not reproduce the model's own output (relative error "
+            f"{stream_error:.1e}): this family computes attention differently from the eager maths "
+            "resid_widgets reads weights with (scaling, mask, soft-cap, sinks). Please report the model type.")
+    err = max(errors)
+    if not err <= max(check, 1e-3):
         raise AnalysisError(f"Attention weights times values do not reproduce the attention output "
                             f"(relative error {err:.1e}): the captured values are not the ones mixed.")
-    return cap
+    return AttentionPass(z if keep_z else [], final, err, stream_error)
 
 
 _ATTN_CACHE: "dict[int, tuple[Any, AttentionCapture]]" = {}
@@ -314,15 +330,18 @@ def attention_of(dec) -> AttentionCapture:
     if hit is not None and hit[0]() is dec:
         return hit[1]
     model = require_model(dec)
-    cap = capture_attention(model, dec.token_ids, dec.adapter)
+    cap = capture_attention(model, dec.token_ids, dec.adapter, reference=dec.states[-1])
     _ATTN_CACHE[key] = (weakref.ref(dec, lambda _: _ATTN_CACHE.pop(key, None)), cap)
     return cap
 
 
 def check_index(value: int, size: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not -size <= value < size:
+    """``value`` (an int or numpy integer; negative counts from the end) in 0..size-1; IndexError
+    out of range, TypeError for bools and non-integers."""
+    index = as_index(value, what)
+    if not -size <= index < size:
         raise IndexError(f"{what} {value!r} out of range (0..{size - 1})")
-    return value % size
+    return index % size
 
 
 def post_gain(dec, kind: str, layer: int) -> torch.Tensor | None:

@@ -18,7 +18,7 @@ import torch
 from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
                       require_model, zero_rows_hook)
 from ..adapters.base import require_module
-from ..engine import model_left_as_found
+from ..model_state import model_left_as_found
 
 
 class BlockBudget(Table):
@@ -135,7 +135,7 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
     for start in range(0, L + 1, batch_size):
         rows_here = list(range(start, min(L + 1, start + batch_size)))
         B = len(rows_here)
-        with hooks() as handles:
+        with hooks(model) as handles:
             for l in range(L):
                 mask = torch.tensor([r == l for r in rows_here])
                 if not mask.any():

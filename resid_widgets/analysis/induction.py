@@ -52,29 +52,33 @@ class InductionScores(Table):
 
 
 def induction_prompt(vocab_size: int, n_tokens: int = 50, batch: int = 4, seed: int = 0, bos: int | None = None,
-                     exclude=()) -> torch.Tensor:
-    """[batch, (1) + 2 n_tokens] BOS + r + r with r uniform over the vocabulary minus ``exclude``."""
+                     exclude=(), distinct: bool = False) -> torch.Tensor:
+    """[batch, (1) + 2 n_tokens] BOS + r + r with r uniform over the vocabulary minus ``exclude``
+    (``distinct``: no id twice within r, so the only repeats are the second copy's)."""
     g = torch.Generator().manual_seed(seed)
     allowed = torch.ones(vocab_size, dtype=torch.bool)
-    ex = [i for i in exclude if i is not None and 0 <= i < vocab_size]
+    ex = [i for i in exclude if isinstance(i, int) and 0 <= i < vocab_size]
     if ex:
         allowed[torch.tensor(ex)] = False
     pool = allowed.nonzero()[:, 0]
-    r = pool[torch.randint(len(pool), (batch, n_tokens), generator=g)]
+    if distinct:
+        if len(pool) < n_tokens:
+            raise ValueError(f"{n_tokens} distinct tokens asked for, but the vocabulary offers {len(pool)}")
+        r = torch.stack([pool[torch.randperm(len(pool), generator=g)[:n_tokens]] for _ in range(batch)])
+    else:
+        r = pool[torch.randint(len(pool), (batch, n_tokens), generator=g)]
     ids = torch.cat([r, r], 1)
     if bos is not None:
         ids = torch.cat([torch.full((batch, 1), bos, dtype=torch.long), ids], 1)
     return ids
 
 
-def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, tokenizer=None,
-                     dla: bool = True) -> InductionScores:
-    """Induction score of every head [L, H] (and the heads' DLA of the copied token) on
-    BOS + r + r. BOS: the tokenizer's, else the config's, else none. Special tokens are not drawn.
-    One eager batched forward pass in all."""
+def repeated_random_tokens(model, adapter, tokenizer=None, n_tokens: int = 50, batch: int = 4, seed: int = 0,
+                           distinct: bool = False) -> tuple[torch.Tensor, int | None]:
+    """(ids [batch, (1) + 2 n_tokens], BOS id or None): the induction prompt for ``model``. BOS:
+    the tokenizer's, else the config's, else none. Special tokens are not drawn."""
     if n_tokens < 2 or batch < 1:
         raise ValueError(f"need n_tokens >= 2 and batch >= 1 (got {n_tokens}, {batch})")
-    adapter, layers = model_parts(model)
     vocab = model.config.vocab_size
     limit = context_length(model.config, adapter)
     if limit is not None and 2 * n_tokens + 1 > limit:
@@ -85,9 +89,17 @@ def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, t
     if not isinstance(bos, int) or not 0 <= bos < vocab:
         bos = None
     specials = list(getattr(tokenizer, "all_special_ids", []) or []) if tokenizer is not None else []
-    specials += [getattr(model.config, a, None) for a in ("bos_token_id", "eos_token_id", "pad_token_id")
-                 if isinstance(getattr(model.config, a, None), int)]
-    ids = induction_prompt(vocab, n_tokens, batch, seed, bos, specials)
+    specials += [getattr(model.config, a, None) for a in ("bos_token_id", "eos_token_id", "pad_token_id")]
+    return induction_prompt(vocab, n_tokens, batch, seed, bos, specials, distinct), bos
+
+
+def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, tokenizer=None,
+                     dla: bool = True) -> InductionScores:
+    """Induction score of every head [L, H] (and the heads' DLA of the copied token) on
+    BOS + r + r. BOS: the tokenizer's, else the config's, else none. Special tokens are not drawn.
+    One eager batched forward pass in all."""
+    adapter, layers = model_parts(model)
+    ids, bos = repeated_random_tokens(model, adapter, tokenizer, n_tokens, batch, seed)
     off = 0 if bos is None else 1
     second = torch.arange(off + n_tokens, off + 2 * n_tokens)  # positions of the second copy
     cap = capture_attention(model, ids, adapter)
@@ -107,15 +119,17 @@ def _copied_token_dla(model, adapter, layers, cap, ids: torch.Tensor, pos: torch
     from ..adapters.base import require_module
     from ..core import LayerWeights
     from ..norms import Norm
+    from ..model_state import model_lock
     from ..weights import unembedding_fp32
 
-    final_norm = Norm.from_module(require_module(model, adapter.final_norm, "final norm", adapter),
-                                  adapter.norm_kind, adapter.norm_offset)
-    W_U, _ = unembedding_fp32(require_module(model, adapter.unembed, "unembedding", adapter))
+    with model_lock(model):  # offloaded weights are loaded for the moment they are read
+        final_norm = Norm.from_module(require_module(model, adapter.final_norm, "final norm", adapter),
+                                      adapter.norm_kind, adapter.norm_offset)
+        W_U, _ = unembedding_fp32(require_module(model, adapter.unembed, "unembedding", adapter))
     targets = ids[:, pos + 1]  # [B, P]
     U = W_U[targets.reshape(-1).to(W_U.device)].float().cpu().view(*targets.shape, -1)  # [B, P, d]
     r = final_norm.frozen_readout(U, cap.final[:, pos])  # [B, P, d]
-    weights = LayerWeights(layers, adapter)
+    weights = LayerWeights(layers, adapter, model)
     L, H = len(layers), cap.n_heads
     out = torch.zeros(L, H)
     for l in range(L):

@@ -21,7 +21,7 @@ import torch
 from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
                       require_model)
 from ..adapters.base import require_module
-from ..engine import model_left_as_found
+from ..model_state import model_left_as_found
 
 
 class DirectPath(Table):
@@ -138,7 +138,7 @@ def _only_block_logits(dec, pos: int, batch_size: int = 8) -> torch.Tensor:
     finals = []
     for start in range(0, L + 1, batch_size):
         rows_here = list(range(start, min(L + 1, start + batch_size)))
-        with hooks() as handles:
+        with hooks(model) as handles:
             for l in range(L):
                 mask = torch.tensor([r != l for r in rows_here])  # identity everywhere but row l
                 handles.append(layers[l].register_forward_hook(identity_block_hook(mask), with_kwargs=True))
@@ -248,7 +248,7 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
         adapter = source.adapter
     else:
         adapter, layers = model_parts(source)
-        weights, L = LayerWeights(layers, adapter), len(layers)
+        weights, L = LayerWeights(layers, adapter, source), len(layers)
         cfg = source.config
         H = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
         d = None
