@@ -8,7 +8,8 @@ import { mountLogitLens } from "./views/logit_lens.js";
 import { mountDashboard } from "./views/dashboard.js";
 import { mountBlockBudget } from "./views/block_budget.js";
 import { mountAttentionSources } from "./views/attention_sources.js";
-import { guard } from "./views/common.js";
+import { mountAttentionPatterns } from "./views/attention_patterns.js";
+import { guard } from "./shared/lifecycle.js";
 
 export const VIEWS = {
   "stream-grid": mountStreamGrid,
@@ -17,6 +18,7 @@ export const VIEWS = {
   dashboard: mountDashboard,
   "block-budget": mountBlockBudget,
   "attention-sources": mountAttentionSources,
+  "attention-patterns": mountAttentionPatterns,
 };
 
 function render({ model, el }) {
@@ -52,18 +54,27 @@ function render({ model, el }) {
   mount();
   root.dataset.rwRenderMs = String(Math.round((performance.now() - t0) * 10) / 10);
 
-  let raf = 0, lastW = root.clientWidth;
-  const ro = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => {
-    cancelAnimationFrame(raf);
-    raf = requestAnimationFrame(() => {
-      const w = root.clientWidth;
-      root.classList.toggle("rw-narrow", w < 760);
-      if (Math.abs(w - lastW) >= 2 && view && view.resize) { lastW = w; view.resize(); }
-    });
-  }) : null;
+  let raf = 0,
+    lastW = root.clientWidth;
+  const ro =
+    typeof ResizeObserver !== "undefined"
+      ? new ResizeObserver(() => {
+          cancelAnimationFrame(raf);
+          raf = requestAnimationFrame(() => {
+            const w = root.clientWidth;
+            root.classList.toggle("rw-narrow", w < 760);
+            if (Math.abs(w - lastW) >= 2 && view && view.resize) {
+              lastW = w;
+              view.resize();
+            }
+          });
+        })
+      : null;
   ro && ro.observe(root);
   root.classList.toggle("rw-narrow", (root.clientWidth || 1000) < 760);
-  const unwatch = watchTheme(() => { if (applyTheme() && view && view.retheme) view.retheme(); });
+  const unwatch = watchTheme(() => {
+    if (applyTheme() && view && view.retheme) view.retheme();
+  });
   const offData = ["_meta", "_arrays", "_data", "_error"].map((n) => store.on(n, () => mount()));
 
   return () => {

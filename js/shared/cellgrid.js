@@ -3,7 +3,8 @@
 // repaints with one drawImage), hover tooltips, click and arrow-key selection.
 import { h, sizeCanvas } from "./dom.js";
 import { cellLayout, hitCell, moveSelection } from "./scale.js";
-import { displayToken, clip } from "./tokens.js";
+import { canvasToken } from "./tokens.js";
+import { themeColors } from "./theme.js";
 
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
@@ -29,12 +30,10 @@ export function createCellGrid(root, opts) {
   let baseDirty = true;
   let selected = opts.selected || [C - 1, T - 1];
   const dpr = () => Math.min(window.devicePixelRatio || 1, 2);
-  // theme colours, read once per layout (getComputedStyle forces a style pass: not on every click)
+  // theme colours, read once per layout (not on every click)
   let colours = null;
   function readColours() {
-    const st = getComputedStyle(root);
-    const v = (n, d) => st.getPropertyValue(n).trim() || d;
-    colours = { fg: v("--rw-fg", "#000"), muted: v("--rw-muted", "#666"), sel: v("--rw-sel", "#ff2d95"), bg: v("--rw-bg", "#fff"), grid: v("--rw-grid", "rgba(255,255,255,0.5)") };
+    colours = themeColors(root);
     return colours;
   }
 
@@ -72,14 +71,16 @@ export function createCellGrid(root, opts) {
       const ctx = cells.getContext("2d");
       ctx.font = `${Math.min(11, lay.cellW - 1)}px ${MONO}`;
       let w = 0;
-      for (const t of tokens) w = Math.max(w, ctx.measureText(clip(displayToken(t), 14)).width);
+      for (const t of tokens) w = Math.max(w, ctx.measureText(canvasToken(t, 14)).width);
       lay.headerH = Math.min(100, Math.max(24, Math.ceil(w) + 10));
     }
     return lay;
   }
 
   // row labels: every label drawn once into a cached layer; a selection change redraws one row
-  let labelBase = null, labelsDirty = true, labelsSized = "";
+  let labelBase = null,
+    labelsDirty = true,
+    labelsSized = "";
   function paintLabels() {
     const H = lay.headerH + lay.gridH;
     const d = dpr();
@@ -103,8 +104,10 @@ export function createCellGrid(root, opts) {
     }
     const key = `${labelW}x${H}`;
     let ctx;
-    if (key !== labelsSized) { ctx = sizeCanvas(labels, labelW, H); labelsSized = key; }
-    else ctx = labels.getContext("2d");
+    if (key !== labelsSized) {
+      ctx = sizeCanvas(labels, labelW, H);
+      labelsSized = key;
+    } else ctx = labels.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, labels.width, labels.height);
     ctx.drawImage(labelBase, 0, 0);
@@ -123,7 +126,8 @@ export function createCellGrid(root, opts) {
 
   function paintBase() {
     if (colorsDirty) buildSmall();
-    const W = lay.gridW, H = lay.headerH + lay.gridH;
+    const W = lay.gridW,
+      H = lay.headerH + lay.gridH;
     const d = dpr();
     if (!base) base = document.createElement("canvas");
     base.width = Math.max(1, Math.round(W * d));
@@ -144,7 +148,7 @@ export function createCellGrid(root, opts) {
         ctx.translate(i * lay.cellW + lay.cellW / 2, lay.headerH - 3);
         ctx.rotate(-Math.PI / 2);
         ctx.fillStyle = fg;
-        ctx.fillText(clip(displayToken(tokens[i]), 14), 0, 0);
+        ctx.fillText(canvasToken(tokens[i], 14), 0, 0);
         ctx.restore();
       }
     } else {
@@ -175,10 +179,13 @@ export function createCellGrid(root, opts) {
   function paint() {
     if (!lay) computeLayout();
     if (baseDirty) paintBase();
-    const W = lay.gridW, H = lay.headerH + lay.gridH;
+    const W = lay.gridW,
+      H = lay.headerH + lay.gridH;
     let ctx;
-    if (cellsSized !== `${W}x${H}`) { ctx = sizeCanvas(cells, W, H); cellsSized = `${W}x${H}`; }
-    else ctx = cells.getContext("2d");
+    if (cellsSized !== `${W}x${H}`) {
+      ctx = sizeCanvas(cells, W, H);
+      cellsSized = `${W}x${H}`;
+    } else ctx = cells.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, cells.width, cells.height);
     ctx.drawImage(base, 0, 0);
@@ -186,7 +193,8 @@ export function createCellGrid(root, opts) {
     const [c, i] = selected;
     if (c >= 0 && c < C && i >= 0 && i < T) {
       const { sel, bg } = colours || readColours();
-      const x = i * lay.cellW, y = lay.headerH + c * lay.cellH;
+      const x = i * lay.cellW,
+        y = lay.headerH + c * lay.cellH;
       // column marker in the header and a frame around the cell
       ctx.fillStyle = sel;
       ctx.fillRect(x, lay.headerH - 3, Math.max(2, lay.cellW), 3);
@@ -207,15 +215,20 @@ export function createCellGrid(root, opts) {
     hits.style.top = `${lay.headerH}px`;
     hits.style.width = `${lay.gridW}px`;
     hits.style.height = `${lay.gridH}px`;
-    if (C * T > (opts.maxHitCells ?? 3000)) { hits.replaceChildren(); hits.style.pointerEvents = "none"; return; }
+    if (C * T > (opts.maxHitCells ?? 3000)) {
+      hits.replaceChildren();
+      hits.style.pointerEvents = "none";
+      return;
+    }
     hits.style.pointerEvents = "auto";
     const frag = document.createDocumentFragment();
-    for (let c = 0; c < C; c++) for (let i = 0; i < T; i++) {
-      const d = document.createElement("div");
-      d.setAttribute("data-rw-cell", `${c},${i}`);
-      d.style.cssText = `left:${i * lay.cellW}px;top:${c * lay.cellH}px;width:${lay.cellW}px;height:${lay.cellH}px`;
-      frag.appendChild(d);
-    }
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < T; i++) {
+        const d = document.createElement("div");
+        d.setAttribute("data-rw-cell", `${c},${i}`);
+        d.style.cssText = `left:${i * lay.cellW}px;top:${c * lay.cellH}px;width:${lay.cellW}px;height:${lay.cellH}px`;
+        frag.appendChild(d);
+      }
     hits.replaceChildren(frag);
   }
 
@@ -249,7 +262,8 @@ export function createCellGrid(root, opts) {
   function ensureVisible() {
     const x = selected[1] * lay.cellW;
     if (x < scroll.scrollLeft) scroll.scrollLeft = Math.max(0, x - 20);
-    else if (x + lay.cellW > scroll.scrollLeft + scroll.clientWidth) scroll.scrollLeft = x + lay.cellW - scroll.clientWidth + 20;
+    else if (x + lay.cellW > scroll.scrollLeft + scroll.clientWidth)
+      scroll.scrollLeft = x + lay.cellW - scroll.clientWidth + 20;
   }
 
   function cellAt(ev) {
@@ -292,12 +306,19 @@ export function createCellGrid(root, opts) {
     canvas: cells,
     scroll,
     setColors,
-    setOverlay(f) { opts.overlay = f; baseDirty = true; },
-    invalidate() { baseDirty = true; },
+    setOverlay(f) {
+      opts.overlay = f;
+      baseDirty = true;
+    },
+    invalidate() {
+      baseDirty = true;
+    },
     paint,
     full,
     select,
     layout: () => lay,
-    get selected() { return selected.slice(); },
+    get selected() {
+      return selected.slice();
+    },
   };
 }

@@ -56,11 +56,12 @@ export function toBytes(x) {
   return null;
 }
 
-const SIZES = { float16: 2, float32: 4, int32: 4 };
+const SIZES = { float16: 2, float32: 4, int32: 4, uint16: 2, uint8: 1 };
+const INTS = { int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
 
 /**
- * Decode a payload into {data: Float32Array|Int32Array, shape}. Throws an Error with a readable
- * message when the payload is missing, empty or does not match its shape.
+ * Decode a payload into {data: Float32Array|Int32Array|Uint16Array|Uint8Array, shape}. Throws an
+ * Error with a readable message when the payload is missing, empty or does not match its shape.
  */
 export function decodeArray(p, name = "array") {
   if (!p || typeof p !== "object") throw new Error(`${name}: no data was sent`);
@@ -72,13 +73,15 @@ export function decodeArray(p, name = "array") {
   if (!u8) throw new Error(`${name}: the binary buffer is missing`);
   const need = n * SIZES[dtype];
   if (u8.byteLength !== need) {
-    throw new Error(`${name}: ${u8.byteLength} bytes do not match shape [${shape.join(", ")}] of ${dtype} (${need} bytes)`);
+    throw new Error(
+      `${name}: ${u8.byteLength} bytes do not match shape [${shape.join(", ")}] of ${dtype} (${need} bytes)`,
+    );
   }
   let data;
   if (dtype === "float16") data = decodeFloat16(u8);
   else {
-    const Ctor = dtype === "float32" ? Float32Array : Int32Array;
-    if (u8.byteOffset % 4 === 0) data = new Ctor(u8.buffer, u8.byteOffset, n);
+    const Ctor = dtype === "float32" ? Float32Array : INTS[dtype];
+    if (u8.byteOffset % SIZES[dtype] === 0) data = new Ctor(u8.buffer, u8.byteOffset, n);
     else data = new Ctor(u8.slice().buffer);
   }
   return { data, shape: shape.slice() };

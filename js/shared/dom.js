@@ -1,13 +1,18 @@
 // Tiny DOM helpers. Text always goes through textContent (token text is data, never HTML).
 import { CSS } from "./style.js";
 
+/**
+ * An HTML element: attrs "class", "text" (textContent), on<event> handlers, properties and
+ * attributes (null / false ones are left out); children are nodes or strings (as text).
+ * No inline styles: the look is a class in style.js, a data-driven value is set on el.style.
+ */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v == null || v === false) continue;
+    if (k === "style") throw new Error(`h("${tag}"): give it a class in shared/style.js, not an inline style`);
     if (k === "class") el.className = v;
     else if (k === "text") el.textContent = v;
-    else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
     else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k in el && typeof v !== "string") el[k] = v;
     else el.setAttribute(k, v === true ? "" : String(v));
@@ -20,6 +25,8 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 const SVGNS = "http://www.w3.org/2000/svg";
+
+/** An SVG element with attributes (null ones left out) and optional text. */
 export function s(tag, attrs = {}, text) {
   const el = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs)) if (v != null) el.setAttribute(k, String(v));
@@ -74,4 +81,26 @@ export function sizeCanvas(canvas, w, h_) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   return ctx;
+}
+
+/** A group of toggle buttons ([[value, label, tooltip], ...]); setValue(v) marks one pressed. */
+export function segmented(options, value, onchange, title, attr) {
+  const wrap = h("span", { class: "rw-seg", role: "group", title });
+  const buttons = options.map(([v, label, tip]) => {
+    const b = h("button", { class: "rw-btn", type: "button", text: label, title: tip || label });
+    b.dataset.value = v;
+    if (attr) b.setAttribute(`data-rw-${attr}`, v);
+    b.addEventListener("click", () => {
+      set(v);
+      onchange(v);
+    });
+    wrap.appendChild(b);
+    return b;
+  });
+  function set(v) {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.value === v));
+  }
+  set(value);
+  wrap.setValue = set;
+  return wrap;
 }

@@ -1,4 +1,5 @@
-// Robust normalisation of a [C, T] matrix into [0, 1] for colouring, and layout maths.
+// Scales: robust normalisation of a [C, T] matrix into [0, 1] for colouring, bar and heat-map
+// ranges, and the layout maths of a states x positions grid.
 
 export function quantileSorted(sorted, q) {
   if (!sorted.length) return NaN;
@@ -32,7 +33,8 @@ export function makeNormalizer(values, C, T, opts = {}) {
     return out;
   };
   let lo, hi;
-  let rowLo = null, rowHi = null;
+  let rowLo = null,
+    rowHi = null;
   if (mode === "fixed") {
     lo = opts.lo ?? 0;
     hi = opts.hi ?? 1;
@@ -42,7 +44,8 @@ export function makeNormalizer(values, C, T, opts = {}) {
     lo = Infinity;
     hi = -Infinity;
     for (let c = 0; c < C; c++) {
-      let a = Infinity, b = -Infinity;
+      let a = Infinity,
+        b = -Infinity;
       for (let i = t0; i < T; i++) {
         const v = values[c * T + i];
         if (Number.isFinite(v)) {
@@ -50,22 +53,46 @@ export function makeNormalizer(values, C, T, opts = {}) {
           if (v > b) b = v;
         }
       }
-      if (!Number.isFinite(a)) { a = 0; b = 1; }
-      if (signed) { const m = Math.max(Math.abs(a), Math.abs(b)) || 1; a = -m; b = m; }
-      else if (b - a < 1e-12) { b = a + 1; }
-      rowLo[c] = a; rowHi[c] = b;
-      lo = Math.min(lo, a); hi = Math.max(hi, b);
+      if (!Number.isFinite(a)) {
+        a = 0;
+        b = 1;
+      }
+      if (signed) {
+        const m = Math.max(Math.abs(a), Math.abs(b)) || 1;
+        a = -m;
+        b = m;
+      } else if (b - a < 1e-12) {
+        b = a + 1;
+      }
+      rowLo[c] = a;
+      rowHi[c] = b;
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
     }
   } else {
     const s = finiteSorted(pick(0, C));
-    if (!s.length) { lo = 0; hi = 1; }
-    else if (mode === "global") { lo = s[0]; hi = s[s.length - 1]; }
-    else { lo = quantileSorted(s, 0.02); hi = quantileSorted(s, 0.98); }
+    if (!s.length) {
+      lo = 0;
+      hi = 1;
+    } else if (mode === "global") {
+      lo = s[0];
+      hi = s[s.length - 1];
+    } else {
+      lo = quantileSorted(s, 0.02);
+      hi = quantileSorted(s, 0.98);
+    }
     if (signed) {
       let m = Math.max(Math.abs(lo), Math.abs(hi));
-      if (mode === "quantile") { const abs = finiteSorted(Array.from(s, Math.abs)); m = quantileSorted(abs, 0.98); }
-      m = m || 1; lo = -m; hi = m;
-    } else if (!(hi - lo > 1e-12)) { hi = lo + 1; }
+      if (mode === "quantile") {
+        const abs = finiteSorted(Array.from(s, Math.abs));
+        m = quantileSorted(abs, 0.98);
+      }
+      m = m || 1;
+      lo = -m;
+      hi = m;
+    } else if (!(hi - lo > 1e-12)) {
+      hi = lo + 1;
+    }
   }
   const t = (c, i) => {
     const v = values[c * T + i];
@@ -82,6 +109,37 @@ export function makeNormalizer(values, C, T, opts = {}) {
     return v < a - 1e-9 * Math.abs(a) || v > b + 1e-9 * Math.abs(b);
   };
   return { t, lo, hi, mode, signed, clipped, rowLo, rowHi };
+}
+
+/** Normaliser of a grid metric ({values, signed, fixed: [lo, hi] or undefined}). */
+export function normalizerFor(metric, C, T, mode, skipFirst) {
+  if (metric.fixed)
+    return makeNormalizer(metric.values, C, T, { mode: "fixed", lo: metric.fixed[0], hi: metric.fixed[1] });
+  return makeNormalizer(metric.values, C, T, { mode, signed: metric.signed, skipFirst });
+}
+
+/** A synced index (a layer, a budget) as an integer in lo..hi; fallback when it is missing. */
+export function clampIndex(value, lo, hi, fallback) {
+  const v = value == null || !Number.isFinite(value) ? fallback : value;
+  return Math.max(lo, Math.min(hi, Math.round(v)));
+}
+
+/** Largest |v| of the values (at least floor): the half-width of a symmetric colour scale. */
+export function maxAbs(values, floor = 1e-9) {
+  let m = floor;
+  for (const v of values) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/**
+ * Half-width of a bar scale: the largest extent, unless one bar dwarfs the rest (log-prob of the
+ * first layer often does): then 1.15 x the second largest, and the giant is cut.
+ */
+export function barScale(extents) {
+  const a = extents.filter((x) => Number.isFinite(x)).sort((x, y) => y - x);
+  if (!a.length || a[0] <= 0) return 1e-9;
+  if (a.length > 2 && a[1] > 0 && a[0] > 3 * a[1]) return 1.15 * a[1];
+  return a[0];
 }
 
 /**
@@ -123,20 +181,9 @@ export function hitCell(x, y, lay, T, C) {
 
 /** Move a (state, position) selection with an arrow key; clamps to the grid. */
 export function moveSelection([c, i], key, C, T) {
-  const d = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1], Home: [0, -T], End: [0, T] }[key];
+  const d = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1], Home: [0, -T], End: [0, T] }[
+    key
+  ];
   if (!d) return null;
   return [Math.max(0, Math.min(C - 1, c + d[0])), Math.max(0, Math.min(T - 1, i + d[1]))];
-}
-
-/** Compact number format for labels. */
-export function fmt(v, digits = 3) {
-  if (v == null || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2).replace("-", "−");
-  return v.toFixed(a >= 100 ? 1 : digits).replace("-", "−");
-}
-
-export function fmtSigned(v, digits = 3) {
-  if (v == null || !Number.isFinite(v)) return "–";
-  return (v > 0 ? "+" : "") + fmt(v, digits);
 }

@@ -32,9 +32,14 @@ export function createStore(model) {
 
   const emit = (name, value) => {
     const set = listeners.get(name);
-    if (set) for (const cb of Array.from(set)) {
-      try { cb(value); } catch (e) { console.error("resid_widgets:", e); }
-    }
+    if (set)
+      for (const cb of Array.from(set)) {
+        try {
+          cb(value);
+        } catch (e) {
+          console.error("resid_widgets:", e);
+        }
+      }
   };
 
   const lastSeen = {};
@@ -56,6 +61,12 @@ export function createStore(model) {
     }
     listeners.get(name).add(cb);
     return () => listeners.get(name).delete(cb);
+  }
+
+  /** [value of name (or fallback), a setter]: the two arguments of a control bound to a trait. */
+  function bind(name, fallback) {
+    const value = get(name);
+    return [value == null || value === "" ? fallback : value, (v) => set(name, v)];
   }
 
   function set(name, value) {
@@ -81,7 +92,10 @@ export function createStore(model) {
     else resolve({ content, buffers: buffers || [] });
   };
   // any new data from Python invalidates the decoded caches
-  for (const n of DATA_TRAITS) on(n, () => { paneCache.clear(); });
+  for (const n of DATA_TRAITS)
+    on(n, () => {
+      paneCache.clear();
+    });
   model.on("msg:custom", onMsg);
   modelHandlers.push(["msg:custom", onMsg]);
 
@@ -118,9 +132,11 @@ export function createStore(model) {
       if (err) throw new Error(err);
       const m = get("_meta");
       if (!m || !m.tokens || !m.labels) throw new Error("no decomposition to show (empty payload)");
-      const T = m.tokens.length, C = m.labels.length;
+      const T = m.tokens.length,
+        C = m.labels.length;
       if (!T || !C) throw new Error(`empty decomposition: ${C} components x ${T} tokens`);
-      if ((m.T ?? T) !== T || (m.C ?? C) !== C) throw new Error(`mismatched payload: meta says ${m.C}x${m.T}, labels/tokens give ${C}x${T}`);
+      if ((m.T ?? T) !== T || (m.C ?? C) !== C)
+        throw new Error(`mismatched payload: meta says ${m.C}x${m.T}, labels/tokens give ${C}x${T}`);
       return { ...m, T, C };
     });
   }
@@ -151,12 +167,19 @@ export function createStore(model) {
     if (!t) return null;
     return memo(`t:${t.id}:${Object.keys(t.heads || {}).join(",")}`, () => {
       const { C, T } = meta();
-      const out = { text: t.text, id: t.id, source: t.source, heads: {}, dla_constant: Number.isFinite(t.dla_constant) ? t.dla_constant : null };
+      const out = {
+        text: t.text,
+        id: t.id,
+        source: t.source,
+        heads: {},
+        dla_constant: Number.isFinite(t.dla_constant) ? t.dla_constant : null,
+      };
       out.logp = decodeArray(t.logp, `target ${t.text} logp`).data;
       out.dla = decodeArray(t.dla, `target ${t.text} dla`).data;
       out.logit = decodeArray(t.logit, `target ${t.text} logit`).data;
       out.logprob = decodeArray(t.logprob, `target ${t.text} logprob`).data;
-      if (out.logp.length !== C * T || out.dla.length !== C * T) throw new Error(`target ${t.text}: arrays do not match ${C}x${T}`);
+      if (out.logp.length !== C * T || out.dla.length !== C * T)
+        throw new Error(`target ${t.text}: arrays do not match ${C}x${T}`);
       for (const [pos, entry] of Object.entries(t.heads || {})) {
         const e = {};
         for (const m of ["dla", "logprob"]) if (entry && entry[m]) e[m] = decodeArray(entry[m], `heads ${m}`);
@@ -204,7 +227,10 @@ export function createStore(model) {
   /** Deltas of every component at one position: embedded first, then the kernel. */
   async function pane(state, position) {
     const hit = paneCache.get(position) || embeddedPane(position);
-    if (hit) { paneCache.set(position, hit); return hit; }
+    if (hit) {
+      paneCache.set(position, hit);
+      return hit;
+    }
     const { content, buffers } = await request({ type: "pane", state, position });
     const a = decodeArray({ ...content, data: buffers[0] }, "pane");
     const out = { data: a.data, C: a.shape[0], d: a.shape[1] };
@@ -220,12 +246,35 @@ export function createStore(model) {
 
   function destroy() {
     for (const [ev, f] of modelHandlers) {
-      try { model.off(ev, f); } catch (e) { /* ignore */ }
+      try {
+        model.off(ev, f);
+      } catch (e) {
+        /* ignore */
+      }
     }
     for (const { timer } of pending.values()) clearTimeout(timer);
     pending.clear();
     listeners.clear();
   }
 
-  return { model, get, set, on, request, meta, array, targets, findTarget, target, ensureTarget, ensureHeads, pane, embeddedPane, vocab, isStatic, destroy };
+  return {
+    model,
+    get,
+    set,
+    bind,
+    on,
+    request,
+    meta,
+    array,
+    targets,
+    findTarget,
+    target,
+    ensureTarget,
+    ensureHeads,
+    pane,
+    embeddedPane,
+    vocab,
+    isStatic,
+    destroy,
+  };
 }

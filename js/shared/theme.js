@@ -1,7 +1,13 @@
 // Light/dark detection from the computed background colour of the output area (there is no
-// theme API shared by JupyterLab, Notebook, VS Code and Colab).
+// theme API shared by JupyterLab, Notebook, VS Code and Colab), and the theme's colours for canvas drawing.
+import { THEMES, hexToRgb } from "./colors.js";
 
+/** "rgb(…)", "rgba(…)" or "#rrggbb" -> {r, g, b, a}; null for anything else. */
 export function parseColor(s) {
+  if (/^#[0-9a-f]{6}$/i.test((s || "").trim())) {
+    const [r, g, b] = hexToRgb(s.trim());
+    return { r, g, b, a: 1 };
+  }
   const m = /rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:[,\s/]+([\d.]+%?))?\s*\)/.exec(s || "");
   if (!m) return null;
   let a = m[4] === undefined ? 1 : parseFloat(m[4]);
@@ -38,14 +44,35 @@ export function watchTheme(cb) {
   const offs = [];
   try {
     const mo = new MutationObserver(() => cb());
-    mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-jp-theme-name", "style"] });
+    mo.observe(document.body, {
+      attributes: true,
+      attributeFilter: ["class", "data-jp-theme-light", "data-jp-theme-name", "style"],
+    });
     mo.observe(document.documentElement, { attributes: true, attributeFilter: ["class", "style", "data-theme"] });
     offs.push(() => mo.disconnect());
-  } catch (e) { /* ignore */ }
+  } catch (e) {
+    /* ignore */
+  }
   try {
     const mq = window.matchMedia("(prefers-color-scheme: dark)");
     mq.addEventListener("change", cb);
     offs.push(() => mq.removeEventListener("change", cb));
-  } catch (e) { /* ignore */ }
+  } catch (e) {
+    /* ignore */
+  }
   return () => offs.forEach((f) => f());
+}
+
+/**
+ * The theme colours in effect at element el ({fg, muted, bg, sel, grid, ...}, from the CSS custom
+ * properties --rw-<name>) for drawing on a canvas. getComputedStyle forces a style pass: read once
+ * per paint, not per cell.
+ */
+export function themeColors(el) {
+  const style = getComputedStyle(el);
+  const out = {};
+  for (const [name, fallback] of Object.entries(THEMES.light)) {
+    out[name] = style.getPropertyValue(`--rw-${name}`).trim() || fallback;
+  }
+  return out;
 }

@@ -137,7 +137,13 @@ const manager = {
   async create_view(model) {
     const el = document.createElement("div");
     await renderModel(model.model_id, el);
-    return { el, model, remove() { el.remove(); } };
+    return {
+      el,
+      model,
+      remove() {
+        el.remove();
+      },
+    };
   },
 };
 

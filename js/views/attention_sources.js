@@ -1,17 +1,22 @@
 // AttentionSources: DLA of each attention head × source token to the target at one position, one
 // layer at a time (a strip of per-layer totals picks the layer). All layers are in `_data`.
-import { h, messageBox } from "../shared/dom.js";
+import { cssAt, divergingCell, signedT } from "../shared/colors.js";
+import { cellStrip } from "../shared/cellstrip.js";
 import { decodeArray } from "../shared/decode.js";
-import { cssAt, rgbAt, textOn } from "../shared/colors.js";
-import { fmt, fmtSigned } from "../shared/scale.js";
-import { displayToken } from "../shared/tokens.js";
-import { cellNumber } from "./contribution_bars.js";
-import { positionPicker } from "./common.js";
+import { h } from "../shared/dom.js";
+import { cellNumber, fmt, fmtSigned } from "../shared/format.js";
+import { analysisData, redrawnView } from "../shared/lifecycle.js";
+import { positionPicker } from "../shared/prompt.js";
+import { clampIndex, maxAbs } from "../shared/scale.js";
+import { tokenEl, tokenLabel } from "../shared/tokens.js";
 
 export function sourcesData(d) {
   if (!d || d.n_layers == null) throw new Error("no attention data to show (empty payload)");
-  const L = d.n_layers, H = d.n_heads, S = d.tokens.length;
-  const dla = decodeArray(d.dla, "dla"), alpha = decodeArray(d.alpha, "alpha");
+  const L = d.n_layers,
+    H = d.n_heads,
+    S = d.tokens.length;
+  const dla = decodeArray(d.dla, "dla"),
+    alpha = decodeArray(d.alpha, "alpha");
   if (dla.shape.join() !== [L, H, S].join() || alpha.shape.join() !== [L, H, S].join()) {
     throw new Error(`attention sources: dla [${dla.shape}] does not match ${L} layers x ${H} heads x ${S} sources`);
   }
@@ -20,76 +25,85 @@ export function sourcesData(d) {
 
 export function mountAttentionSources(root, store) {
   root.setAttribute("data-rw", "attention-sources");
-  const err = store.get("_error");
-  if (err) { root.appendChild(messageBox(err)); return null; }
-  const d = sourcesData(store.get("_data"));
+  const d = analysisData(root, store, sourcesData);
+  if (!d) return null;
   const { L, H, S, dla, alpha } = d;
-  const offs = [];
 
-  const title = h("div", { class: "rw-title" }, h("span", { text: "Attention to " }), h("span", { class: "rw-tok", text: displayToken(d.target) }),
-    h("span", { text: ` at position ${d.position} ` }), h("span", { class: "rw-tok", text: displayToken(d.tokens[d.position]) }),
-    h("span", { text: ": DLA per head × source token" }));
+  const title = h(
+    "div",
+    { class: "rw-title" },
+    h("span", { text: "Attention to " }),
+    tokenEl(d.target),
+    h("span", { text: ` at position ${d.position} ` }),
+    tokenEl(d.tokens[d.position]),
+    h("span", { text: ": DLA per head × source token" }),
+  );
   const select = h("select", { class: "rw-select", "aria-label": "layer" });
-  for (let l = 0; l < L; l++) select.appendChild(h("option", { value: String(l), text: `layer ${l}  (attn DLA ${fmtSigned(d.layer_dla[l], 2)})` }));
+  for (let l = 0; l < L; l++) {
+    const text = `layer ${l}  (attn DLA ${fmtSigned(d.layer_dla[l], 2)})`;
+    select.appendChild(h("option", { value: String(l), text }));
+  }
   select.addEventListener("change", () => store.set("layer", Number(select.value)));
-  const strip = h("div", { class: "rw-src-layers", style: { display: "flex", gap: "1px", flexWrap: "wrap" } });
-  let lm = 1e-9;
-  for (const v of d.layer_dla) lm = Math.max(lm, Math.abs(v));
-  const layerCells = d.layer_dla.map((v, l) => {
-    const c = h("div", { title: `layer ${l}: attention DLA ${fmtSigned(v)} (click to show)`, style: { width: "14px", height: "14px", background: cssAt("rdbu", 0.5 + v / (2 * lm)), cursor: "pointer", borderRadius: "2px" } });
-    c.addEventListener("click", () => store.set("layer", l));
-    strip.appendChild(c);
-    return c;
+  const layerMax = maxAbs(d.layer_dla);
+  const strip = cellStrip(L, {
+    className: "rw-src-layers",
+    color: (l) => cssAt("rdbu", signedT(d.layer_dla[l], layerMax)),
+    title: (l) => `layer ${l}: attention DLA ${fmtSigned(d.layer_dla[l])} (click to show)`,
+    onPick: (l) => store.set("layer", l),
   });
   const grid = h("div", { class: "rw-src-grid", role: "table", "aria-label": "DLA per head and source token" });
   const foot = h("div", { class: "rw-note" });
   const picker = positionPicker(root, store, d.prompt_tokens, d.position, "the attention sources");
-  root.append(title, picker, h("div", { class: "rw-bar" }, h("span", { text: "layer" }), select, h("span", { class: "rw-sub", text: "attention DLA per layer:" }), strip), grid, foot);
-
-  function current() {
-    let l = store.get("layer");
-    if (l == null || !Number.isFinite(l)) l = 0;
-    return Math.max(0, Math.min(L - 1, Math.round(l)));
-  }
+  const layerBar = h(
+    "div",
+    { class: "rw-bar" },
+    h("span", { text: "layer" }),
+    select,
+    h("span", { class: "rw-sub", text: "attention DLA per layer:" }),
+    strip,
+  );
+  root.append(title, picker, layerBar, grid, foot);
 
   function draw() {
-    const l = current();
+    const l = clampIndex(store.get("layer"), 0, L - 1, 0);
     select.value = String(l);
     root.dataset.rwLayer = String(l);
-    layerCells.forEach((c, i) => { c.style.outline = i === l ? "2px solid var(--rw-sel)" : "none"; });
-    let m = 1e-9;
-    for (let k = l * H * S; k < (l + 1) * H * S; k++) m = Math.max(m, Math.abs(dla[k]));
+    strip.mark(l);
+    const m = maxAbs(dla.subarray(l * H * S, (l + 1) * H * S));
     const avail = Math.max(200, (root.clientWidth || 800) - 110);
     const cw = Math.max(10, Math.min(64, Math.floor(avail / S)));
-    const vertical = cw < 40;
     const numbers = cw >= 34;
-    grid.style.cssText = `display: grid; grid-template-columns: 40px repeat(${S}, ${cw}px) 56px; gap: 1px; align-items: end; overflow-x: auto; max-width: 100%;`;
+    grid.classList.toggle("rw-vertical", cw < 40);
+    grid.style.gridTemplateColumns = `40px repeat(${S}, ${cw}px) 56px`;
+    grid.style.setProperty("--rw-src-cw", `${cw}px`);
     grid.replaceChildren(h("span"));
-    for (let j = 0; j < S; j++) {
-      grid.appendChild(h("span", { class: "rw-tok rw-src-tok", text: displayToken(d.tokens[j]), title: `source ${j}: ${displayToken(d.tokens[j])}`,
-        style: { fontSize: "10px", overflow: "hidden", textOverflow: "ellipsis", maxHeight: "80px", maxWidth: vertical ? null : `${cw}px`, writingMode: vertical ? "vertical-rl" : null, justifySelf: "center" } }));
-    }
-    grid.appendChild(h("span", { class: "rw-sub", text: "Σ head", style: { textAlign: "right" } }));
-    for (let hh = 0; hh < H; hh++) {
-      grid.appendChild(h("span", { class: "rw-sub", text: `H${hh}`, style: { textAlign: "right", paddingRight: "4px" } }));
+    d.tokens.forEach((tok, j) => {
+      grid.appendChild(tokenEl(tok, { class: "rw-src-tok", title: `source ${j}: ${tokenLabel(tok)}` }));
+    });
+    grid.appendChild(h("span", { class: "rw-sub rw-src-sumhead", text: "Σ head" }));
+    for (let head = 0; head < H; head++) {
+      grid.appendChild(h("span", { class: "rw-sub rw-src-head", text: `H${head}` }));
       let sum = 0;
       for (let j = 0; j < S; j++) {
-        const k = (l * H + hh) * S + j;
+        const k = (l * H + head) * S + j;
         const v = dla[k];
         sum += v;
-        const t = 0.5 + v / (2 * m);
-        const cell = h("div", { class: "rw-src-cell", title: `L${l}H${hh} ← ${j} ${displayToken(d.tokens[j])}\nDLA ${fmtSigned(v)}\nα ${fmt(alpha[k])}`,
-          style: { height: "18px", background: cssAt("rdbu", t), color: textOn(rgbAt("rdbu", t)), fontSize: "10px", textAlign: "center", lineHeight: "18px" } });
-        if (numbers) cell.textContent = cellNumber(v);
+        const tip = `L${l}H${head} ← ${j} ${tokenLabel(d.tokens[j])}\nDLA ${fmtSigned(v)}\nα ${fmt(alpha[k])}`;
+        const cell = h("div", { class: "rw-src-cell", title: tip, text: numbers ? cellNumber(v) : null });
+        const colors = divergingCell(v, m);
+        cell.style.background = colors.fill;
+        cell.style.color = colors.text;
         grid.appendChild(cell);
       }
-      grid.appendChild(h("span", { text: fmtSigned(sum, 2), style: { textAlign: "right", fontVariantNumeric: "tabular-nums", fontSize: "11px" } }));
+      grid.appendChild(h("span", { class: "rw-src-sum", text: fmtSigned(sum, 2) }));
     }
-    foot.textContent = `layer ${l}: heads sum to ${fmtSigned(d.layer_dla[l] - d.bias_dla[l])} + output bias ${fmtSigned(d.bias_dla[l])} = attention DLA ${fmtSigned(d.layer_dla[l])}.  Red raises the target, blue lowers it (±${fmt(m)}, this layer); hover a cell for α, the attention weight.`;
+    const heads = d.layer_dla[l] - d.bias_dla[l];
+    foot.textContent =
+      `layer ${l}: heads sum to ${fmtSigned(heads)} + output bias ${fmtSigned(d.bias_dla[l])} = attention DLA ` +
+      `${fmtSigned(d.layer_dla[l])}.  Red raises the target, blue lowers it (±${fmt(m)}, this layer); hover a cell ` +
+      "for α, the attention weight.";
   }
 
   draw();
-  offs.push(store.on("layer", () => { try { draw(); } catch (e) { console.warn(e); } }));
-  let lastW = root.clientWidth;
-  return { resize() { if (root.clientWidth !== lastW) { lastW = root.clientWidth; draw(); } }, retheme: draw, destroy() { offs.forEach((f) => f()); } };
+  return redrawnView(root, store, ["layer"], draw);
 }

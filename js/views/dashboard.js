@@ -6,19 +6,31 @@ import { makeTooltip } from "../shared/tooltip.js";
 import { mountStreamGrid } from "./stream_grid.js";
 import { mountContributionBars } from "./contribution_bars.js";
 import { mountLogitLens } from "./logit_lens.js";
-import { guard, promptStrip } from "./common.js";
+import { guard } from "../shared/lifecycle.js";
+import { promptStrip } from "../shared/prompt.js";
 
 export function mountDashboard(root, store) {
   root.setAttribute("data-rw", "dashboard");
   const meta = store.meta();
   const tooltip = makeTooltip(root);
   const offs = [];
-  const prompt = promptStrip(meta.tokens, (i) => {
-    const sel = store.get("selected") || [meta.C - 1, i];
-    store.set("selected", [sel[0], i]);
-  }, { label: "prompt tokens", title: (i) => `position ${i} (id ${meta.token_ids ? meta.token_ids[i] : "?"}): select` });
-  root.append(h("div", { class: "rw-dash-head" }, h("span", { class: "rw-title", text: `resid_widgets — ${meta.model_name || "model"}` }),
-    h("span", { class: "rw-sub", text: `${meta.n_layers} layers · d_model ${meta.d_model} · ${meta.T} tokens` })), prompt);
+  const prompt = promptStrip(
+    meta.tokens,
+    (i) => {
+      const sel = store.get("selected") || [meta.C - 1, i];
+      store.set("selected", [sel[0], i]);
+    },
+    { label: "prompt tokens", title: (i) => `position ${i} (id ${meta.token_ids ? meta.token_ids[i] : "?"}): select` },
+  );
+  root.append(
+    h(
+      "div",
+      { class: "rw-dash-head" },
+      h("span", { class: "rw-title", text: `resid_widgets — ${meta.model_name || "model"}` }),
+      h("span", { class: "rw-sub", text: `${meta.n_layers} layers · d_model ${meta.d_model} · ${meta.T} tokens` }),
+    ),
+    prompt,
+  );
   const gridRoot = h("div", { class: "rw-view rw-full" });
   const barsRoot = h("div", { class: "rw-view" });
   const lensRoot = h("div", { class: "rw-view" });
@@ -34,8 +46,15 @@ export function mountDashboard(root, store) {
   markPrompt(store.get("selected"));
   offs.push(store.on("selected", markPrompt));
   return {
-    resize() { views.forEach((v) => v.resize && v.resize()); },
-    retheme() { views.forEach((v) => v.retheme && v.retheme()); },
-    destroy() { offs.forEach((f) => f()); views.forEach((v) => v.destroy && v.destroy()); },
+    resize() {
+      views.forEach((v) => v.resize && v.resize());
+    },
+    retheme() {
+      views.forEach((v) => v.retheme && v.retheme());
+    },
+    destroy() {
+      offs.forEach((f) => f());
+      views.forEach((v) => v.destroy && v.destroy());
+    },
   };
 }

@@ -3,10 +3,12 @@
 import { h, select } from "../shared/dom.js";
 import { makeTooltip } from "../shared/tooltip.js";
 import { createCellGrid } from "../shared/cellgrid.js";
-import { textOn } from "../shared/colors.js";
-import { fmt } from "../shared/scale.js";
-import { displayToken, clip } from "../shared/tokens.js";
-import { afterPaint, colorize, legend, normalizerFor } from "./common.js";
+import { colorize, NAN_RGB_UNDER_TEXT, textOn } from "../shared/colors.js";
+import { fmt } from "../shared/format.js";
+import { legend } from "../shared/legend.js";
+import { afterPaint } from "../shared/lifecycle.js";
+import { normalizerFor } from "../shared/scale.js";
+import { bareToken, canvasToken, tokenEl, tokenLabel } from "../shared/tokens.js";
 
 export function mountLogitLens(root, store, opts = {}) {
   root.setAttribute("data-rw", "logit-lens");
@@ -18,26 +20,65 @@ export function mountLogitLens(root, store, opts = {}) {
   const ids = idsA.data;
   const probs = store.array("lens_probs", [C, T, K]).data;
   let nextProb = null;
-  try { nextProb = store.array("next_prob", [C, T]).data; } catch (e) { nextProb = null; }
+  try {
+    nextProb = store.array("next_prob", [C, T]).data;
+  } catch (e) {
+    nextProb = null;
+  }
 
-  const colorSel = select([["top", "p(top token)"], ["target", "p(target)"], ["next", "p(actual next token)"]], store.get("lens_color") || "top", (v) => store.set("lens_color", v), "what the colour shows");
+  const colorSel = select(
+    [
+      ["top", "p(top token)"],
+      ["target", "p(target)"],
+      ["next", "p(actual next token)"],
+    ],
+    ...store.bind("lens_color", "top"),
+    "what the colour shows",
+  );
   const legendSlot = h("span");
-  root.append(h("div", { class: "rw-bar" }, h("span", { class: "rw-title", text: opts.title || "Logit lens" }), colorSel, legendSlot));
+  root.append(
+    h(
+      "div",
+      { class: "rw-bar" },
+      h("span", { class: "rw-title", text: opts.title || "Logit lens" }),
+      colorSel,
+      legendSlot,
+    ),
+  );
 
-  let values = null, rgba = null;
+  let values = null,
+    rgba = null;
   const grid = createCellGrid(root, {
-    C, T, rowLabels: labels, tokens, tooltip,
+    C,
+    T,
+    rowLabels: labels,
+    tokens,
+    tooltip,
     ariaLabel: "logit lens: states by positions",
     selected: store.get("selected"),
     // short prompts get rows tall enough to print the top token in every cell
-    layout: { maxCellW: 110, textMinW: 26, maxCellH: 18, minCellH: 5, maxHeight: T <= 32 ? Math.max(480, C * 13) : 480 },
+    layout: {
+      maxCellW: 110,
+      textMinW: 26,
+      maxCellH: 18,
+      minCellH: 5,
+      maxHeight: T <= 32 ? Math.max(480, C * 13) : 480,
+    },
     onSelect: (sel) => store.set("selected", sel),
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),
     tooltipLines: (c, i) => tip(c, i),
     overlay: (ctx, lay) => textOverlay(ctx, lay),
   });
   const info = h("div", { class: "rw-chips", "data-rw-part": "topk" });
-  root.append(info, h("div", { class: "rw-note", text: "click a cell to see its top tokens; click a token to make it the target (double-click or Enter on a cell: its top token)" }));
+  root.append(
+    info,
+    h("div", {
+      class: "rw-note",
+      text:
+        "click a cell to see its top tokens; click a token to make it the target " +
+        "(double-click or Enter on a cell: its top token)",
+    }),
+  );
 
   function textOverlay(ctx, lay) {
     if (!lay.showText) return;
@@ -46,20 +87,26 @@ export function mountLogitLens(root, store, opts = {}) {
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     const maxChars = Math.max(1, Math.floor((lay.cellW - 3) / (size * 0.62)));
-    for (let c = 0; c < C; c++) for (let i = 0; i < T; i++) {
-      const k = (c * T + i);
-      ctx.fillStyle = textOn([rgba[4 * k], rgba[4 * k + 1], rgba[4 * k + 2]]);
-      ctx.fillText(clip(displayToken(store.vocab(ids[k * K])), maxChars), i * lay.cellW + lay.cellW / 2, c * lay.cellH + lay.cellH / 2 + 0.5);
-    }
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < T; i++) {
+        const k = c * T + i;
+        ctx.fillStyle = textOn([rgba[4 * k], rgba[4 * k + 1], rgba[4 * k + 2]]);
+        ctx.fillText(
+          canvasToken(store.vocab(ids[k * K]), maxChars),
+          i * lay.cellW + lay.cellW / 2,
+          c * lay.cellH + lay.cellH / 2 + 0.5,
+        );
+      }
   }
 
   function tip(c, i) {
     const k = c * T + i;
-    const lines = [`${labels[c]} @ ${i}  ${displayToken(tokens[i])}`];
-    for (let j = 0; j < Math.min(K, 10); j++) lines.push([displayToken(store.vocab(ids[k * K + j])), fmt(probs[k * K + j])]);
+    const lines = [`${labels[c]} @ ${i}  ${tokenLabel(tokens[i])}`];
+    for (let j = 0; j < Math.min(K, 10); j++)
+      lines.push([tokenLabel(store.vocab(ids[k * K + j])), fmt(probs[k * K + j])]);
     const t = store.target(store.get("target"));
-    if (t) lines.push([`target ${displayToken(t.text)}`, fmt(Math.exp(t.logp[k]))]);
-    if (nextProb && i + 1 < T) lines.push([`next ${displayToken(tokens[i + 1])}`, fmt(nextProb[k])]);
+    if (t) lines.push([`target ${tokenLabel(t.text)}`, fmt(Math.exp(t.logp[k]))]);
+    if (nextProb && i + 1 < T) lines.push([`next ${tokenLabel(tokens[i + 1])}`, fmt(nextProb[k])]);
     return lines;
   }
 
@@ -69,14 +116,16 @@ export function mountLogitLens(root, store, opts = {}) {
     values = new Float32Array(C * T);
     let label = "p(top token)";
     if (mode === "top") for (let k = 0; k < C * T; k++) values[k] = probs[k * K];
-    else if (mode === "next" && nextProb) { values.set(nextProb); label = "p(actual next token)"; }
-    else {
+    else if (mode === "next" && nextProb) {
+      values.set(nextProb);
+      label = "p(actual next token)";
+    } else {
       const t = store.target(store.get("target")) || store.target();
       if (t) for (let k = 0; k < C * T; k++) values[k] = Math.exp(t.logp[k]);
-      label = t ? `p(${displayToken(t.text)})` : "p(target)";
+      label = t ? `p(${tokenLabel(t.text)})` : "p(target)";
     }
     const norm = normalizerFor({ values, fixed: [0, 1] }, C, T);
-    rgba = colorize(values, C, T, norm, "cividis", [90, 90, 90]);
+    rgba = colorize(values, C, T, norm, "cividis", NAN_RGB_UNDER_TEXT);
     grid.setColors(rgba);
     legendSlot.replaceChildren(legend("cividis", norm, label));
   }
@@ -85,21 +134,44 @@ export function mountLogitLens(root, store, opts = {}) {
     const [c, i] = grid.selected;
     const k = c * T + i;
     const cur = store.get("target");
-    info.replaceChildren(h("span", { class: "rw-sub", text: `${labels[c]} @ ${i} ` }), h("span", { class: "rw-tok", text: displayToken(tokens[i]) }), h("span", { class: "rw-sub", text: " → " }));
+    info.replaceChildren(
+      h("span", { class: "rw-sub", text: `${labels[c]} @ ${i} ` }),
+      tokenEl(tokens[i]),
+      h("span", { class: "rw-sub", text: " → " }),
+    );
     for (let j = 0; j < K; j++) {
       const text = store.vocab(ids[k * K + j]);
-      const b = h("button", { class: "rw-chip", type: "button", text: `${displayToken(text)} ${fmt(probs[k * K + j], 2)}`, title: "make this token the target" });
+      const b = h(
+        "button",
+        { class: "rw-chip", type: "button", title: "make this token the target" },
+        bareToken(text),
+        ` ${fmt(probs[k * K + j], 2)}`,
+      );
       b.setAttribute("aria-pressed", String(text === cur));
       const pre = !!store.findTarget(text);
       b.setAttribute("data-rw-precomputed", String(pre));
-      if (!pre) b.title = store.isStatic() ? "not precomputed in this snapshot (needs the kernel)" : "make this token the target (asks the kernel)";
+      if (!pre)
+        b.title = store.isStatic()
+          ? "not precomputed in this snapshot (needs the kernel)"
+          : "make this token the target (asks the kernel)";
       b.addEventListener("click", () => {
         if (store.findTarget(text)) store.set("target", text);
-        else store.ensureTarget(text).then((t) => store.set("target", t), (e) => { b.title = String(e.message || e); b.textContent = `${displayToken(text)}: ${e.message || e}`; });
+        else {
+          store.ensureTarget(text).then(
+            (t) => store.set("target", t),
+            (e) => {
+              b.title = String(e.message || e);
+              b.replaceChildren(bareToken(text), `: ${e.message || e}`);
+            },
+          );
+        }
       });
       info.appendChild(b);
     }
-    if (i + 1 < T && token_ids) info.appendChild(h("span", { class: "rw-sub", text: `  actual next: ${displayToken(tokens[i + 1])}${nextProb ? " p=" + fmt(nextProb[k]) : ""}` }));
+    if (i + 1 < T && token_ids) {
+      const p = nextProb ? " p=" + fmt(nextProb[k]) : "";
+      info.appendChild(h("span", { class: "rw-sub", text: `  actual next: ${tokenLabel(tokens[i + 1])}${p}` }));
+    }
   }
 
   const markSelected = (sel) => root.setAttribute("data-rw-selected", `${sel[0]},${sel[1]}`);
@@ -108,8 +180,40 @@ export function mountLogitLens(root, store, opts = {}) {
   drawInfo();
   markSelected(grid.selected);
   const infoLater = afterPaint(drawInfo);
-  offs.push(store.on("selected", (sel) => { if (Array.isArray(sel)) { grid.select(sel, false); markSelected(sel); infoLater(); } }));
-  offs.push(store.on("lens_color", () => { recolor(); grid.full(); }));
-  offs.push(store.on("target", () => { if ((store.get("lens_color") || "top") === "target") { recolor(); grid.full(); } drawInfo(); }));
-  return { resize() { grid.full(); }, retheme() { grid.full(); }, grid, destroy() { offs.forEach((f) => f()); } };
+  offs.push(
+    store.on("selected", (sel) => {
+      if (Array.isArray(sel)) {
+        grid.select(sel, false);
+        markSelected(sel);
+        infoLater();
+      }
+    }),
+  );
+  offs.push(
+    store.on("lens_color", () => {
+      recolor();
+      grid.full();
+    }),
+  );
+  offs.push(
+    store.on("target", () => {
+      if ((store.get("lens_color") || "top") === "target") {
+        recolor();
+        grid.full();
+      }
+      drawInfo();
+    }),
+  );
+  return {
+    resize() {
+      grid.full();
+    },
+    retheme() {
+      grid.full();
+    },
+    grid,
+    destroy() {
+      offs.forEach((f) => f());
+    },
+  };
 }

@@ -44,7 +44,10 @@ test("int32 and base64 input (static snapshots)", () => {
 test("bad payloads give readable errors", () => {
   assert.throws(() => decodeArray(undefined, "norms"), /norms: no data was sent/);
   assert.throws(() => decodeArray({ dtype: "float64", shape: [1], data: new Uint8Array(8) }), /unknown dtype/);
-  assert.throws(() => decodeArray({ dtype: "float32", shape: [2, 2], data: new Uint8Array(12) }, "x"), /x: 12 bytes do not match shape \[2, 2\]/);
+  assert.throws(
+    () => decodeArray({ dtype: "float32", shape: [2, 2], data: new Uint8Array(12) }, "x"),
+    /x: 12 bytes do not match shape \[2, 2\]/,
+  );
   assert.throws(() => decodeArray({ dtype: "float32", shape: [1] }), /buffer is missing/);
 });
 

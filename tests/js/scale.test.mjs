@@ -1,10 +1,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { makeNormalizer, cellLayout, hitCell, moveSelection, quantileSorted, niceStep, fmt, fmtSigned } from "../../js/shared/scale.js";
+import {
+  makeNormalizer,
+  cellLayout,
+  hitCell,
+  moveSelection,
+  quantileSorted,
+  niceStep,
+  barScale,
+} from "../../js/shared/scale.js";
+import { cellNumber, fmt, fmtSigned } from "../../js/shared/format.js";
 import { lut, rgbAt, textOn, luminance } from "../../js/shared/colors.js";
-import { displayToken, clip } from "../../js/shared/tokens.js";
+import { canvasToken, clip, displayToken, tokenFromDisplay, tokenLabel } from "../../js/shared/tokens.js";
 import { parseColor, isDarkColor } from "../../js/shared/theme.js";
-import { barRows, contributions } from "../../js/views/contribution_bars.js";
+import { contributions } from "../../js/views/contribution_bars.js";
+import { barRows } from "../../js/views/contribution_bars/bar_chart.js";
 
 test("quantiles", () => {
   const s = Float64Array.from([0, 1, 2, 3, 4]);
@@ -94,6 +104,26 @@ test("tokens as people read them", () => {
   assert.equal(displayToken(""), "∅");
   assert.equal(displayToken("<script>"), "<script>");
   assert.equal(clip("abcdefgh", 4), "abc…");
+});
+
+test("invisible and control characters show visibly; token text is isolated inside strings", () => {
+  assert.equal(displayToken("\u202e"), "⟨U+202E⟩", "a right-to-left override neither blanks nor reverses");
+  assert.equal(displayToken("ab\u202ecd"), "ab⟨U+202E⟩cd");
+  assert.equal(displayToken("\u200b"), "⟨U+200B⟩");
+  assert.equal(displayToken("\u2067x\u2069"), "⟨U+2067⟩x⟨U+2069⟩");
+  assert.equal(displayToken("\x07"), "⟨U+0007⟩");
+  assert.equal(displayToken("\x1b[0m"), "⟨U+001B⟩[0m");
+  assert.equal(displayToken("\x7f"), "⟨U+007F⟩");
+  assert.equal(displayToken("\x85"), "⟨U+0085⟩");
+  assert.equal(displayToken("\u{e0041}"), "⟨U+E0041⟩");
+  assert.equal(displayToken("\u00a0"), "⟨U+00A0⟩", "a token of blanks only shows each");
+  assert.equal(displayToken(" \u3000"), "·⟨U+3000⟩");
+  assert.equal(displayToken("a\u00a0b"), "a\u00a0b");
+  for (const s of [" Paris", "\u202e", "\x07x", "\n", "\t", "\u200b\u200d", "  "]) {
+    assert.equal(tokenFromDisplay(displayToken(s)), s, JSON.stringify(s));
+  }
+  assert.equal(tokenLabel("\u202e"), "\u2068⟨U+202E⟩\u2069");
+  assert.equal(canvasToken("\u202eabcdefgh", 5), "\u2068⟨U+2…\u2069");
   assert.equal(fmt(1234567), "1.23e+6");
   assert.equal(fmtSigned(-0.5), "−0.500");
 });
@@ -103,13 +133,29 @@ test("theme from a background colour", () => {
   assert.ok(!isDarkColor(parseColor("rgba(255, 255, 255, 1)")));
   assert.equal(parseColor("rgba(0, 0, 0, 0)").a, 0);
   assert.equal(parseColor("transparent"), null);
+  // theme colours as declared in colors.js (custom properties read back as written)
+  assert.deepEqual(parseColor(" #2166ac"), { r: 33, g: 102, b: 172, a: 1 });
+  assert.equal(parseColor("#21"), null);
 });
 
 test("bars: layers stack attention and MLP; log-prob contributions telescope", () => {
-  const meta = { labels: ["embed", "attn.0", "mlp.0", "attn.1", "mlp.1"], kinds: ["embed", "attn", "mlp", "attn", "mlp"], layers: [-1, 0, 0, 1, 1], n_layers: 2, C: 5, T: 2 };
+  const meta = {
+    labels: ["embed", "attn.0", "mlp.0", "attn.1", "mlp.1"],
+    kinds: ["embed", "attn", "mlp", "attn", "mlp"],
+    layers: [-1, 0, 0, 1, 1],
+    n_layers: 2,
+    C: 5,
+    T: 2,
+  };
   const rows = barRows(meta, [0.1, 1, -2, 3, 4], "layer");
-  assert.deepEqual(rows.map((r) => r.label), ["embed", "layer 0", "layer 1"]);
-  assert.deepEqual(rows[1].parts.map((p) => p.kind), ["attn", "mlp"]);
+  assert.deepEqual(
+    rows.map((r) => r.label),
+    ["embed", "layer 0", "layer 1"],
+  );
+  assert.deepEqual(
+    rows[1].parts.map((p) => p.kind),
+    ["attn", "mlp"],
+  );
   assert.equal(barRows(meta, [0, 0, 0, 0, 0], "component").length, 5);
   const logp = Float32Array.from([-5, -6, -4, -4.5, -3, -3.5, -2, -1, -1, -0.5]);
   const t = { logp, dla: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) };
@@ -120,8 +166,7 @@ test("bars: layers stack attention and MLP; log-prob contributions telescope", (
   assert.deepEqual(Array.from(contributions(meta, t, 1, "dla")), [2, 4, 6, 8, 10]);
 });
 
-test("bar scale cuts a giant bar; heat-map numbers stay short", async () => {
-  const { barScale, cellNumber } = await import("../../js/views/contribution_bars.js");
+test("bar scale cuts a giant bar; heat-map numbers stay short", () => {
   assert.equal(barScale([1, 2, 3]), 3);
   assert.ok(Math.abs(barScale([97, 12, 4, 3]) - 13.8) < 1e-9);
   assert.equal(barScale([]), 1e-9);
