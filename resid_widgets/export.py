@@ -10,7 +10,8 @@ Views can put more in a snapshot than their live state by implementing
 ``_snapshot_state(budget_bytes: int) -> dict``: it returns trait values (e.g. every vector pane
 in float16) to embed in place of / beside the current ones, staying under ``budget_bytes`` of
 binary data.  The special key ``"__notes__"`` (a string or a list of strings) is not a trait:
-it says what was left out, and the exporter lists it in the page.
+it says what was left out, and the exporter lists it in the page.  A ``_snapshot_state`` that
+also takes ``progress`` gets a :class:`Progress` to report long work on.
 
 In the page, ``model.__rw_offline === true`` and ``model.send`` goes nowhere; a view shows
 "needs the kernel" for anything that was not precomputed.
@@ -22,14 +23,18 @@ import base64
 import datetime as _dt
 import hashlib
 import html
+import inspect
 import json
 import math
+import numbers
 import os
+import secrets
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["export_html", "snapshot_html", "SnapshotMixin", "DEFAULT_BUDGET_BYTES"]
+__all__ = ["export_html", "snapshot_html", "SnapshotMixin", "DEFAULT_BUDGET_BYTES", "Progress", "check_output_path"]
 
 #: Default size budget for a whole snapshot file, in bytes (the JS bundle included).
 DEFAULT_BUDGET_BYTES = 4_500_000
@@ -52,6 +57,26 @@ class SnapshotMixin:
         returned.  Keyword arguments go to :func:`export_html` (``budget_bytes``, ``title``).
         """
         return export_html(self, path, **kwargs)
+
+
+class Progress:
+    """Units of work of a snapshot, shown on a tqdm bar (or nowhere when ``bar`` is None).
+
+    A view's ``_snapshot_state(budget_bytes, progress)`` calls ``expect(n)`` before work of ``n``
+    units and ``done()`` after each, so a long export shows how far it is.
+    """
+
+    def __init__(self, bar: Any = None):
+        self.bar = bar
+
+    def expect(self, units: int) -> None:
+        if self.bar is not None and units > 0:
+            self.bar.total = (self.bar.total or 0) + units
+            self.bar.refresh()
+
+    def done(self, units: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(units)
 
 
 # ----------------------------------------------------------------------------- runtime JS
@@ -230,7 +255,7 @@ class _Collector:
         return mid
 
     # pass 2: ask views for their richer snapshot state, sharing the budget
-    def enrich(self, fixed_bytes: int) -> None:
+    def enrich(self, fixed_bytes: int, progress: Progress) -> None:
         if not self._snapshotters:
             return
         current = sum(_state_bytes(self.models[w.model_id]["state"]) for w in self._snapshotters)
@@ -239,7 +264,10 @@ class _Collector:
         share = max(0, raw_budget) // len(self._snapshotters)
         for widget in self._snapshotters:
             name = type(widget).__name__
-            extra = widget._snapshot_state(share)
+            if "progress" in inspect.signature(widget._snapshot_state).parameters:
+                extra = widget._snapshot_state(share, progress=progress)
+            else:
+                extra = widget._snapshot_state(share)
             if not extra:
                 continue
             extra = dict(extra)
@@ -312,17 +340,18 @@ def _json_for_script(obj: Any) -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from . import __version__
 
-        return version("resid_widgets")
-    except Exception:  # a source checkout that was not pip-installed
-        try:
-            from . import __version__
+    return __version__
 
-            return str(__version__)
-        except Exception:
-            return "dev"
+
+def _checked_budget(budget_bytes: Any) -> int:
+    """``budget_bytes`` as a whole number of bytes; a clear error for NaN, inf, <= 0 and non-numbers."""
+    if (isinstance(budget_bytes, bool) or not isinstance(budget_bytes, numbers.Real)
+            or not math.isfinite(budget_bytes) or budget_bytes < 1):
+        raise ValueError(f"budget_bytes must be a finite number of bytes >= 1 (default {DEFAULT_BUDGET_BYTES:,}), "
+                         f"got {budget_bytes!r}")
+    return int(budget_bytes)
 
 
 def snapshot_html(
@@ -330,8 +359,12 @@ def snapshot_html(
     *,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
     title: str | None = None,
+    progress: Any = None,
 ) -> str:
-    """The text of a self-contained HTML snapshot of one widget or a list of widgets."""
+    """The text of a self-contained HTML snapshot of one widget or a list of widgets (arguments as
+    :func:`export_html`)."""
+    budget_bytes = _checked_budget(budget_bytes)
+    progress = progress if isinstance(progress, Progress) else Progress(progress)
     if _is_widget(widgets):
         widgets = [widgets]
     widgets = list(widgets)
@@ -342,10 +375,10 @@ def snapshot_html(
             raise TypeError(f"export_html takes widgets, not {type(w).__name__}")
 
     runtime = _runtime_js()
-    collector = _Collector(int(budget_bytes))
+    collector = _Collector(budget_bytes)
     roots = [collector.add(w) for w in widgets]
     fixed = len(runtime) + sum(len(e) for e in collector.esm) + sum(len(c) for c in collector.css) + 8192
-    collector.enrich(fixed)
+    collector.enrich(fixed, progress)
 
     models_out = {}
     total_binary = 0
@@ -429,6 +462,7 @@ def export_html(
     *,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
     title: str | None = None,
+    progress: Any = None,
 ) -> str | Path:
     """Write one or several widgets into ONE self-contained, offline HTML file.
 
@@ -437,23 +471,77 @@ def export_html(
     widget_or_list:
         An anywidget view (``rw.Dashboard(dec)``…), an ipywidgets Box of them, or a list.
     path:
-        Where to write the file.  ``None`` returns the HTML text instead.
+        Where to write the file.  ``None`` returns the HTML text instead.  Missing folders are
+        created.  A folder, a symbolic link, a device or any other non-regular file there is
+        refused (``IsADirectoryError`` / ``FileExistsError``), never replaced.  The file appears
+        whole or not at all: it is written to a temporary file beside it, which is removed if
+        writing fails (disk full, interrupted).
     budget_bytes:
-        Rough upper bound on the file size.  Views with ``_snapshot_state`` share what is left
-        after the JS and their live state, and say in the file what they left out.
+        Rough upper bound on the file size (finite, >= 1).  Views with ``_snapshot_state`` share
+        what is left after the JS and their live state, and say in the file what they left out.
     title:
         The page title.
+    progress:
+        A tqdm bar to count the views' work on (the views' long steps add to its ``total``), or
+        None for none.
 
     The file inlines the JS once (shared by all widgets), the CSS and the data (binary buffers
     as base64), makes no network requests and follows the reader's light/dark preference.
     """
-    text = snapshot_html(widget_or_list, budget_bytes=budget_bytes, title=title)
+    text = snapshot_html(widget_or_list, budget_bytes=budget_bytes, title=title, progress=progress)
     if path is None:
         return text
+    return _write_whole(Path(path), text.encode("utf-8"))
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a snapshot may be written there, else a clear ``OSError``: a folder
+    (``IsADirectoryError``), a symbolic link, device or other non-regular file (``FileExistsError``:
+    refused, never replaced), or a file where a folder of the path should be (``NotADirectoryError``).
+    Missing folders are fine (:func:`export_html` creates them)."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except NotADirectoryError:  # some folder of the path is a file; found below
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(f"{path} is a folder; give a file name such as {path / 'snapshot.html'}")
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a device or other special file"
+        raise FileExistsError(f"{path} is {kind}, not a regular file; refusing to replace it: "
+                              "give the path of a regular file (or remove what is there)")
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
+            break
+    return path
+
+
+def _write_whole(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file beside it (removed on any failure), so
+    the file appears whole or not at all; keeps an existing file's permissions."""
+    path = check_output_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        old_mode = None
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never write through something that appeared under the temporary name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if old_mode is not None:
+            os.chmod(tmp, old_mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     return path

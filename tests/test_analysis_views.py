@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import traitlets
 
 import resid_widgets as rw
 from models_zoo import build, random_ids
@@ -62,6 +63,24 @@ def test_block_budget_trait_and_python_api(dec):
     fig = w.figure()
     assert len(fig.data) == 2
     assert w._snapshot_state(1000) == {"_rw_static": True}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 2.5, True, "3"])
+def test_budget_layer_and_position_refuse_non_integers_clearly(dec, bad):
+    """NaN/inf/2.5 name the trait and the range; True is not taken as 1; numpy integers are fine."""
+    budget = rw.BlockBudget(dec, drop=False)
+    with pytest.raises(traitlets.TraitError, match=r"budget must be a whole number of blocks k in 0\.\.n_layers"):
+        budget.budget = bad
+    sources = rw.AttentionSources(dec)
+    with pytest.raises(traitlets.TraitError, match="layer must be a whole number .a layer index"):
+        sources.layer = bad
+    for view in (budget, sources, rw.StreamGrid(dec)):
+        with pytest.raises(traitlets.TraitError, match="position must be a whole number .a token position"):
+            view.position = bad
+    budget.budget, sources.layer = np.int64(1), np.int32(0)
+    assert (budget.budget, sources.layer) == (1, 0) and type(budget.budget) is int
+    with pytest.raises(traitlets.TraitError, match=r"outside 0\.\.2 \(or -3\.\.-1 from the end\)"):
+        budget.budget = -4
 
 
 def test_block_budget_bad_input_shows_message(dec):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,223 @@ def test_snapshot_from_gguf(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "snapshot", "--prompt", "One, two, three,", "--model", str(gguf), "--view", "lens", "-o", str(out), "-q")
     assert rc == 0, err
     assert out.is_file()
+
+
+# ----------------------------------------------------------------------------- the entry point, as a user runs it
+
+def entry_point() -> list[str]:
+    """The installed `resid-widgets` script (it imports this checkout through PYTHONPATH), else
+    the same main() through the module."""
+    import shutil
+
+    script = shutil.which("resid-widgets")
+    return [script] if script else [sys.executable, "-m", "resid_widgets.cli"]
+
+
+def run_entry(cwd: Path, *args: str, env_extra: dict | None = None, preexec_fn=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               **(env_extra or {}))
+    return subprocess.run([*entry_point(), "snapshot", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600, preexec_fn=preexec_fn)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, rc: int = 1) -> str:
+    assert proc.returncode == rc, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], proc.stderr
+    return lines[0]
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (root ignores permissions: use /sys then)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        folder = Path("/sys")
+        try:
+            (folder / "resid-widgets-probe.html").open("x").close()
+        except OSError:
+            return folder
+        pytest.skip("no folder that root cannot write to")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    return folder
+
+
+def _special_files(folder: Path) -> None:
+    (folder / "prompt.txt").write_bytes(b"caf\xe9 au lait")
+    (folder / "afile").write_text("keep me")
+    (folder / "afolder").mkdir()
+    os.mkfifo(folder / "fifo")
+    (folder / "link").symlink_to(folder / "afile")
+
+
+def _special_files_untouched(folder: Path) -> None:
+    import stat
+
+    assert (folder / "afile").read_text() == "keep me" and (folder / "link").is_symlink()
+    assert (folder / "afolder").is_dir() and not any((folder / "afolder").iterdir())
+    assert stat.S_ISFIFO(os.lstat(folder / "fifo").st_mode)
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("case", ["bad utf-8 prompt file", "budget nan", "banana device, default model",
+                                  "output is a fifo", "unwritable folder"])
+def test_entry_point_errors_are_one_line(case, tmp_path):
+    """Each of these used to end in a traceback (or, for --device without --model, in success)."""
+    _special_files(tmp_path)
+    args, needles, rc = {
+        "bad utf-8 prompt file": (["--prompt-file", "prompt.txt"], ["prompt.txt", "not UTF-8", "0xe9"], 1),
+        "budget nan": (["-p", "hi", "--budget-mb", "nan"], ["--budget-mb", "finite"], 2),
+        "banana device, default model": (["-p", "hi", "--device", "banana"], ["'banana' is not a torch device"], 1),
+        "output is a fifo": (["-p", "hi", "-o", "fifo"], ["special file", "refusing to replace"], 1),
+        "unwritable folder": (["-p", "hi", "-o", str(_unwritable_folder(tmp_path) / "x.html")], ["cannot write"], 1),
+    }[case]
+    assert_one_line_error(run_entry(tmp_path, *args, "-q"), *needles, rc=rc)
+    _special_files_untouched(tmp_path)
+
+
+def test_more_bad_arguments_and_outputs(capsys, tmp_path, monkeypatch):
+    """The same checks in-process (the entry point calls this main())."""
+    _special_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for args, needle in [(["--budget-mb", "inf"], "finite"), (["--budget-mb", "-1"], "positive"),
+                         (["--budget-mb", "x"], "not a number")]:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["snapshot", "-p", "hi", *args])
+        assert exc.value.code == 2 and needle in capsys.readouterr().err
+    for args, needle in [(["--device", "meta"], "meta holds no numbers"),
+                         (["-p", "caf\udce9"], "--prompt is not valid UTF-8"),  # argv bytes that are not UTF-8
+                         (["-o", "afile/x.html"], "afile is a file, not a folder"),
+                         (["-o", "afolder"], "afolder is a folder; give a file name"),
+                         (["-o", "link"], "link is a symbolic link")]:
+        rc, _, err = run_cli(capsys, "snapshot", "-p", "hi", *args, "-q")
+        assert rc == 1 and needle in err and err.count("\n") == 1, err
+    _special_files_untouched(tmp_path)
+
+
+def test_entry_point_device_with_a_model_folder(tmp_path, tiny_model_dir):
+    import torch
+
+    proc = run_entry(tmp_path, "-p", "hi", "-m", str(tiny_model_dir), "--device", "banana", "-q")
+    assert_one_line_error(proc, "'banana' is not a torch device")
+    if not torch.cuda.is_available():
+        proc = run_entry(tmp_path, "-p", "hi", "-m", str(tiny_model_dir), "--device", "cuda", "-q")
+        assert_one_line_error(proc, "--device cuda is not available on this machine")
+
+
+def test_entry_point_position_outside_a_one_token_prompt(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(tiny_model_dir)("The")["input_ids"]) == 1
+    proc = run_entry(tmp_path, "-p", "The", "-m", str(tiny_model_dir), "--position", "5", "-q")
+    line = assert_one_line_error(proc, "--position 5 is outside the prompt", "1 token")
+    assert proc.stderr.strip() == line, "only the error line (no RuntimeWarning with a source line)"
+
+
+def test_entry_point_progress_and_a_missing_folder(tmp_path, tiny_model_dir):
+    proc = run_entry(tmp_path, "-p", "The capital of France is", "-m", str(tiny_model_dir), "-t", " Paris", "-t", " Rome",
+                     "-o", "new/sub/dash.html")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "new" / "sub" / "dash.html").is_file()
+    assert "resid-widgets: created the folder new\n" in proc.stderr, "a missing folder is created, and said so"
+    for step in ("loading the model", "running the model", "building the view"):
+        assert step in proc.stderr
+    # the writing step fills a bar of its units of work (vector panes, heads, each target's neurons)
+    counts = [(int(n), int(total)) for n, total in re.findall(r"writing the snapshot[^\r\n]*?(\d+)/(\d+) \[", proc.stderr)]
+    assert counts and max(total for _, total in counts) > 10, proc.stderr
+    assert counts[-1][0] == counts[-1][1], "the bar ends full"
+
+
+@pytest.mark.parametrize("view, marker", [("budget", '"_rw_view":"block-budget"'), ("attention", '"_rw_view":"attention-sources"')])
+def test_analysis_views_from_the_cli(view, marker, capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / f"{view}.html"
+    rc, _, err = run_cli(capsys, "snapshot", "-p", "The capital of France is", "-m", str(tiny_model_dir),
+                         "--view", view, "-t", " Paris", "-o", str(out), "-q")
+    assert rc == 0, err
+    assert marker in out.read_text(encoding="utf-8")
+    rc, _, err = run_cli(capsys, "snapshot", "-p", "The capital of France is", "-m", str(tiny_model_dir),
+                         "--view", view, "-t", " Paris", "-t", " Rome", "-o", str(out), "-q")
+    assert rc == 1 and f"--view {view} shows one target" in err
+
+
+def test_attention_patterns_from_the_cli(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "patterns.html"
+    rc, _, err = run_cli(capsys, "snapshot", "-p", "The capital of France is", "-m", str(tiny_model_dir),
+                         "--view", "patterns", "-o", str(out), "-q")
+    assert rc == 0, err
+    text = out.read_text(encoding="utf-8")
+    assert '"_rw_view":"attention-patterns"' in text and "attention patterns: all 2 layers embedded" in text
+    rc, _, err = run_cli(capsys, "snapshot", "-p", "The capital of France is", "-m", str(tiny_model_dir),
+                         "--view", "patterns", "-t", " Paris", "-o", str(out), "-q")
+    assert rc == 1 and err.strip() == "resid-widgets: error: --view patterns shows no target; leave --target out"
+
+
+def test_view_choices_come_from_the_views_package(capsys):
+    from resid_widgets.views import VIEWS
+
+    with pytest.raises(SystemExit):
+        cli.main(["snapshot", "--help"])
+    text = capsys.readouterr().out
+    for cls in VIEWS:
+        assert cls.short_name in text
+
+
+def _fill_disk_after(limit: int):
+    def limit_file_size():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_file_size
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_entry_point_write_failing_midway_leaves_nothing(tmp_path, tiny_model_dir):
+    """The disk "fills up" 20 kB into the file: a one-line error, the old file intact, no temporary file."""
+    (tmp_path / "dash.html").write_text("the previous snapshot")
+    proc = run_entry(tmp_path, "-p", "The capital of France is", "-m", str(tiny_model_dir), "-o", "dash.html", "-q",
+                     preexec_fn=_fill_disk_after(20_000))
+    assert_one_line_error(proc, "could not write dash.html", "too large")
+    assert (tmp_path / "dash.html").read_text() == "the previous snapshot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dash.html"]
+
+
+def test_a_long_step_ticks_on_a_terminal(monkeypatch):
+    """On a terminal a step's clock moves while it runs (here a 1.6 s step shows 00:01 before it
+    is done), so a long step never looks stuck."""
+    import io
+    import time
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with cli._Steps(quiet=False).step("a long step"):
+        time.sleep(1.6)
+    assert re.search(r"a long step[^\r\n]* 0/1 \[00:01", terminal.getvalue()), terminal.getvalue()
+
+
+def run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "resid_widgets", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+def test_demo_refuses_a_bad_output_in_one_line(tmp_path):
+    (tmp_path / "afolder").mkdir()
+    proc = run_demo(tmp_path, "-o", "afolder")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "python -m resid_widgets: error: afolder is a folder; give a file name such as afolder/snapshot.html"
+
+
+@pytest.mark.slow
+def test_demo_writes_its_snapshot(tmp_path):
+    proc = run_demo(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout and (tmp_path / "resid_widgets_demo.html").stat().st_size > 100_000

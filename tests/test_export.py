@@ -12,7 +12,9 @@ import base64
 import json
 import math
 import re
+import os
 import shutil
+import stat
 import struct
 from pathlib import Path
 
@@ -180,6 +182,137 @@ def test_rejects_non_widgets():
         export_html([object()], None)
     with pytest.raises(ValueError):
         export_html([], None)
+
+
+# ----------------------------------------------------------------------------- where the file goes
+
+def _temporary_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_refuses_a_folder_and_leaves_nothing(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError, match="out is a folder; give a file name"):
+        export_html(toy(), tmp_path / "out")
+    assert [p.name for p in tmp_path.rglob("*")] == ["out"], "a <name>.tmp was left behind"
+
+
+def test_refuses_symlinks_and_special_files(tmp_path):
+    real = tmp_path / "real.html"
+    real.write_text("real")
+    (tmp_path / "link.html").symlink_to(real)
+    (tmp_path / "dangling.html").symlink_to(tmp_path / "nowhere.html")
+    os.mkfifo(tmp_path / "fifo.html")
+    for name, kind in [("link.html", "a symbolic link"), ("dangling.html", "a symbolic link"),
+                       ("fifo.html", "a device or other special file")]:
+        with pytest.raises(FileExistsError, match=f"{kind}, not a regular file; refusing to replace it"):
+            export_html(toy(), tmp_path / name)
+    assert (tmp_path / "link.html").is_symlink() and (tmp_path / "dangling.html").is_symlink()
+    assert real.read_text() == "real" and not (tmp_path / "nowhere.html").exists()
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo.html").st_mode)
+    assert _temporary_files(tmp_path) == []
+
+
+def test_refuses_a_device_node(tmp_path):
+    """As root, exporting to /dev/full replaced the device node by a regular file. (Tested on a
+    node of our own with /dev/full's numbers, never on /dev/full itself.)"""
+    node = tmp_path / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except (AttributeError, OSError) as exc:
+        pytest.skip(f"cannot make a device node here: {exc}")
+    with pytest.raises(FileExistsError, match="device"):
+        export_html(toy(), node)
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
+    assert _temporary_files(tmp_path) == []
+
+
+def test_refuses_a_file_as_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        export_html(toy(), tmp_path / "afile" / "sub" / "w.html")
+
+
+def test_replaces_a_file_whole_and_keeps_its_permissions(tmp_path):
+    out = tmp_path / "w.html"
+    out.write_text("old")
+    out.chmod(0o640)
+    (tmp_path / "w.html.tmp").write_text("the user's own file")  # not ours to touch
+    assert export_html(toy(), out) == out
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.html", "w.html.tmp"]
+    assert (tmp_path / "w.html.tmp").read_text() == "the user's own file"
+
+
+WRITE_FAILS_MIDWAY = """
+import resource, signal, sys
+import anywidget, traitlets
+from resid_widgets.export import export_html
+
+class Big(anywidget.AnyWidget):
+    _esm = "export default { render() {} };\\n"
+    data = traitlets.Bytes(b"x" * 200_000).tag(sync=True)
+
+widget = Big()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # the "disk" is full after 20 kB
+try:
+    export_html(widget, sys.argv[1])
+except OSError as exc:
+    print("OSError", exc.errno)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+def test_write_failing_midway_leaves_nothing(tmp_path):
+    import errno
+    import subprocess
+    import sys
+
+    out = tmp_path / "w.html"
+    out.write_text("the previous snapshot")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", WRITE_FAILS_MIDWAY, str(out)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.stdout.split() == ["OSError", str(errno.EFBIG)], proc.stdout + proc.stderr
+    assert out.read_text() == "the previous snapshot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.html"]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -5, 0, 0.5, True, "4MB", None])
+def test_budget_must_be_a_finite_positive_number(bad):
+    with pytest.raises(ValueError, match="budget_bytes must be a finite number of bytes >= 1.*got"):
+        snapshot_html(toy(), budget_bytes=bad)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        toy().to_html(budget_bytes=bad)
+
+
+class CountingBar:
+    """What export_html needs of a tqdm bar."""
+
+    def __init__(self):
+        self.total, self.n, self.refreshed = 0, 0, 0
+
+    def update(self, n):
+        self.n += n
+
+    def refresh(self):
+        self.refreshed += 1
+
+
+def test_progress_counts_the_views_work():
+    from views_fixtures import tiny_llama_decomposition
+
+    rw = _views()
+    dec = tiny_llama_decomposition(T=6, n_layers=3)
+    dash = rw.Dashboard(dec, targets=[5, 7])
+    bar = CountingBar()
+    export_html([dash, rw.StreamGrid(dec)], None, progress=bar)
+    # each view: vector panes, per-head values; the dashboard: top neurons of every target not yet
+    # computed (all but the first), each the neurons' DLA and one unit per layer
+    assert bar.total == 2 + 2 + (len(dash._targets) - 1) * (1 + 3)
+    assert bar.n == bar.total and bar.refreshed >= 2
 
 
 # ----------------------------------------------------------------------------- in the browser

@@ -12,8 +12,9 @@
 >>> rw.BlockBudget(dec, position=-1, k=10) # slider k = 0..L: top-k next tokens with blocks 0..k-1
 >>> rw.AttentionSources(dec, " Paris")     # head x source-token DLA heatmap, layer selector
 >>> rw.link(grid, rw.LogitLens(dec), bars) # views in separate cells follow one selection/target
+>>> rw.AttentionPatterns(dec, layer=17)    # every head's pattern; click one to open it; head scores
 
-All four share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
+All share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
 (float16/float32/int32 with dtype and shape; top-k lens entries only). The vector pane of a
 clicked cell is fetched from the kernel on demand; ``_snapshot_state(budget_bytes)`` embeds the
@@ -21,6 +22,7 @@ panes (float16) and per-head values for offline HTML snapshots.
 """
 
 from ._base import ResidView
+from .attention_patterns import AttentionPatterns
 from .attention_sources import AttentionSources
 from .block_budget import BlockBudget
 from .contribution_bars import ContributionBars
@@ -29,4 +31,8 @@ from .linking import link
 from .logit_lens import LogitLens
 from .stream_grid import StreamGrid
 
-__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "ResidView", "link"]
+#: every view class, in the order the docs list them; each has a ``short_name`` (the CLI's ``--view``)
+VIEWS = (Dashboard, StreamGrid, ContributionBars, LogitLens, BlockBudget, AttentionSources, AttentionPatterns)
+
+__all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources",
+           "AttentionPatterns", "ResidView", "link", "VIEWS"]

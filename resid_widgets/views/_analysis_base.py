@@ -10,23 +10,25 @@ import anywidget
 import traitlets as t
 
 from ..export import SnapshotMixin
-from ._base import _esm_source, checked_position
+from ._base import ESM, WholeNumber, checked_position
+from .lifetime import ClosedDecomposition, ViewLifetime
 
 
-class AnalysisView(SnapshotMixin, anywidget.AnyWidget):
+class AnalysisView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     """Base of the analysis views (not used directly).
 
     ``position`` (synced) is the token position shown: set it, or click a token of the view's
     prompt strip, and the view recomputes (with the kernel; a snapshot holds its one position).
-    Subclasses set ``self._dec`` and implement ``_payload(position) -> dict``.
+    Subclasses set ``self._dec`` and implement ``_payload(position) -> dict``. ``close()`` lets go
+    of the Decomposition and the data (see :mod:`resid_widgets.views.lifetime`).
     """
 
-    _esm = _esm_source()
+    _esm = ESM
     _rw_view = t.Unicode("").tag(sync=True)
     _data = t.Dict().tag(sync=True)
     _rw_static = t.Bool(False).tag(sync=True)
     _error = t.Unicode("").tag(sync=True)
-    position = t.Int(-1).tag(sync=True)
+    position = WholeNumber(-1, " (a token position; negative counts from the end)").tag(sync=True)
 
     def _payload(self, position: int) -> dict:
         raise NotImplementedError
@@ -39,9 +41,15 @@ class AnalysisView(SnapshotMixin, anywidget.AnyWidget):
             msg = f"cannot show this analysis: {type(exc).__name__}: {exc}"
             warnings.warn(f"{type(self).__name__}: {msg}", RuntimeWarning, stacklevel=3)
             super().__init__(_error=msg, **kwargs)
+            self._adopt()
             return False
         super().__init__(_data=data, position=data["position"], **kwargs)
+        self._adopt()
         return True
+
+    def _release(self) -> None:
+        self._dec = ClosedDecomposition()
+        self._data = {}
 
     @t.validate("position")
     def _check_position(self, proposal):
@@ -64,6 +72,7 @@ class AnalysisView(SnapshotMixin, anywidget.AnyWidget):
     @property
     def target(self) -> str:
         """The target token's text."""
+        self._check_open()
         return self._data["target"]
 
     def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:

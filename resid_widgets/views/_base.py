@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -9,9 +11,10 @@ from typing import Any, Iterable
 import anywidget
 import traitlets as t
 
-from ..export import SnapshotMixin
+from ..export import Progress, SnapshotMixin
 from . import payload as P
-from .neurons import neuron_key, neurons_payload
+from .lifetime import ClosedDecomposition, ViewLifetime
+from .neurons import neuron_key, neurons_payload, neurons_units
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 BUNDLE = STATIC / "widget.js"
@@ -21,15 +24,42 @@ NORMALIZE = ("row", "quantile", "global")
 LENS_COLOR = ("top", "target", "next")
 
 
-def _esm_source() -> Any:
-    if BUNDLE.exists():
+def _esm_source() -> str | Path:
+    """The views' front-end module, read once at import.
+
+    Text, not a Path: for a Path anywidget connects a callback holding each view to a class-level
+    file-watch signal, so no view (nor its Decomposition) would ever be freed. ``ANYWIDGET_HMR=1``
+    (development only) passes the Path so that anywidget reloads the bundle when ``npm run build``
+    rewrites it; views then live until the kernel ends.
+    """
+    if not BUNDLE.is_file():
+        # a readable message instead of a blank output when the bundle was not built
+        return (
+            "export default { render({ el }) { el.textContent = 'resid_widgets: the front-end bundle "
+            "resid_widgets/static/widget.js is missing; run `npm install && npm run build` in the "
+            "repository (or reinstall the package).'; } };\n"
+        )
+    if os.environ.get("ANYWIDGET_HMR") == "1":
         return BUNDLE
-    # a readable message instead of a blank output when the bundle was not built
-    return (
-        "export default { render({ el }) { el.textContent = 'resid_widgets: the front-end bundle "
-        "resid_widgets/static/widget.js is missing; run `npm install && npm run build` in the "
-        "repository (or reinstall the package).'; } };"
-    )
+    # the trailing newline keeps anywidget from taking a one-line text for a file name
+    return BUNDLE.read_text(encoding="utf-8") + "\n"
+
+
+ESM = _esm_source()
+
+
+class WholeNumber(t.Int):
+    """An Int trait that refuses bools and non-integers (NaN, inf, 2.5) with an error that names
+    the trait, the value and what to give (``hint``); numpy integers are fine."""
+
+    def __init__(self, default_value: int = 0, hint: str = "", **kwargs: Any):
+        self.hint = hint
+        super().__init__(default_value, **kwargs)
+
+    def validate(self, obj, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise t.TraitError(f"{self.name} must be a whole number{self.hint}, got {value!r}")
+        return super().validate(obj, int(value))
 
 
 def checked_position(value, n_tokens: int) -> int:
@@ -43,10 +73,25 @@ def checked_position(value, n_tokens: int) -> int:
     return p
 
 
-class ResidView(SnapshotMixin, anywidget.AnyWidget):
-    """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly)."""
+def checked_layer(value, n_layers: int | None) -> int:
+    """A layer trait's value: negative counts from the end; outside the model is a TraitError.
+    ``n_layers`` None (nothing to show yet) accepts any value."""
+    v = int(value)
+    if n_layers is not None:
+        v = v + n_layers if v < 0 else v
+        if not 0 <= v < n_layers:
+            raise t.TraitError(f"layer {value} is outside 0..{n_layers - 1}")
+    return v
 
-    _esm = _esm_source()
+
+class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
+    """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly).
+
+    ``close()`` lets go of the Decomposition and the data; in a notebook, re-running the cell
+    that made a view closes it (see :mod:`resid_widgets.views.lifetime`).
+    """
+
+    _esm = ESM
     _rw_view = t.Unicode("stream-grid").tag(sync=True)
 
     # data (binary buffers inside dicts)
@@ -67,7 +112,7 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
     selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     target = t.Union([t.Unicode(), t.Int()], default_value="").tag(sync=True)
     method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
-    position = t.Int(-1).tag(sync=True)
+    position = WholeNumber(-1, " (a token position; negative counts from the end)").tag(sync=True)
     metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
     normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
     exclude_first = t.Bool(False).tag(sync=True)
@@ -95,6 +140,7 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
             msg = f"cannot show this decomposition: {type(exc).__name__}: {exc}"
             warnings.warn(f"{type(self).__name__}: {msg}", RuntimeWarning, stacklevel=2)
             super().__init__(_error=msg, **kwargs)
+            self._adopt()
             return
         meta = data["_meta"]
         # the asked-for target (if any) comes first, else the top prediction
@@ -103,7 +149,7 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
         p = meta["position"]
         sel = kwargs.pop("selected", (C - 1, p))
         super().__init__(**data, target=tname, position=p, **kwargs)
-        self.selected = tuple(sel)
+        self._set_or_close(selected=tuple(sel))
         if T > 1 and self.exclude_first is False and "exclude_first" not in kwargs:
             # attention-sink: position 0 often dwarfs the rest (SmolLM2: ~22k vs ~170)
             try:
@@ -115,6 +161,11 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
         if self._neuron_breakdown and self._targets:
             self._add_neurons(self._targets[0]["id"], p)
         self.on_msg(self._on_custom)
+        self._adopt()
+
+    def _release(self) -> None:
+        self._dec = ClosedDecomposition()
+        self._arrays, self._targets, self._vocab, self._panes, self._neurons = {}, [], {}, {}, {}
 
     # ---------------------------------------------------------------- validation
     @t.validate("selected")
@@ -167,20 +218,22 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
         return tp
 
     def _target_entry(self) -> dict:
+        self._check_open()
         tp = self._find_target(self.target) if self.target else None
         return tp if tp is not None else (self._targets[0] if self._targets else None)
 
     def _array(self, name: str):
+        self._check_open()
         return P.decode_payload(self._arrays[name])
 
-    def _add_neurons(self, target_id: int, position: int) -> dict:
+    def _add_neurons(self, target_id: int, position: int, progress=None) -> dict:
         """Top neurons of every MLP layer for (target, position), added to ``_neurons`` (copied
         and reassigned so the change syncs); an ``{"error"}`` entry where the engine cannot."""
         key = neuron_key(target_id, position)
         if key in self._neurons:
             return self._neurons[key]
         try:
-            entry = neurons_payload(self._dec, int(target_id), int(position))
+            entry = neurons_payload(self._dec, int(target_id), int(position), progress=progress)
         except Exception as exc:  # optional: e.g. no neuron activations for this model
             entry = {"error": f"{type(exc).__name__}: {exc}"}
         new = dict(self._neurons)
@@ -221,16 +274,25 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
             self.send({"type": kind or "error", "id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
     # ---------------------------------------------------------------- snapshots
-    def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
-        """Extra trait values a static snapshot embeds: vector panes (float16) within the budget."""
+    def _snapshot_state(self, budget_bytes: int = 8_000_000, progress=None) -> dict:
+        """Extra trait values a static snapshot embeds: vector panes (float16) within the budget,
+        per-head values and top neurons. ``progress`` (an ``export.Progress``) counts the work."""
         extra: dict[str, Any] = {"_rw_static": True}
         if not self._meta:
             return extra
+        progress = progress if progress is not None else Progress()
         sel_pos = self.selected[1] if self.selected else self._meta["position"]
+        neuron_keys = []
+        if self._neuron_breakdown:
+            neuron_keys = [(tp["id"], pos) for tp in self._targets
+                           for pos in dict.fromkeys([sel_pos, self._meta["position"]])
+                           if neuron_key(tp["id"], pos) not in self._neurons]
+        progress.expect(2 + len(neuron_keys) * neurons_units(self._meta["n_layers"]))
         panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
         extra["_panes"] = panes
         extra["_panes_note"] = note
         notes = [note]
+        progress.done()
         # per-head values of the current target at the selected position (computed now if missing)
         try:
             tp = self._target_entry()
@@ -242,13 +304,13 @@ class ResidView(SnapshotMixin, anywidget.AnyWidget):
                 notes.append(f"per-head values embedded for {P.display_token(tp['text'])} at position {sel_pos}; other targets/positions need the kernel")
         except Exception as exc:  # per-head is optional
             notes.append(f"per-head values left out ({type(exc).__name__}: {exc})")
+        progress.done()
         if self._neuron_breakdown:
             # top neurons per MLP layer for every precomputed target at the selected position
             try:
                 before = dict(self._neurons)
-                for tp in self._targets:
-                    for pos in dict.fromkeys([sel_pos, self._meta["position"]]):
-                        self._add_neurons(tp["id"], pos)
+                for target_id, pos in neuron_keys:
+                    self._add_neurons(target_id, pos, progress)
                 extra["_neurons"] = self._neurons
                 self._neurons = before
                 notes.append(f"top MLP neurons embedded for the precomputed targets at position {sel_pos}; others need the kernel")

@@ -8,6 +8,7 @@ import traitlets as t
 
 from ..analysis import attention_subvalues
 from ._analysis_base import AnalysisView
+from ._base import WholeNumber, checked_layer
 from .payload import array_payload, decode_payload, display_token
 
 
@@ -41,7 +42,8 @@ class AttentionSources(AnalysisView):
     (synced; or click a token) recomputes at another position."""
 
     _rw_view = t.Unicode("attention-sources").tag(sync=True)
-    layer = t.Int(0).tag(sync=True)
+    short_name = "attention"  # the CLI's --view
+    layer = WholeNumber(0, " (a layer index; negative counts from the end)").tag(sync=True)
 
     def __init__(self, dec, target: Any = None, position: int = -1, layer: int | None = None, **kwargs: Any):
         self._dec = dec
@@ -50,24 +52,23 @@ class AttentionSources(AnalysisView):
         if not self._start(position, **kwargs):
             return
         ld = self._data["layer_dla"]
-        self.layer = max(range(len(ld)), key=lambda l: abs(ld[l])) if layer is None else layer
+        self._set_or_close(layer=max(range(len(ld)), key=lambda l: abs(ld[l])) if layer is None else layer)
 
     def _payload(self, position: int) -> dict:
         data, self._result = attention_sources_payload(self._dec, self._target, position)
         return data
 
+    def _release(self) -> None:
+        super()._release()
+        self._result = None
+
     @t.validate("layer")
     def _check_layer(self, proposal):
-        v = int(proposal["value"])
-        L = (self._data or {}).get("n_layers")
-        if L is not None:
-            v = v + L if v < 0 else v
-            if not 0 <= v < L:
-                raise t.TraitError(f"layer {proposal['value']} is outside 0..{L - 1}")
-        return v
+        return checked_layer(proposal["value"], (self._data or {}).get("n_layers"))
 
     def table(self, layer: int | None = None):
         """[H, S] DLA of each head × source token in ``layer`` (default: the selected one)."""
+        self._check_open()
         return decode_payload(self._data["dla"])[self.layer if layer is None else layer]
 
     def figure(self):

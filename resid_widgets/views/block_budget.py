@@ -9,6 +9,7 @@ import traitlets as t
 
 from ..analysis import block_budget, drop_one
 from ._analysis_base import AnalysisView
+from ._base import WholeNumber
 from .payload import array_payload, display_token
 
 
@@ -64,7 +65,8 @@ class BlockBudget(AnalysisView):
     """
 
     _rw_view = t.Unicode("block-budget").tag(sync=True)
-    budget = t.Int(0).tag(sync=True)
+    short_name = "budget"  # the CLI's --view
+    budget = WholeNumber(0, " of blocks k in 0..n_layers (negative counts from the end)").tag(sync=True)
 
     def __init__(self, dec, position: int = -1, k: int = 10, target: Any = None, *, budget: int | None = None,
                  drop: bool = True, **kwargs: Any):
@@ -73,7 +75,7 @@ class BlockBudget(AnalysisView):
         if not self._start(position, **kwargs):
             return
         L = self._data["n_layers"]
-        self.budget = L if budget is None else budget
+        self._set_or_close(budget=L if budget is None else budget)
 
     def _payload(self, position: int) -> dict:
         return budget_payload(self._dec, position, **self._options)
@@ -85,7 +87,7 @@ class BlockBudget(AnalysisView):
         if L is not None:
             b = b + L + 1 if b < 0 else b
             if not 0 <= b <= L:
-                raise t.TraitError(f"budget {proposal['value']} is outside 0..{L}")
+                raise t.TraitError(f"budget {proposal['value']} is outside 0..{L} (or -{L + 1}..-1 from the end)")
         return b
 
     # ------------------------------------------------------------------ python side
@@ -93,6 +95,7 @@ class BlockBudget(AnalysisView):
         """[(token text, prob)] of the top-k next tokens at ``budget`` (default: the slider's)."""
         from .payload import decode_payload
 
+        self._check_open()
         b = self.budget if budget is None else budget
         ids = decode_payload(self._data["top_ids"])[b]
         probs = decode_payload(self._data["top_probs"])[b]

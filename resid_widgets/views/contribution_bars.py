@@ -18,6 +18,7 @@ class ContributionBars(ResidView):
     """
 
     _rw_view = t.Unicode("contribution-bars").tag(sync=True)
+    short_name = "bars"  # the CLI's --view
     _neuron_breakdown = True
 
     def values(self, method: str | None = None, position: int | None = None) -> np.ndarray:

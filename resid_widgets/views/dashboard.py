@@ -15,6 +15,7 @@ class Dashboard(ResidView):
     linking also works in a static snapshot. The bars follow the selected position."""
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
+    short_name = "dashboard"  # the CLI's --view
     _neuron_breakdown = True
 
     def figure(self):

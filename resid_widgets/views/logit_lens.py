@@ -14,17 +14,18 @@ class LogitLens(ResidView):
     of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k."""
 
     _rw_view = t.Unicode("logit-lens").tag(sync=True)
+    short_name = "lens"  # the CLI's --view
 
     def top_tokens(self) -> list[list[str]]:
-        ids = decode_payload(self._arrays["lens_ids"])[:, :, 0]
+        ids = self._array("lens_ids")[:, :, 0]
         return [[self._vocab.get(str(int(i)), f"#{int(i)}") for i in row] for row in ids]
 
     def values(self, color: str | None = None) -> np.ndarray:
         color = color or self.lens_color
         if color == "top":
-            return decode_payload(self._arrays["lens_probs"])[:, :, 0]
+            return self._array("lens_probs")[:, :, 0]
         if color == "next":
-            return decode_payload(self._arrays["next_prob"])
+            return self._array("next_prob")
         return np.exp(decode_payload(self._target_entry()["logp"]))
 
     def figure(self):

@@ -18,11 +18,20 @@ def neuron_key(target_id: int, position: int) -> str:
     return f"{int(target_id)}:{int(position)}"
 
 
-def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k: int = BS_K) -> dict:
+def neurons_units(n_layers: int) -> int:
+    """Units of work :func:`neurons_payload` reports: the neurons' DLA, then one per layer."""
+    return 1 + int(n_layers)
+
+
+def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k: int = BS_K,
+                    progress=None) -> dict:
     """``{n, index [L,n] i32, dla [L,n] f32, act [L,n] f32, bs_top [L][n][bs_k] str}``; the
-    neurons of each layer with the largest |DLA| to ``target_id`` at ``position``, strongest first."""
+    neurons of each layer with the largest |DLA| to ``target_id`` at ``position``, strongest first.
+    ``progress`` (an ``export.Progress``) counts :func:`neurons_units` units."""
     pos = dec._position(position)
     dla = dec.neuron_dla(target_id, pos)  # [L, d_ff]
+    if progress is not None:
+        progress.done()
     L, d_ff = dla.shape
     n = min(n, d_ff)
     index = np.zeros((L, n), np.int32)
@@ -36,5 +45,7 @@ def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k
         acts[l] = dec._neuron_acts[l][pos, idx].float().numpy()
         top, _ = dec.bs_tokens(dec.neuron_vectors(l, idx.tolist(), pos), pos, bs_k)
         bs_top.append([[t for t, _ in row] for row in top])
+        if progress is not None:
+            progress.done()
     return {"n": int(n), "index": array_payload(index, "int32"), "dla": array_payload(vals, "float32"),
             "act": array_payload(acts, "float32"), "bs_top": bs_top}

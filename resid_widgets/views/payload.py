@@ -1,6 +1,6 @@
 """Turn a Decomposition into the binary payloads the widget bundle reads.
 
-Every array travels as ``{"dtype": "float16"|"float32"|"int32", "shape": [...], "data": bytes}``;
+Every array travels as ``{"dtype": "float16"|"float32"|"int32"|"uint16"|"uint8", "shape": [...], "data": bytes}``;
 ipywidgets moves the ``bytes`` as binary buffers (DataViews in JS), never as JSON lists.
 Only top-k lens entries are shipped, never a full vocabulary row.
 
@@ -20,6 +20,7 @@ Layout of the synced traits (shared by every view, see ``views/_base.py``):
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 import numpy as np
@@ -35,7 +36,7 @@ __all__ = [
     "display_token",
 ]
 
-_DTYPES = {"float16": np.float16, "float32": np.float32, "int32": np.int32}
+_DTYPES = {"float16": np.float16, "float32": np.float32, "int32": np.int32, "uint16": np.uint16, "uint8": np.uint8}
 
 
 def _np(x: Any) -> np.ndarray:
@@ -68,19 +69,48 @@ def decode_payload(p: dict) -> np.ndarray:
     if isinstance(data, memoryview):
         data = data.tobytes()
     arr = np.frombuffer(data, dtype=np.dtype(_DTYPES[p["dtype"]]).newbyteorder("<"))
-    return arr.reshape(p["shape"]).astype(np.float32 if p["dtype"] != "int32" else np.int64)
+    return arr.reshape(p["shape"]).astype(np.float32 if p["dtype"].startswith("float") else np.int64)
+
+
+# Shown as escapes: invisible characters and those that reorder or hide the text around them.
+# js/shared/tokens.js applies the same rule in the views: keep the two in step.
+_INVISIBLE = re.compile(
+    "["
+    "\x00-\x1f\x7f-\x9f"  # C0 controls, DEL, C1 controls
+    "\u00ad\u061c\u180e"  # soft hyphen, Arabic letter mark, Mongolian vowel separator
+    "\u200b-\u200f"  # zero-width space / non-joiner / joiner, left-to-right and right-to-left marks
+    "\u2028-\u202e"  # line and paragraph separators, bidi embeddings and overrides (U+202E)
+    "\u2060-\u206f"  # word joiner, invisible operators, bidi isolates, deprecated format controls
+    "\ufeff\ufff9-\ufffb"  # zero-width no-break space (BOM), interlinear annotation marks
+    "\U000e0000-\U000e007f"  # tag characters
+    "]"
+)
+# Blank characters a token may consist of entirely (then each one is shown).
+_ONLY_BLANK = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_NAMED = {"\n": "↵", "\t": "⇥"}
+
+
+def _visible_char(char: str) -> str:
+    """A visible stand-in for one invisible or control character: '↵', '⇥', else '⟨U+202E⟩'
+    (control pictures such as '␇' are missing from common fonts and would show as empty boxes)."""
+    return _NAMED.get(char) or f"⟨U+{ord(char):04X}⟩"
 
 
 def display_token(text: str) -> str:
-    """Token text as people read it: leading spaces as '·', newlines as '↵', tabs as '⇥'."""
+    """Token text as people read it (the views' rule, js/shared/tokens.js).
+
+    Leading spaces show as '·', newlines as '↵', tabs as '⇥', every other control, bidi control
+    and invisible character as an escape such as '⟨U+202E⟩' (a U+202E token must neither vanish nor
+    reverse the text around it); a token of blanks only shows each of them; empty shows as '∅'.
+    """
     if text is None:
         return "∅"
-    text = str(text).replace("Ġ", " ").replace("Ċ", "\n").replace("▁", " ")
-    out = text.replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    out = str(text).replace("Ġ", " ").replace("Ċ", "\n").replace("▁", " ")
+    out = _INVISIBLE.sub(lambda m: _visible_char(m.group()), out)
+    if _ONLY_BLANK.fullmatch(out):
+        return "".join("·" if char == " " else _visible_char(char) for char in out)
     n = len(out) - len(out.lstrip(" "))
     out = "·" * n + out[n:]
-    if out and out.strip(" ") == "":
-        out = "·" * len(out)
     return out if out else "∅"
 
 
