@@ -7,22 +7,27 @@
 >>> rw.analysis.block_budget(dec, target=" Paris").figure()    # the bigram floor and up
 >>> rw.analysis.induction_scores(model, tokenizer=tok).top()    # [L, H] induction heads
 >>> rw.analysis.bandwidth(dec).figure()                          # residual bandwidth
+>>> rw.analysis.head_scores(dec).figure()                        # previous-token / sink / induction heads
+>>> rw.analysis.induction_circuit(model, tokenizer=tok).rows     # which heads the induction keys read
 
 Every result has ``.rows`` (list of dicts), ``.to_pandas()`` (with pandas) and ``.figure()``
 (a plotly Figure).
 """
-from ._common import AnalysisError, AttentionCapture, capture_attention, eager_attention
+from ._common import AnalysisError, AttentionCapture, capture_attention
 from .attention import AttentionSubvalues, attention_subvalues
+from .circuit import InductionCircuit, induction_circuit
 from .budget import BlockBudget, DropOne, block_budget, drop_one
 from .cross_layer import CrossLayer, NeuronInputShares, cross_layer, neuron_input_shares
 from .ffn import FFNSubvalues, ffn_subvalues, neuron_subvalue
 from .induction import InductionScores, induction_prompt, induction_scores
 from .paths import Bandwidth, BlockPaths, DirectPath, bandwidth, block_paths, direct_path
+from .patterns import SCORE_KINDS, HeadScores, LayerPattern, head_scores
 
 __all__ = [
     "AnalysisError", "AttentionCapture", "AttentionSubvalues", "Bandwidth", "BlockBudget", "BlockPaths",
-    "CrossLayer", "DirectPath", "DropOne", "FFNSubvalues", "InductionScores", "NeuronInputShares",
+    "CrossLayer", "DirectPath", "DropOne", "FFNSubvalues", "HeadScores", "InductionCircuit", "InductionScores",
+    "LayerPattern", "NeuronInputShares", "SCORE_KINDS",
     "attention_subvalues", "bandwidth", "block_budget", "block_paths", "capture_attention", "cross_layer",
-    "direct_path", "drop_one", "eager_attention", "ffn_subvalues", "induction_prompt", "induction_scores",
-    "neuron_input_shares", "neuron_subvalue",
+    "direct_path", "drop_one", "ffn_subvalues", "head_scores", "induction_circuit", "induction_prompt",
+    "induction_scores", "neuron_input_shares", "neuron_subvalue",
 ]
