@@ -42,6 +42,8 @@ import resid_widgets as rw  # noqa: E402
 from resid_widgets.lens import LensResult  # noqa: E402
 
 GOALS = {"decompose": 1.10, "lens": 1.2, "memory_gb": 1.0}
+# each benchmark owns a marked section of results.md and rewrites only that one
+SECTION = ("<!-- bench_core: begin -->", "<!-- bench_core: end -->")
 
 
 def interleaved_medians(fns: dict, reps: int, warmup: int = 1) -> dict:
@@ -191,9 +193,34 @@ def peak_extra_bytes(fn) -> tuple[int, str]:
     return (peak - before) * 1024, method
 
 
+PROJ_INPUTS = "output projections' inputs"
+
+
+def kept_decomposition(T: int) -> dict:
+    """What a Decomposition that stays alive holds: SmolLM2, T tokens; resident-set growth and
+    the bytes of its tensors (deltas, output projections' inputs, logits; states once read)."""
+    model, _ = rw.models.smollm2()
+    ids = torch.randint(0, model.config.vocab_size, (T,), generator=torch.Generator().manual_seed(0))
+    rw.decompose(model, ids)  # warm-up (lazy initialisations), then dropped
+    rw.buffers.release_memory()
+    gc.collect()
+    before = _rss_kb()
+    dec = rw.decompose(model, ids)
+    gc.collect()
+    kept = _rss_kb()
+    parts = {"deltas": dec.deltas.nbytes, PROJ_INPUTS: dec._head_inputs.nbytes + dec._neuron_acts.nbytes,
+             "logits": dec.logits.nbytes}
+    dec.states
+    with_states = _rss_kb()
+    return {"what": "kept", "T": T, "rss_kept": (kept - before) * 1024, "rss_states": (with_states - kept) * 1024,
+            "parts": parts, "states": dec.states.nbytes}
+
+
 def memory_child(what: str, T: int) -> dict:
     import transformers as tf
 
+    if what == "kept":
+        return kept_decomposition(T)
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=2,
                          num_attention_heads=10, num_key_value_heads=2, max_position_embeddings=1024)
@@ -227,18 +254,23 @@ def memory_child(what: str, T: int) -> dict:
     return result
 
 
-def bench_memory(T: int, include_tl: bool):
+def _child(what: str, T: int) -> dict:
+    """memory_child(what, T) in a fresh subprocess (freed memory leaves the resident set)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    proc = subprocess.run([sys.executable, __file__, "--memory-child", what, "--T", str(T)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return {"what": what, "error": proc.stderr.strip().splitlines()[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(T: int, include_tl: bool):
     out = []
     for what in ["rw_lens", "gemm", "full_lens"] + (["tl_lens"] if include_tl else []):
-        proc = subprocess.run([sys.executable, __file__, "--memory-child", what, "--T", str(T)],
-                              env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-2000:], file=sys.stderr)
-            out.append({"what": what, "error": proc.stderr.strip().splitlines()[-1]})
-            continue
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"  {what}: {res['extra'] / 2**20:.1f} MiB extra ({res['method']})", flush=True)
+        res = _child(what, T)
+        if "error" not in res:
+            print(f"  {what}: {res['extra'] / 2**20:.1f} MiB extra ({res['method']})", flush=True)
         out.append(res)
     return out
 
@@ -250,8 +282,9 @@ def verdict(value, goal, lower_is_better=True):
     return "met" if value <= goal else "**missed**"
 
 
-def report(speed, tl_why, memory, T_mem, args) -> str:
+def report(speed, tl_why, memory, T_mem, args, held=None) -> str:
     lines = [
+        SECTION[0],
         "# Core benchmarks",
         "",
         f"`python benchmarks/bench_core.py{' --quick' if args.quick else ''}` on "
@@ -287,7 +320,7 @@ def report(speed, tl_why, memory, T_mem, args) -> str:
               "or a dashboard re-runs `dec = rw.decompose(...)`; decompose then reuses the capture memory "
               "of a freed result (`resid_widgets.buffers`) instead of faulting in fresh pages. Every "
               "result kept: all results stay alive, so every capture buffer is fresh memory "
-              "(~100 MB at T=256, one page fault per 4 KiB).",
+              "(~100 MB at T=256, one page fault per 4 KiB; the logits are the forward's own).",
               "", "## (b) logit lens over all states x positions vs one bare GEMM (goal <= 1.2x)", ""]
     head = "| T | rows (states x positions) | bare GEMM `states @ W_U.T` | dec.logit_lens(k=10) | ratio | goal |"
     sep = "|---|---|---|---|---|---|"
@@ -319,6 +352,16 @@ def report(speed, tl_why, memory, T_mem, args) -> str:
     lines += ["", "Method (c): each row runs in a fresh subprocess with `MALLOC_MMAP_THRESHOLD_=65536` (every "
               "allocation >= 64 KiB is its own mmap and leaves the resident set when freed); the kernel's "
               f"peak-RSS counter is reset right before the call; reported = peak - RSS at the start ({method})."]
+    if held and "error" not in held:
+        mb = lambda n: f"{n / 1e6:.0f} MB"  # noqa: E731
+        lines += ["", f"## (d) what a kept Decomposition holds, SmolLM2-135M fp32, T={held['T']}", "",
+                  "| resident set growth | deltas | output projections' inputs | logits | states, once read |",
+                  "|---|---|---|---|---|",
+                  f"| {mb(held['rss_kept'])} ({held['rss_kept'] / 2**20:.0f} MiB) | {mb(held['parts']['deltas'])} | "
+                  f"{mb(held['parts'][PROJ_INPUTS])} | {mb(held['parts']['logits'])} | "
+                  f"+{mb(held['rss_states'])} |", "",
+                  "Method (d): a fresh subprocess as in (c); resident set before and after a second decompose "
+                  "(the first one dropped and the recycled memory released), then after reading `dec.states`."]
     if not has_tl:
         lines += ["", f"TransformerLens columns omitted: {tl_why}."]
     else:
@@ -326,18 +369,51 @@ def report(speed, tl_why, memory, T_mem, args) -> str:
                   "the same HF model (`build_bridge_from_module`, no hub access). The bridge switches attention "
                   "to eager (HF default: sdpa), so its plain forward is slower than the HF one; "
                   "`run_with_cache / bridge forward` isolates the caching cost."]
+    lines.append(SECTION[1])
     return "\n".join(lines) + "\n"
 
 
-def main():
+def write_section(path: Path, text: str, markers: tuple[str, str]) -> None:
+    """Print ``text`` (a report that starts and ends with ``markers``) and put it in place of that
+    benchmark's section of results.md, or append it; the other sections stay as they are."""
+    print("\n" + text)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if markers[0] in old and markers[1] in old:
+        head, rest = old.split(markers[0], 1)
+        tail = rest.split(markers[1], 1)[1].lstrip("\n")
+        new = head + text + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + text
+    path.write_text(new, encoding="utf-8")
+    print(f"written to {path}")
+
+
+def bench_args(quick_help: str, memory_child, parts: tuple[str, ...] = ()) -> argparse.Namespace | None:
+    """The benchmarks' command line: ``--quick``, ``--out``, ``--threads``, and the hidden
+    ``--memory-child WHAT --T N`` a benchmark runs itself with in a fresh subprocess (then
+    ``memory_child(WHAT, N)`` is printed as JSON and None returned). With ``parts``, ``--parts``
+    picks some of them (comma-separated)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="T=64 only, fewer runs")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     ap.add_argument("--T", type=int, default=256, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 keeps a loaded machine's "
+                                                "timings steadier")
+    if parts:
+        ap.add_argument("--parts", help=f"comma-separated, from {','.join(parts)} (default: all)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.T)))
+        return None
+    return args
+
+
+def main():
+    args = bench_args("T=64 only, fewer runs", memory_child)
+    if args is None:
         return
     Ts = [64] if args.quick else [64, 256]
     args.reps = 3 if args.quick else 5
@@ -347,10 +423,9 @@ def main():
     T_mem = 256
     print(f"(c) lens memory, vocab 262144, T={T_mem} ...", flush=True)
     memory = bench_memory(T_mem, include_tl=tl_why is None)
-    text = report(speed, tl_why, memory, T_mem, args)
-    print("\n" + text)
-    Path(args.out).write_text(text)
-    print(f"written to {args.out}")
+    print(f"(d) a kept Decomposition, SmolLM2, T={T_mem} ...", flush=True)
+    held = _child("kept", T_mem)
+    write_section(Path(args.out), report(speed, tl_why, memory, T_mem, args, held), SECTION)
 
 
 if __name__ == "__main__":

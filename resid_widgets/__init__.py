@@ -4,25 +4,37 @@
 >>> dec = rw.decompose(model, "The capital of France is", tokenizer=tok)
 >>> dec.contributions(" Paris", method="dla")   # [C] per component
 """
+from importlib import metadata as _metadata
+
 from .adapters import Adapter, register_adapter, supported_families
 from .core import Decomposition, NeuronContribution
 from .engine import decompose
-from .errors import (AdditivityError, NonFiniteWarning, PromptError, ResidWidgetsError, TargetError,
-                     UnsupportedModelError)
+from .errors import (AdditivityError, NonFiniteWarning, PromptError, ReadoutError, ResidWidgetsError, TargetError,
+                     TokenizerError, UnsupportedModelError)
 from .lens import LensResult
+from .sae import SAEFeatures, SparseAutoencoder
+from .tuned_lens import TunedLens
 from .export import SnapshotMixin, export_html
 from . import analysis, buffers, models
 
-__version__ = "0.1.0"
+# One source for the version: pyproject.toml, which pip writes into the package metadata.
+try:
+    __version__ = _metadata.version("resid_widgets")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never pip-installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Adapter", "AdditivityError", "Decomposition", "LensResult", "NeuronContribution", "NonFiniteWarning",
-    "PromptError", "ResidWidgetsError", "TargetError", "UnsupportedModelError", "buffers", "decompose", "export_html",
+    "PromptError", "ReadoutError", "ResidWidgetsError", "TargetError", "TokenizerError", "UnsupportedModelError", "buffers", "decompose", "export_html",
     "models",
     "register_adapter", "supported_families",
+    "SAEFeatures", "SparseAutoencoder", "TunedLens",
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------
 from .views import AttentionSources, BlockBudget, ContributionBars, Dashboard, LogitLens, StreamGrid, link  # noqa: E402
 
 __all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources", "link"]
+from .views import AttentionPatterns  # noqa: E402
+
+__all__ += ["AttentionPatterns"]

@@ -7,6 +7,7 @@ temporary folder, so the snapshots the notebooks write land there.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -38,29 +39,84 @@ def test_generator_and_files_agree():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_structure(name):
-    nb = load(name)
-    nbformat.validate(nb)
-    first = nb.cells[0]
-    assert first.cell_type == "markdown"
-    url = f"https://colab.research.google.com/github/resid-widgets/resid_widgets/blob/main/notebooks/{name}"
-    assert f"]({url})" in first.source, "the notebook must open with its Colab badge"
-    assert "colab-badge.svg" in first.source
+def notebook_generator():
+    """notebooks/make_notebooks.py as a module."""
+    spec = importlib.util.spec_from_file_location("make_notebooks", NB_DIR / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    install = nb.cells[1]
-    assert install.cell_type == "code"
-    src = install.source
-    assert 'find_spec("resid_widgets") is None' in src and "%pip install" in src
-    assert "enable_custom_widget_manager()" in src and "google.colab" in src
+
+def _compiles_as_ipython(src: str, name: str) -> None:
     # the guarded %pip lines must be valid IPython (magics inside an if block)
     from IPython.core.inputtransformer2 import TransformerManager
 
     compile(TransformerManager().transform_cell(src), name, "exec")
 
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_structure(name):
+    """Badge and install address follow the project's home setting; without one, the notebook
+    holds no address at all and explains how to install from a wheel."""
+    gen = notebook_generator()
+    home = gen.project_home()
+    nb = load(name)
+    nbformat.validate(nb)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert "### Running this notebook" in first.source and "python -m build --wheel" in first.source
+    assert "Files" in first.source and "Mount Drive" in first.source
+
+    install = nb.cells[1]
+    assert install.cell_type == "code"
+    src = install.source
+    assert src == gen.setup_cell(home)
+    assert 'find_spec("resid_widgets") is None' in src and "%pip install" in src
+    assert "enable_custom_widget_manager()" in src and "google.colab" in src
+    _compiles_as_ipython(src, name)
+
+    addresses = {u for c in nb.cells for u in re.findall(r"https?://[^\s)\"']+", c.source)}
+    colab = gen.colab_url(name, home)
+    if colab:
+        assert first.source.startswith("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                                       f"({colab})"), "the notebook opens with its Colab badge"
+    else:
+        assert "colab-badge" not in first.source
+    assert addresses <= {home, colab, "https://colab.research.google.com/assets/colab-badge.svg"} - {""}, (
+        "every address in a notebook comes from [project.urls] in pyproject.toml")
+    if home:
+        assert f'%pip install -q "resid_widgets @ git+{home}"' in src
+    else:
+        assert "git+" not in src and "raise FileNotFoundError(" in src, "no home: the setup cell asks for a wheel"
+
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "rw.export_html(dash" in code[-1].source, "each notebook ends by exporting its dashboard"
     assert all(not c.get("outputs") for c in code), "commit notebooks without outputs"
+
+
+def test_generator_follows_the_home_setting(tmp_path):
+    """The same generator with a home set (a stand-in address in a temporary pyproject.toml)."""
+    gen = notebook_generator()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n[project.urls]\n', encoding="utf-8")
+    assert gen.project_home(pyproject) == ""
+    assert gen.colab_badge(NOTEBOOKS[0], "") == "" and gen.colab_url(NOTEBOOKS[0], "") == ""
+    assert "Or open it from the repository" not in gen.run_steps(NOTEBOOKS[0], "")
+
+    github = "https://github.com/OWNER/REPO"  # stand-in: Colab derives its address from GitHub's
+    pyproject.write_text(f'[project]\nname = "x"\n[project.urls]\nRepository = "{github}/"\n', encoding="utf-8")
+    assert gen.project_home(pyproject) == github
+    colab = f"https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/{NOTEBOOKS[0]}"
+    assert gen.colab_url(NOTEBOOKS[0], github) == gen.colab_url(NOTEBOOKS[0], github + ".git") == colab
+    assert gen.colab_badge(NOTEBOOKS[0], github).endswith(f"]({colab})")
+    assert f"from the repository, {github} (the Colab badge at the top)" in gen.run_steps(NOTEBOOKS[0], github)
+    cell = gen.setup_cell(github)
+    assert f'%pip install -q "resid_widgets @ git+{github}"' in cell and "FileNotFoundError" not in cell
+    _compiles_as_ipython(cell, "setup")
+
+    elsewhere = "https://git.example.org/resid_widgets.git"  # a Git host Colab cannot open notebooks from
+    assert gen.colab_url(NOTEBOOKS[0], elsewhere) == gen.colab_badge(NOTEBOOKS[0], elsewhere) == ""
+    assert f"from the repository, {elsewhere}: " in gen.run_steps(NOTEBOOKS[0], elsewhere)
 
 
 # ----------------------------------------------------------------------------- execution
