@@ -18,7 +18,7 @@ from ..attention_capture import (CaptureError, implementation_switched, recordin
                                  register_capture_implementation)
 from ..core import as_index
 from ..errors import ResidWidgetsError
-from ..weights import module_device
+from ..runner import Capture, hidden_input, input_device, run_forward
 
 
 class AnalysisError(ResidWidgetsError, RuntimeError):
@@ -98,60 +98,6 @@ def model_parts(model: torch.nn.Module, adapter: Adapter | None = None):
     adapter = adapter or adapter_for(model)
     layers = require_module(model, adapter.layers, "decoder layers", adapter)
     return adapter, layers
-
-
-def input_device(model: torch.nn.Module) -> torch.device:
-    return module_device(model.get_input_embeddings())
-
-
-def _first(out):
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def _replace_first(out, new):
-    if isinstance(out, tuple):
-        return (new,) + tuple(out[1:])
-    if isinstance(out, list):
-        return [new] + list(out[1:])
-    return new
-
-
-def _hidden_arg(args, kwargs):
-    return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
-
-
-def identity_block_hook(rows: torch.Tensor | None = None):
-    """A forward hook (with_kwargs) that makes a decoder block the identity, for the batch rows
-    ``rows`` (a bool mask [B]) or for every row when None."""
-
-    def hook(module, args, kwargs, out):
-        x = _hidden_arg(args, kwargs)
-        y = _first(out)
-        if rows is None:
-            new = x.to(y.dtype).clone()
-        else:
-            new = y.clone()
-            new[rows.to(y.device)] = x[rows.to(x.device)].to(y.dtype)
-        return _replace_first(out, new)
-
-    return hook
-
-
-def zero_rows_hook(rows: torch.Tensor):
-    """A forward hook that zeroes the output (first element) for the batch rows ``rows``."""
-
-    def hook(module, args, out):
-        y = _first(out).clone()
-        y[rows.to(y.device)] = 0
-        return _replace_first(out, y)
-
-    return hook
-
-
-def capture_input_hook(store: list):
-    def hook(module, args, kwargs):
-        store.append(_hidden_arg(args, kwargs).detach())
-    return hook
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,11 +210,7 @@ def attention_pass(model: torch.nn.Module, input_ids: torch.Tensor,
     if check is None:
         check = 1e-4 if next(model.parameters()).dtype in (torch.float32, torch.float64) else 3e-2
     if reference is None:
-        with hooks(model) as handles:
-            handles.append(final_norm.register_forward_pre_hook(capture_input_hook(finals), with_kwargs=True))
-            with model_left_as_found(model):
-                model(input_ids=ids, use_cache=False)
-        reference = finals.pop()
+        reference = run_forward(model, ids, capture={"final": Capture(final_norm, on="input")}).captured["final"]
 
     def record(layer: int, probs: torch.Tensor, values: torch.Tensor) -> None:
         heads = probs.shape[1]
@@ -280,7 +222,7 @@ def attention_pass(model: torch.nn.Module, input_ids: torch.Tensor,
 
     def compare(layer: int):
         def hook(module, args, kwargs):
-            seen, rebuilt = _hidden_arg(args, kwargs).detach().float(), mixed[layer]
+            seen, rebuilt = hidden_input(args, kwargs).detach().float(), mixed[layer]
             mixed[layer] = None
             if rebuilt is not None:
                 errors[layer] = float((rebuilt - seen).norm() / seen.norm().clamp_min(1e-12))
@@ -294,7 +236,7 @@ def attention_pass(model: torch.nn.Module, input_ids: torch.Tensor,
             for i, layer in enumerate(layers):
                 proj = require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
                 handles.append(proj.register_forward_pre_hook(compare(i), with_kwargs=True))
-            handles.append(final_norm.register_forward_pre_hook(capture_input_hook(finals), with_kwargs=True))
+            Capture(final_norm, on="input").register(handles, finals.append)
             with model_left_as_found(model), implementation_switched(model, name):
                 model(input_ids=ids, use_cache=False)
     except CaptureError as exc:

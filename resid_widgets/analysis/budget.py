@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
-                      require_model, zero_rows_hook)
+from ._common import Table, model_parts, plotly, require_model
 from ..adapters.base import require_module
-from ..model_state import model_left_as_found
+from ..runner import Capture, Edit, run_batches
 
 
 class BlockBudget(Table):
@@ -128,31 +127,20 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
     pos = dec._position(position)
     tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
     L = len(layers)
-    ids = dec.token_ids[: pos + 1]
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
-    finals = []
-    # rows 0..L-1 drop unit l; row L is the intact model
-    for start in range(0, L + 1, batch_size):
-        rows_here = list(range(start, min(L + 1, start + batch_size)))
-        B = len(rows_here)
-        with hooks(model) as handles:
-            for l in range(L):
-                mask = torch.tensor([r == l for r in rows_here])
-                if not mask.any():
-                    continue
-                if unit == "block":
-                    handles.append(layers[l].register_forward_hook(identity_block_hook(mask), with_kwargs=True))
-                else:
-                    path = getattr(adapter, f"{unit}_post_norm") or getattr(adapter, unit)
-                    mod = require_module(layers[l], path, unit, adapter)
-                    handles.append(mod.register_forward_hook(zero_rows_hook(mask)))
-            seen: list = []
-            handles.append(final_norm.register_forward_pre_hook(
-                lambda m, a, kw: seen.append((a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True))
-            with model_left_as_found(model):
-                model(input_ids=ids[None].expand(B, -1).to(input_device(model)), use_cache=False)
-        finals.append(seen[0][:, pos].float())
-    h = torch.cat([f.to(dec.readout.device) for f in finals])
+    if unit == "block":
+        dropped = list(layers)
+    else:
+        path = getattr(adapter, f"{unit}_post_norm") or getattr(adapter, unit)
+        dropped = [require_module(layer, path, unit, adapter) for layer in layers]
+    edit = Edit.identity if unit == "block" else Edit.zero
+
+    def edits_for(rows: range) -> list[Edit]:  # row l < L drops unit l; row L is the intact model
+        return [edit(dropped[l], rows=[r == l for r in rows]) for l in range(L) if l in rows]
+
+    run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
+                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)
+    h = run.captured["final"].float().to(dec.readout.device)
     z = dec.readout.logits(h).cpu()
     logp = z[:, tid] - torch.logsumexp(z, -1)
     top_ids = z.argmax(-1)

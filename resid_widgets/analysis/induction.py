@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine import context_length
+from ..tokens import context_length
 from ._common import Table, capture_attention, model_parts, plotly
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from ._common import (Table, hooks, identity_block_hook, input_device, model_parts, plotly,
-                      require_model)
+from ._common import Table, model_parts, plotly, require_model
 from ..adapters.base import require_module
-from ..model_state import model_left_as_found
+from ..runner import Capture, Edit, run_batches
 
 
 class DirectPath(Table):
@@ -134,21 +133,13 @@ def _only_block_logits(dec, pos: int, batch_size: int = 8) -> torch.Tensor:
     adapter, layers = model_parts(model, dec.adapter)
     L = len(layers)
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
-    ids = dec.token_ids[: pos + 1]
-    finals = []
-    for start in range(0, L + 1, batch_size):
-        rows_here = list(range(start, min(L + 1, start + batch_size)))
-        with hooks(model) as handles:
-            for l in range(L):
-                mask = torch.tensor([r != l for r in rows_here])  # identity everywhere but row l
-                handles.append(layers[l].register_forward_hook(identity_block_hook(mask), with_kwargs=True))
-            seen: list = []
-            handles.append(final_norm.register_forward_pre_hook(
-                lambda m, a, kw: seen.append((a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True))
-            with model_left_as_found(model):
-                model(input_ids=ids[None].expand(len(rows_here), -1).to(input_device(model)), use_cache=False)
-        finals.append(seen[0][:, pos].float().to(dec.readout.device))
-    return dec.readout.logits(torch.cat(finals)).cpu()
+
+    def edits_for(rows: range) -> list[Edit]:  # every block is the identity except in row l
+        return [Edit.identity(layers[l], rows=[r != l for r in rows]) for l in range(L)]
+
+    run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
+                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)
+    return dec.readout.logits(run.captured["final"].float().to(dec.readout.device)).cpu()
 
 
 class Bandwidth(Table):

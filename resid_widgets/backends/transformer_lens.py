@@ -1,4 +1,4 @@
-"""TransformerLens bridge: ``rw.decompose`` on a TransformerLens model.
+"""The TransformerLens backend: ``rw.decompose`` on a TransformerLens model.
 
 Works with TransformerLens 4.x ``TransformerBridge`` (also after ``enable_compatibility_mode()``)
 and, through the same hook names and weight attributes, with 3.x ``HookedTransformer`` (which
@@ -24,11 +24,14 @@ import types
 
 import torch
 
+from ..checks import check_readout, enforce_additivity, report_nonfinite
 from ..core import Decomposition
-from ..errors import PromptError, UnsupportedModelError
+from ..errors import UnsupportedModelError
 from ..lens import Readout
+from ..model_state import model_left_as_found
 from ..models import display_name
 from ..norms import Norm
+from ..tokens import check_tokenizer, prepare_token_ids
 
 _NORM_NAMES = {"attn": "ln1", "mlp": "ln2", "attn_post": "ln1_post", "mlp_post": "ln2_post"}
 # HookedTransformer OLMo 2/3 apply ln1 / ln2 to the sub-layer's output, before the residual add.
@@ -127,8 +130,6 @@ def _hf_config(model):
 
 
 def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
-    from ..engine import prepare_token_ids
-
     cfg = model.cfg
     limits = types.SimpleNamespace(vocab_size=cfg.d_vocab, n_ctx=cfg.n_ctx)
     if isinstance(prompt, str) and prompt and getattr(model, "tokenizer", None) is not None:
@@ -139,9 +140,6 @@ def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
 
 def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
     """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring)."""
-    from ..engine import check_readout, check_tokenizer, enforce_additivity, report_nonfinite
-    from ..model_state import model_left_as_found
-
     cfg = model.cfg
     if getattr(cfg, "attn_only", False):
         raise UnsupportedModelError("Attention-only TransformerLens models have no MLP components; "
