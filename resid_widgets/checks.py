@@ -67,7 +67,7 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
     models, a warning in half precision (as for additivity).
     """
     ro = dec.readout
-    model_row = dec._logits[-1].float().to(ro.device)  # [V]
+    model_row = dec.logits_at(-1).float().to(ro.device)  # [V]
     if dec.nonfinite or not bool(torch.isfinite(model_row).all()):
         count = int((~torch.isfinite(dec.logits)).sum())
         if count:
@@ -90,7 +90,7 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
     scale = 1.0 + float(model_row.abs().max())
     lens_err = float((lens - model_row[tokens]).abs().max()) / scale
     tid = int(top[0])
-    direction = dec._readout_direction(tid, -1, reference=final)
+    direction = dec.readout_direction(tid, -1, reference=final)
     dla = float((dec.deltas[:, -1] @ direction).sum()) + dec.dla_constant(tid)
     dla_err = abs(float(ro.cap(torch.tensor(dla))) - float(model_row[tid])) / scale
     err = max(lens_err, dla_err)

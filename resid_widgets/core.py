@@ -1,79 +1,20 @@
-"""The engine: run a prompt once with hooks, collect every sub-layer's delta, check additivity.
+"""The result of :func:`resid_widgets.decompose`: :class:`Decomposition`.
 
-``decompose(model, prompt)`` -> :class:`Decomposition`, which holds the exact per-component deltas
-[C, T, d_model] and computes lens and attribution views of them on demand.
+It holds the exact per-component deltas [C, T, d_model] of one prompt and computes lens and
+attribution views of them on demand; the backends (:mod:`resid_widgets.backends`) build it.
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import operator
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
 from . import buffers
-from .adapters.base import Adapter, adapter_for, get_module, require_module
-from .errors import (AdditivityError, NonFiniteWarning, PromptError, TargetError,
-                     UnsupportedModelError)
+from .errors import TargetError
 from .lens import LensResult, Readout
-from .model_state import model_lock
-from .norms import Norm
-from .weights import linear_weight, materialized, module_device
-
-
-# --------------------------------------------------------------------------------------------
-# Weights behind the per-head / per-neuron splits
-# --------------------------------------------------------------------------------------------
-class LayerWeights:
-    """Reads one family's output projections and norms, layer by layer (fp32 copies on demand).
-
-    Weights that accelerate offloads are loaded for the moment they are read, while holding the
-    model's lock (``model``), so no run of that model sees them come and go.
-    Framework bridges (TransformerLens) provide an object with the same methods.
-    """
-
-    def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter, model: torch.nn.Module | None = None):
-        self._layers = layers
-        self._adapter = adapter
-        self._lock = model_lock(model) if model is not None else contextlib.nullcontext()
-        self._norms: dict[tuple[int, str], Norm | None] = {}
-
-    def _linear(self, layer: int, path: str, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        module = require_module(self._layers[layer], path, what, self._adapter)
-        with self._lock:
-            return linear_weight(module, self._layers[layer])
-
-    def attn_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(W_O [d_model, H*d_head], b_O [d_model] or None)."""
-        return self._linear(layer, self._adapter.attn_out_proj, "attention output projection")
-
-    def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(W_out [d_model, d_ff], b_out [d_model] or None)."""
-        return self._linear(layer, self._adapter.mlp_out_proj, "FFN output projection")
-
-    def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(K [d_ff, d_model], b [d_ff] or None): each row is one neuron's key (gate for gated FFNs)."""
-        weight, bias = self._linear(layer, self._adapter.mlp_key, "FFN key")
-        if self._adapter.mlp_key_rows == "first_half":
-            half = weight.shape[0] // 2
-            weight, bias = weight[:half], (None if bias is None else bias[:half])
-        return weight, bias
-
-    def norm(self, layer: int, which: str) -> Norm | None:
-        """The layer's norm ``which`` in {"attn", "mlp", "attn_post", "mlp_post"}, or None."""
-        key = (layer, which)
-        if key not in self._norms:
-            path = getattr(self._adapter, f"{which}_norm")
-            module = get_module(self._layers[layer], path) if path else None
-            if module is None:
-                self._norms[key] = None
-            else:
-                with self._lock, materialized(module, self._layers[layer]):
-                    self._norms[key] = Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset)
-        return self._norms[key]
+from .weights import WeightsReader
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,11 +113,21 @@ class Decomposition:
         additivity_error: max over block boundaries and positions of
             ||cumsum(deltas) - model's stream|| / ||model's stream||.
         nonfinite: {label: count of NaN/inf values} (empty when all finite).
+        readout: the model's final norm + unembedding (+ soft-cap), :class:`~resid_widgets.lens.Readout`.
+        weights: the output projections and norms of every layer, a
+            :class:`~resid_widgets.weights.WeightsReader` (read on demand, fp32).
+        n_layers, n_heads, d_model, vocab_size, n_embed: sizes (n_embed: embedding components, 1 or 2).
+        model, adapter: the model that ran (and its family's :class:`~resid_widgets.Adapter`; None
+            for TransformerLens models), used by analyses that re-run it.
+
+    Analyses and views read it through the public methods: :meth:`position_index`,
+    :meth:`layer_index`, :meth:`readout_direction`, :meth:`lens_logprob`,
+    :meth:`post_norm_multiplier`, :meth:`neuron_activations`, :meth:`logits_at`.
     """
 
     def __init__(self, *, tokens, token_ids, labels, deltas, logits, readout: Readout,
                  n_heads: int, head_inputs: list[torch.Tensor], neuron_acts: list[torch.Tensor],
-                 weights, post_norm_inputs: dict[str, list[torch.Tensor] | None] | None = None,
+                 weights: WeightsReader, post_norm_inputs: dict[str, list[torch.Tensor] | None] | None = None,
                  parallel_residual: bool = False, tokenizer=None, model=None, adapter=None,
                  model_name: str = "", dtype=torch.float32, additivity_error: float = 0.0,
                  nonfinite: dict[str, int] | None = None):
@@ -200,7 +151,7 @@ class Decomposition:
         self.nonfinite = nonfinite or {}
         self._head_inputs_raw = head_inputs
         self._neuron_acts_raw = neuron_acts
-        self._weights = weights
+        self.weights = weights
         self._post_norm_inputs_raw = post_norm_inputs or {}
         self._states: torch.Tensor | None = None
         self._lens_cache: dict[tuple, LensResult] = {}
@@ -221,6 +172,11 @@ class Decomposition:
         if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.dtype != torch.float32):
             return value.float().cpu()
         return value
+
+    def logits_at(self, position: int) -> torch.Tensor:
+        """[vocab] the model's own logits at ``position``, where the model computed them (no
+        host transfer of the whole [T, vocab] before :attr:`logits` is first read)."""
+        return self._logits[self.position_index(position)]
 
     @property
     def logits(self) -> torch.Tensor:
@@ -263,18 +219,28 @@ class Decomposition:
             raise KeyError(f"No component {label!r}; components are {self.labels}") from None
 
     def attn_index(self, layer: int) -> int:
-        return self.n_embed + 2 * self._check_layer(layer)
+        return self.n_embed + 2 * self.layer_index(layer)
 
     def mlp_index(self, layer: int) -> int:
-        return self.n_embed + 2 * self._check_layer(layer) + 1
+        return self.n_embed + 2 * self.layer_index(layer) + 1
 
-    def _check_layer(self, layer: int) -> int:
+    def layer_index(self, layer: int) -> int:
+        """``layer`` (negative counts from the end) as an index in 0..n_layers-1.
+
+        Raises:
+            IndexError: out of range; TypeError: not an integer.
+        """
         layer = as_index(layer, "layer")
         if not -self.n_layers <= layer < self.n_layers:
             raise IndexError(f"layer {layer} out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
         return layer % self.n_layers
 
-    def _position(self, position: int) -> int:
+    def position_index(self, position: int) -> int:
+        """``position`` (negative counts from the end) as an index in 0..T-1.
+
+        Raises:
+            IndexError: out of range; TypeError: not an integer.
+        """
         T = self.n_tokens
         position = as_index(position, "position")
         if not -T <= position < T:
@@ -301,11 +267,11 @@ class Decomposition:
 
     def top_prediction(self, position: int = -1) -> int:
         """The model's top next-token id at ``position``."""
-        return int(self.logits[self._position(position)].argmax())
+        return int(self.logits[self.position_index(position)].argmax())
 
     def logprob(self, target, position: int = -1) -> float:
         """The model's own log p(target) at ``position``."""
-        row = self.logits[self._position(position)]
+        row = self.logits[self.position_index(position)]
         return float(row[self.target_id(target)] - torch.logsumexp(row, -1))
 
     # ---- logit lens ------------------------------------------------------------------------
@@ -339,9 +305,22 @@ class Decomposition:
         return sae_features(self, sae, state=state, position=position, k=k, target=target, **kwargs)
 
     # ---- direct logit attribution ----------------------------------------------------------
-    def _readout_direction(self, tid: int, position, reference: torch.Tensor | None = None) -> torch.Tensor:
-        """r [d] (or [T, d] for position=None) with ``v · r == (W_U · norm*(v))[tid]``; the norm
-        is frozen at the final stream of ``position``, or at ``reference`` [d] when given."""
+    def readout_direction(self, target, position: int | None,
+                          reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The direction whose dot product with a vector is that vector's DLA to ``target``.
+
+        Args:
+            target: a single-token string or a token id.
+            position: the position whose final stream freezes the final norm, or None for all.
+            reference: [d_model] a stream to freeze the norm at instead.
+
+        Returns:
+            r [d_model] (or [T, d_model] for position=None, CPU fp32) with
+            ``v · r == (W_U · norm*(v))[target]``, norm* the final norm frozen at the reference.
+        """
+        tid = self.target_id(target)
+        if position is not None:
+            position = self.position_index(position)
         ref = reference if reference is not None else self.states[-1] if position is None else self.states[-1, position]
         return self.readout.norm.to("cpu").frozen_readout(self.readout.unembed[tid].cpu(), ref)
 
@@ -358,7 +337,7 @@ class Decomposition:
     def dla_grid(self, target) -> torch.Tensor:
         """[C, T] direct logit attribution of every component at every position to ``target``."""
         tid = self.target_id(target)
-        r = self._readout_direction(tid, None)  # [T, d]
+        r = self.readout_direction(tid, None)  # [T, d]
         return torch.einsum("ctd,td->ct", self.deltas, r)
 
     def contributions(self, target, position: int = -1, method: str = "dla",
@@ -373,16 +352,31 @@ class Decomposition:
             log p(final) - log p(first state).
         """
         tid = self.target_id(target)
-        pos = self._position(position)
+        pos = self.position_index(position)
         if method == "dla":
-            return self.deltas[:, pos] @ self._readout_direction(tid, pos)
+            return self.deltas[:, pos] @ self.readout_direction(tid, pos)
         if method == "logprob":
-            lp = self._lens_logprob(self.states[:, pos], tid, pos, norm)
+            lp = self.lens_logprob(self.states[:, pos], tid, pos, norm)
             return torch.cat([torch.zeros(1), lp[1:] - lp[:-1]])
         raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
 
-    def _lens_logprob(self, h: torch.Tensor, tid: int, pos: int, norm: str = "recomputed") -> torch.Tensor:
-        """[N, d] -> [N] log p(tid) with the final norm recomputed, or frozen at the final stream."""
+    def lens_logprob(self, states: torch.Tensor, target, position: int = -1,
+                     norm: str = "recomputed") -> torch.Tensor:
+        """Log p(target) of the logit lens of each of ``states``.
+
+        Args:
+            states: [N, d_model] vectors in the stream.
+            target: a single-token string or a token id.
+            position: whose final stream freezes the final norm (norm="frozen" only).
+            norm: "recomputed" (the norm of each vector, as the logit lens) or "frozen" (the
+                final stream's scale at ``position``).
+
+        Returns:
+            [N] float32 CPU.
+        """
+        tid = self.target_id(target)
+        pos = self.position_index(position)
+        h = states
         if norm == "recomputed":
             return self.readout.logprob(h, tid)
         if norm != "frozen":
@@ -396,12 +390,21 @@ class Decomposition:
         return (z[:, tid] - torch.logsumexp(z, -1)).cpu()
 
     # ---- heads -----------------------------------------------------------------------------
-    def _post_multiplier(self, kind: str, layer: int) -> torch.Tensor | None:
-        """[T, d] the frozen post-norm of a sub-layer (Gemma 2/3) as a multiplier, or None."""
+    def post_norm_multiplier(self, kind: str, layer: int) -> torch.Tensor | None:
+        """A sub-layer's post-norm (Gemma 2/3, OLMo 2/3) frozen at its real input, as a multiplier.
+
+        Args:
+            kind: "attn" or "mlp".
+            layer: the layer.
+
+        Returns:
+            [T, d_model] ``gain / rms(input)`` per position (what the sub-layer's raw output is
+            multiplied by before it is added), or None when the sub-layer has no post-norm.
+        """
         inputs = self._post_norm_inputs.get(kind)
         if inputs is None or len(inputs) == 0:
             return None
-        post = self._weights.norm(layer, f"{kind}_post")
+        post = self.weights.norm(layer, f"{kind}_post")
         return post.gain * post.inv_scale(inputs[layer])
 
     def head_deltas(self, layer: int, position: int | None = None) -> torch.Tensor:
@@ -410,20 +413,20 @@ class Decomposition:
         Row H is the output bias (zero when there is none). Rows sum exactly to the attention
         delta; a post-norm (Gemma 2/3) is linearised with its scale frozen at its real input.
         """
-        layer = self._check_layer(layer)
+        layer = self.layer_index(layer)
         z = self._head_inputs[layer]  # [T, H*dh]
         if position is not None:
-            z = z[self._position(position)][None]
-        W, b = self._weights.attn_out(layer)  # [d, H*dh], on the device the model keeps it
+            z = z[self.position_index(position)][None]
+        W, b = self.weights.attn_out(layer)  # [d, H*dh], on the device the model keeps it
         H = self.n_heads
         # computed where the weight lives (a GPU for GPU models), returned on the CPU
         per_head = torch.einsum("thk,dhk->htd", z.to(W.device).view(z.shape[0], H, -1),
                                 W.view(W.shape[0], H, -1)).cpu()
         bias = (torch.zeros(1, z.shape[0], W.shape[0]) if b is None else b.cpu().expand(1, z.shape[0], -1))
         out = torch.cat([per_head, bias], 0)
-        mult = self._post_multiplier("attn", layer)
+        mult = self.post_norm_multiplier("attn", layer)
         if mult is not None:
-            out = out * (mult if position is None else mult[self._position(position)][None])
+            out = out * (mult if position is None else mult[self.position_index(position)][None])
         return out if position is None else out[:, 0]
 
     def head_contributions(self, target, position: int = -1, method: str = "dla") -> torch.Tensor:
@@ -433,9 +436,9 @@ class Decomposition:
         log p(base), base = the stream before that attention layer; not additive across heads.
         """
         tid = self.target_id(target)
-        pos = self._position(position)
+        pos = self.position_index(position)
         out = torch.zeros(self.n_layers, self.n_heads + 1)
-        r = self._readout_direction(tid, pos) if method == "dla" else None
+        r = self.readout_direction(tid, pos) if method == "dla" else None
         if method not in ("dla", "logprob"):
             raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
         for layer in range(self.n_layers):
@@ -451,39 +454,39 @@ class Decomposition:
     # ---- neurons ---------------------------------------------------------------------------
     def neuron_activations(self, layer: int) -> torch.Tensor:
         """[T, d_ff] the activations m_k that multiply the FFN's output columns."""
-        return self._neuron_acts[self._check_layer(layer)]
+        return self._neuron_acts[self.layer_index(layer)]
 
     def neuron_dla(self, target, position: int = -1, layer: int | None = None) -> torch.Tensor:
         """DLA of every FFN neuron's subvalue ``m_k W_out[:, k]`` to ``target``: [L, d_ff] or [d_ff]."""
         tid = self.target_id(target)
-        pos = self._position(position)
-        r = self._readout_direction(tid, pos)
-        layers = range(self.n_layers) if layer is None else [self._check_layer(layer)]
+        pos = self.position_index(position)
+        r = self.readout_direction(tid, pos)
+        layers = range(self.n_layers) if layer is None else [self.layer_index(layer)]
         rows = []
         for l in layers:
-            W, _ = self._weights.mlp_out(l)  # [d, d_ff]
-            mult = self._post_multiplier("mlp", l)
+            W, _ = self.weights.mlp_out(l)  # [d, d_ff]
+            mult = self.post_norm_multiplier("mlp", l)
             rl = r if mult is None else r * mult[pos]
             rows.append(self._neuron_acts[l][pos] * (rl.to(W.device) @ W).cpu())
         return torch.stack(rows) if layer is None else rows[0]
 
     def neuron_vectors(self, layer: int, indices: Sequence[int], position: int = -1) -> torch.Tensor:
         """[n, d_model] the subvalues act_k * W_out[:, k] (post-norm frozen) written at ``position``."""
-        layer = self._check_layer(layer)
-        pos = self._position(position)
-        W, _ = self._weights.mlp_out(layer)
+        layer = self.layer_index(layer)
+        pos = self.position_index(position)
+        W, _ = self.weights.mlp_out(layer)
         d_ff = W.shape[1]
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         if len(idx) and (idx.min() < 0 or idx.max() >= d_ff):
             raise IndexError(f"neuron index out of range: layer {layer} has {d_ff} neurons (0..{d_ff - 1})")
         vecs = self._neuron_acts[layer][pos, idx, None] * W[:, idx.to(W.device)].t().cpu()
-        mult = self._post_multiplier("mlp", layer)
+        mult = self.post_norm_multiplier("mlp", layer)
         return vecs if mult is None else vecs * mult[pos]
 
     def bs_tokens(self, vectors: torch.Tensor, position: int = -1, k: int = 10):
         """Before-softmax top and bottom tokens of vectors [n, d]: W_U · norm*(v), norm* frozen at
         the final stream of ``position``. Returns (top, bottom) lists of [(text, value)] per vector."""
-        pos = self._position(position)
+        pos = self.position_index(position)
         ro = self.readout
         x = ro.norm.to(ro.device).frozen(vectors.to(ro.device), self.states[-1, pos].to(ro.device))
         bs = (x @ ro.unembed.t()).cpu()
@@ -504,10 +507,10 @@ class Decomposition:
         if method not in ("dla", "logprob"):
             raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
         tid = self.target_id(target)
-        pos = self._position(position)
+        pos = self.position_index(position)
         dla = self.neuron_dla(tid, pos, layer)
         dla2 = dla if dla.dim() == 2 else dla[None]
-        layer_ids = list(range(self.n_layers)) if layer is None else [self._check_layer(layer)]
+        layer_ids = list(range(self.n_layers)) if layer is None else [self.layer_index(layer)]
         flat = dla2.flatten()
         n_cand = min(flat.numel(), n if method == "dla" else max(4 * n, 64))
         cand = (flat.topk(n_cand).indices if method == "dla" else flat.abs().topk(n_cand).indices).tolist()
@@ -536,7 +539,7 @@ class Decomposition:
     # ---- presentation ----------------------------------------------------------------------
     def summary(self, target=None, position: int = -1, top: int = 5) -> str:
         """A printable account: the prediction, the lens at the last position, the top components."""
-        pos = self._position(position)
+        pos = self.position_index(position)
         tid = self.top_prediction(pos) if target is None else self.target_id(target)
         probs = torch.softmax(self.logits[pos], -1)
         dla = self.contributions(tid, pos, "dla")

@@ -416,11 +416,11 @@ def sae_features(dec, sae, state=None, position: int = -1, k: int = 20, target=N
     if d_in is not None and int(d_in) != dec.d_model:
         raise SAEError(f"This SAE reads vectors of size {int(d_in)}, but {dec.model_name or 'the model'}'s stream "
                        f"has d_model={dec.d_model}: it belongs to another model.")
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
     x = dec.states[index, pos]
     f, active, vectors, bias = _split(sae, x)
-    readout_dir = dec._readout_direction(tid, pos)
+    readout_dir = dec.readout_direction(tid, pos)
     feature_dla = vectors @ readout_dir
     key = {"activation": f[active], "dla": feature_dla, "abs_dla": feature_dla.abs()}[order]
     shown = key.argsort(descending=True)[:k]

@@ -1,4 +1,5 @@
-"""Reading weights safely, also from models dispatched with accelerate (``device_map``).
+"""Reading weights: the :class:`WeightsReader` interface, and reading safely from models
+dispatched with accelerate (``device_map``).
 
 accelerate may keep a module's parameters on the ``meta`` device and load them only for the
 duration of its forward (CPU/disk offload). :func:`materialized` loads them the same way for a
@@ -6,12 +7,17 @@ moment and puts them back, so the model is left as it was found.
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 from contextlib import contextmanager
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 
+from .adapters.base import Adapter, get_module, require_module
 from .errors import UnsupportedModelError
+from .model_state import model_lock
+from .norms import Norm
 
 
 @contextmanager
@@ -115,3 +121,81 @@ def unembedding_fp32(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tenso
                       weight.detach().float())
             _FP32_CACHE[key] = cached
         return cached[2], bias
+
+
+@runtime_checkable
+class WeightsReader(Protocol):
+    """The weights behind the per-head and per-neuron splits, read layer by layer.
+
+    A :class:`~resid_widgets.Decomposition` holds one as ``dec.weights``. Implemented by
+    :class:`LayerWeights` (Hugging Face models, through an adapter) and by the TransformerLens
+    backend's :class:`~resid_widgets.backends.transformer_lens.TLWeights`. Tensors are fp32 copies
+    (read-only use), on the CPU or on the device the model keeps the weight.
+    """
+
+    def attn_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_O [d_model, H*d_head], b_O [d_model] or None): the attention output projection."""
+        ...
+
+    def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_out [d_model, d_ff], b_out [d_model] or None): the FFN output projection."""
+        ...
+
+    def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K [d_ff, d_model], b [d_ff] or None): each row one neuron's key (the gate of a gated FFN)."""
+        ...
+
+    def norm(self, layer: int, which: str) -> Norm | None:
+        """The layer's norm ``which`` in {"attn", "mlp", "attn_post", "mlp_post"}, or None where
+        the layer has none (e.g. no post-norms outside Gemma 2/3 and OLMo 2/3)."""
+        ...
+
+
+class LayerWeights:
+    """Reads one family's output projections and norms, layer by layer (fp32 copies on demand).
+
+    Weights that accelerate offloads are loaded for the moment they are read, while holding the
+    model's lock (``model``), so no run of that model sees them come and go.
+    Implements :class:`WeightsReader` for Hugging Face models (the TransformerLens backend has
+    its own, :class:`~resid_widgets.backends.transformer_lens.TLWeights`).
+    """
+
+    def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter, model: torch.nn.Module | None = None):
+        self._layers = layers
+        self._adapter = adapter
+        self._lock = model_lock(model) if model is not None else contextlib.nullcontext()
+        self._norms: dict[tuple[int, str], Norm | None] = {}
+
+    def _linear(self, layer: int, path: str, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        module = require_module(self._layers[layer], path, what, self._adapter)
+        with self._lock:
+            return linear_weight(module, self._layers[layer])
+
+    def attn_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_O [d_model, H*d_head], b_O [d_model] or None)."""
+        return self._linear(layer, self._adapter.attn_out_proj, "attention output projection")
+
+    def mlp_out(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_out [d_model, d_ff], b_out [d_model] or None)."""
+        return self._linear(layer, self._adapter.mlp_out_proj, "FFN output projection")
+
+    def mlp_key(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K [d_ff, d_model], b [d_ff] or None): each row is one neuron's key (gate for gated FFNs)."""
+        weight, bias = self._linear(layer, self._adapter.mlp_key, "FFN key")
+        if self._adapter.mlp_key_rows == "first_half":
+            half = weight.shape[0] // 2
+            weight, bias = weight[:half], (None if bias is None else bias[:half])
+        return weight, bias
+
+    def norm(self, layer: int, which: str) -> Norm | None:
+        """The layer's norm ``which`` in {"attn", "mlp", "attn_post", "mlp_post"}, or None."""
+        key = (layer, which)
+        if key not in self._norms:
+            path = getattr(self._adapter, f"{which}_norm")
+            module = get_module(self._layers[layer], path) if path else None
+            if module is None:
+                self._norms[key] = None
+            else:
+                with self._lock, materialized(module, self._layers[layer]):
+                    self._norms[key] = Norm.from_module(module, self._adapter.norm_kind, self._adapter.norm_offset)
+        return self._norms[key]

@@ -473,7 +473,7 @@ def test_frozen_norm_option(fam):
     at = A.attention_subvalues(dec, tid, pos, logprob_layers=0, norm="frozen")
     base = dec.states[dec.mlp_index(0) - 1, pos]
     vecs = dec.neuron_vectors(0, [0, 5], pos)
-    ref = dec._lens_logprob(torch.cat([base[None], base[None] + vecs]), tid, T - 1, "frozen")
+    ref = dec.lens_logprob(torch.cat([base[None], base[None] + vecs]), tid, T - 1, "frozen")
     torch.testing.assert_close(fs.logprob[0, [0, 5]], ref[1:] - ref[0], atol=1e-5, rtol=1e-4)
     assert not torch.isnan(at.logprob[0]).any()
     with pytest.raises(ValueError, match="norm"):

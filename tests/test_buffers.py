@@ -149,7 +149,7 @@ def test_ffn_width_that_differs_per_layer(pooled):
         assert torch.allclose(dec.logits, model(input_ids=ids[None]).logits[0], atol=1e-4)
     assert [dec.neuron_activations(l).shape[-1] for l in range(2)] == [64, 48]
     for l in range(2):  # each layer's neurons add up to its MLP delta
-        W, b = dec._weights.mlp_out(l)
+        W, b = dec.weights.mlp_out(l)
         rebuilt = dec.neuron_activations(l) @ W.t() + (0 if b is None else b)
         torch.testing.assert_close(rebuilt, dec.deltas[dec.mlp_index(l)], atol=1e-5, rtol=1e-4)
         assert dec.neuron_dla(int(ids[-1]), layer=l).shape == (dec.neuron_activations(l).shape[-1],)

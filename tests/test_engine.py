@@ -107,12 +107,12 @@ def test_neurons_sum_to_mlp_dla(dec_of):
     target = dec.top_prediction(-1)
     nd = dec.neuron_dla(target, -1)
     dla = dec.contributions(target, -1, "dla")
-    r = dec._readout_direction(target, dec.n_tokens - 1)
+    r = dec.readout_direction(target, dec.n_tokens - 1)
     for layer in range(dec.n_layers):
-        _, bias = dec._weights.mlp_out(layer)
+        _, bias = dec.weights.mlp_out(layer)
         bias_term = 0.0
         if bias is not None:
-            mult = dec._post_multiplier("mlp", layer)
+            mult = dec.post_norm_multiplier("mlp", layer)
             b = bias if mult is None else bias * mult[-1]
             bias_term = float(b.cpu() @ r)
         assert abs(float(nd[layer].sum()) + bias_term - float(dla[dec.mlp_index(layer)])) <= 1e-4

@@ -147,7 +147,7 @@ def test_neurons_match_hook_post(run):
     dla = dec.contributions(target, -1, "dla")
     nd = dec.neuron_dla(target, -1)
     assert nd.shape == (dec.n_layers, model.cfg.d_mlp)
-    r = dec._readout_direction(target, dec.n_tokens - 1)
+    r = dec.readout_direction(target, dec.n_tokens - 1)
     for l in range(dec.n_layers):
         acts = cache[f"blocks.{l}.mlp.hook_post"][0]
         torch.testing.assert_close(dec.neuron_activations(l), acts, atol=1e-6, rtol=1e-6)

@@ -79,7 +79,7 @@ def test_same_numbers_as_the_hf_model(bridged):
                                    atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(dec.neuron_dla(t, -1), ref.neuron_dla(t, -1), atol=1e-5, rtol=1e-4)
         for layer in range(ref.n_layers):
-            torch.testing.assert_close(dec._weights.mlp_key(layer)[0], ref._weights.mlp_key(layer)[0])
+            torch.testing.assert_close(dec.weights.mlp_key(layer)[0], ref.weights.mlp_key(layer)[0])
 
 
 def test_heads_and_neurons_add_up(bridged):
@@ -94,14 +94,14 @@ def test_heads_and_neurons_add_up(bridged):
         logit = cap * float(torch.atanh(torch.tensor(logit / cap)))
     assert abs(total - logit) <= 1e-3
     hc = dec.head_contributions(target, -1)
-    r = dec._readout_direction(target, dec.n_tokens - 1)
+    r = dec.readout_direction(target, dec.n_tokens - 1)
     nd = dec.neuron_dla(target, -1)
     for layer in range(dec.n_layers):
         torch.testing.assert_close(dec.head_deltas(layer).sum(0), dec.deltas[dec.attn_index(layer)],
                                    atol=1e-5, rtol=1e-4)
         assert abs(float(hc[layer].sum() - dla[dec.attn_index(layer)])) <= 1e-4
-        _, bias = dec._weights.mlp_out(layer)
-        mult = dec._post_multiplier("mlp", layer)
+        _, bias = dec.weights.mlp_out(layer)
+        mult = dec.post_norm_multiplier("mlp", layer)
         bias_term = 0.0 if bias is None else float((bias if mult is None else bias * mult[-1]) @ r)
         assert abs(float(nd[layer].sum()) + bias_term - float(dla[dec.mlp_index(layer)])) <= 1e-4
     assert len(dec.top_neurons(target, -1, n=3, method="logprob")) == 3
@@ -165,3 +165,20 @@ def test_readout_checks_apply_to_bridges():
     assert dec.nonfinite == {"logits": 5 * b.cfg.d_vocab}
     with pytest.raises(rw.TokenizerError, match="300 tokens"):
         rw.decompose(bridge("llama"), "w3 w4", tokenizer=word_tokenizer(300))
+
+
+@pytest.mark.parametrize("family", ["gemma2", "llama"])
+def test_bandwidth_of_a_bridge_equals_the_hf_model(family):
+    """The bridge's weights reader answers for post-norms itself: Gemma-2's post-norm gains scale
+    what each sub-layer writes on the bridge as on the HF model (no adapter needed)."""
+    ids = random_ids(6)
+    dec = rw.decompose(bridge(family), ids)
+    assert isinstance(dec.weights, rw.weights.WeightsReader)
+    has_post = dec.weights.norm(0, "attn_post") is not None
+    assert has_post == (family == "gemma2")
+    ours, ref = rw.analysis.bandwidth(dec), rw.analysis.bandwidth(build(family))
+    torch.testing.assert_close(ours.head_overlap, ref.head_overlap, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.principal_cosines(1, 0, 1), ref.principal_cosines(1, 0, 1), atol=1e-5, rtol=1e-4)
+    if has_post:  # gains away from 1 change the overlaps: skipping them would fail the checks above
+        gains = [dec.weights.norm(layer, "attn_post").gain for layer in range(dec.n_layers)]
+        assert all(not torch.allclose(g, torch.ones_like(g), atol=1e-2) for g in gains)

@@ -290,5 +290,5 @@ def post_gain(dec, kind: str, layer: int) -> torch.Tensor | None:
     """The gain of a sub-layer's post-norm (Gemma 2/3), or None."""
     if not getattr(dec.adapter, f"{kind}_post_norm", None):
         return None
-    post = dec._weights.norm(layer, f"{kind}_post")
+    post = dec.weights.norm(layer, f"{kind}_post")
     return None if post is None else post.gain

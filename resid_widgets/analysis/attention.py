@@ -100,26 +100,26 @@ def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | S
     if order not in ("top", "bottom", "abs"):
         raise ValueError(f"order must be 'top', 'bottom' or 'abs', not {order!r}")
     tid = dec.target_id(target)
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     if logprob_layers is None:
         lp_layers: list[int] = []
     elif logprob_layers == "all":
         lp_layers = list(range(dec.n_layers))
     elif isinstance(logprob_layers, int):
-        lp_layers = [dec._check_layer(logprob_layers)]
+        lp_layers = [dec.layer_index(logprob_layers)]
     else:
-        lp_layers = [dec._check_layer(l) for l in logprob_layers]
+        lp_layers = [dec.layer_index(l) for l in logprob_layers]
     cap = attention_of(dec)
     L, H, T = dec.n_layers, cap.n_heads, dec.n_tokens
-    r = dec._readout_direction(tid, pos)
+    r = dec.readout_direction(tid, pos)
     alpha = torch.stack([cap.probs[l][0, :, pos, :] for l in range(L)])  # [L, H, T]
     dla = torch.zeros(L, H, T)
     bias_dla = torch.zeros(L)
     lp = torch.full((L, H, T), math.nan)
     for l in range(L):
-        W, b = dec._weights.attn_out(l)  # [d, H*dh]
+        W, b = dec.weights.attn_out(l)  # [d, H*dh]
         W = W.cpu()
-        mult = dec._post_multiplier("attn", l)
+        mult = dec.post_norm_multiplier("attn", l)
         m = None if mult is None else mult[pos]
         rl = r if m is None else r * m
         u = (rl @ W).view(H, -1)  # [H, dh]
@@ -134,7 +134,7 @@ def attention_subvalues(dec, target, position: int = -1, logprob_layers: int | S
             if m is not None:
                 vecs = vecs * m
             base = dec.state_before(dec.attn_index(l), pos)
-            out = dec._lens_logprob(torch.cat([base[None], base[None] + vecs.reshape(-1, vecs.shape[-1])]), tid, pos, norm)
+            out = dec.lens_logprob(torch.cat([base[None], base[None] + vecs.reshape(-1, vecs.shape[-1])]), tid, pos, norm)
             lp[l, :, :src] = (out[1:] - out[0]).view(H, src)
     layer_dla = dec.contributions(tid, pos, "dla")[[dec.attn_index(l) for l in range(L)]]
     key = {"top": dla, "bottom": -dla, "abs": dla.abs()}[order][:, :, : pos + 1].reshape(-1)

@@ -63,7 +63,7 @@ def budget_state_indices(dec) -> list[int]:
 
 def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudget:
     """Next-token distribution at ``position`` with only blocks 0..b-1 active, b = 0..L."""
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     if not 1 <= k <= dec.vocab_size:
         raise ValueError(f"k={k} must be between 1 and the vocabulary size {dec.vocab_size}")
     tid = None if target is None else dec.target_id(target)
@@ -124,7 +124,7 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
         raise ValueError(f"unit must be 'block', 'attn' or 'mlp', not {unit!r}")
     model = require_model(dec)
     adapter, layers = model_parts(model, dec.adapter)
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
     L = len(layers)
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)

@@ -22,7 +22,7 @@ import torch
 
 from ..adapters.base import Adapter, require_module
 from ..attention_capture import CaptureError, implementation_switched, recording, register_capture_implementation
-from ..core import LayerWeights
+from ..weights import LayerWeights
 from ..model_state import model_left_as_found
 from ._common import AnalysisError, Table, attention_pass, check_index, hooks, model_parts, plotly
 from .induction import repeated_random_tokens

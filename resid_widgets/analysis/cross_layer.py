@@ -47,9 +47,9 @@ def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
                         split_heads: bool = False) -> NeuronInputShares:
     """Split FFN neuron ``neuron`` of ``layer``'s pre-activation (gate for gated FFNs) at
     ``position`` over the components of its input stream (see the module docstring)."""
-    l = dec._check_layer(layer)
-    pos = dec._position(position)
-    key_w, key_b = dec._weights.mlp_key(l)
+    l = dec.layer_index(layer)
+    pos = dec.position_index(position)
+    key_w, key_b = dec.weights.mlp_key(l)
     k = check_index(neuron, key_w.shape[0], f"neuron index (layer {l} has {key_w.shape[0]} neurons)")
     stop = dec.attn_index(l) if dec.parallel_residual else dec.mlp_index(l)
     comps = dec.deltas[:stop, pos]  # [C, d]
@@ -67,7 +67,7 @@ def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
                 labs.append(lab)
         comps, labels = torch.cat(vecs), labs
     r = dec.state_before(stop, pos)
-    norm = dec._weights.norm(l, "mlp")
+    norm = dec.weights.norm(l, "mlp")
     key = key_w[k].cpu()
     # c · K == norm*(c) · key; without a pre-FFN norm (OLMo 2) the key reads the stream itself
     K = key if norm is None else norm.frozen_readout(key, r)
@@ -121,7 +121,7 @@ def cross_layer(dec, target, position: int = -1, n: int = 10, method: str = "log
 
     if method not in ("dla", "logprob"):
         raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.target_id(target)
     top = ffn_subvalues(dec, tid, pos, n=n, rank_by=method, logprob="candidates" if method == "logprob" else "none",
                         bs_k=1)

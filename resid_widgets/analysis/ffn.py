@@ -109,19 +109,19 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     if n < 1:
         raise ValueError(f"n={n} must be at least 1")
     tid = dec.target_id(target)
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     if layer is None:
         layers = list(range(dec.n_layers))
     elif isinstance(layer, int):
-        layers = [dec._check_layer(layer)]
+        layers = [dec.layer_index(layer)]
     else:
-        layers = [dec._check_layer(l) for l in layer]
-    r = dec._readout_direction(tid, pos)
+        layers = [dec.layer_index(l) for l in layer]
+    r = dec.readout_direction(tid, pos)
     dla_rows, bias, acts = [], [], []
     for l in layers:
         dla_rows.append(dec.neuron_dla(tid, pos, l))
-        _, b = dec._weights.mlp_out(l)
-        mult = dec._post_multiplier("mlp", l)
+        _, b = dec.weights.mlp_out(l)
+        mult = dec.post_norm_multiplier("mlp", l)
         rl = r if mult is None else r * mult[pos]
         bias.append(0.0 if b is None else float(b.cpu() @ rl))
         acts.append(dec.neuron_activations(l)[pos])
@@ -155,7 +155,7 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
     if jobs:
         # one batched pass: every layer's baseline, then its neurons' baseline + subvalue
         job_bases = bases[[i for i, _ in jobs]]
-        lp0 = dec._lens_logprob(job_bases, tid, pos, norm)
+        lp0 = dec.lens_logprob(job_bases, tid, pos, norm)
         for (i, ks), b, l0 in zip(jobs, job_bases, lp0):
             lp[i, ks] = _neuron_logprobs(dec, layers[i], ks, pos, tid, norm=norm, base=b, lp0=float(l0))
 
@@ -196,9 +196,9 @@ def _first_order_logprob(dec, layers, acts, bases, pos: int, tid: int, norm: str
     grads = h.grad.float().cpu()
     rows = []
     for i, l in enumerate(layers):
-        W, _ = dec._weights.mlp_out(l)
+        W, _ = dec.weights.mlp_out(l)
         g = grads[i]
-        mult = dec._post_multiplier("mlp", l)
+        mult = dec.post_norm_multiplier("mlp", l)
         if mult is not None:
             g = g * mult[pos]
         rows.append(acts[i] * (g.to(W.device) @ W).cpu())
@@ -211,11 +211,11 @@ def _neuron_logprobs(dec, layer: int, ks: list[int], pos: int, tid: int, chunk: 
     if base is None:
         base = dec.state_before(dec.mlp_index(layer), pos)
     if lp0 is None:
-        lp0 = float(dec._lens_logprob(base[None], tid, pos, norm)[0])
+        lp0 = float(dec.lens_logprob(base[None], tid, pos, norm)[0])
     out = []
     for s in range(0, len(ks), chunk):
         vecs = dec.neuron_vectors(layer, ks[s:s + chunk], pos)
-        out.append(dec._lens_logprob(base[None] + vecs, tid, pos, norm) - lp0)
+        out.append(dec.lens_logprob(base[None] + vecs, tid, pos, norm) - lp0)
     return torch.cat(out)
 
 
@@ -224,8 +224,8 @@ def neuron_subvalue(dec, layer: int, neuron: int, target=None, position: int = -
     """One FFN neuron at ``position``: its activation, subvalue vector, BS top / bottom tokens and,
     with a ``target``, its DLA and exact log-prob increase (baseline: the stream before the FFN).
     IndexError for a layer or neuron index out of range."""
-    l = dec._check_layer(layer)
-    pos = dec._position(position)
+    l = dec.layer_index(layer)
+    pos = dec.position_index(position)
     d_ff = dec.neuron_activations(l).shape[1]
     if isinstance(neuron, bool) or not isinstance(neuron, int) or not -d_ff <= neuron < d_ff:
         raise IndexError(f"neuron index {neuron!r} out of range: layer {l} has {d_ff} neurons (0..{d_ff - 1})")

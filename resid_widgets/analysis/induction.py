@@ -117,7 +117,7 @@ def _copied_token_dla(model, adapter, layers, cap, ids: torch.Tensor, pos: torch
     head h writes z_h W_O^h (Gemma 2/3: times the post-norm frozen at its real input); the final
     norm is frozen at each position's final stream (as in Decomposition.head_contributions)."""
     from ..adapters.base import require_module
-    from ..core import LayerWeights
+    from ..weights import LayerWeights
     from ..norms import Norm
     from ..model_state import model_lock
     from ..weights import unembedding_fp32

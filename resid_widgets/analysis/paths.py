@@ -20,6 +20,8 @@ import torch
 
 from ._common import Table, model_parts, plotly, require_model
 from ..adapters.base import require_module
+from ..core import Decomposition
+from ..weights import LayerWeights
 from ..runner import Capture, Edit, run_batches
 
 
@@ -96,7 +98,7 @@ class BlockPaths(Table):
 
 def block_paths(dec, target=None, position: int = -1, k: int = 5, isolated: bool = False) -> BlockPaths:
     """Single-block paths to ``target`` (default: the model's prediction) at ``position``."""
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
     L = dec.n_layers
     dla = dec.contributions(tid, pos, "dla")
@@ -162,9 +164,10 @@ class Bandwidth(Table):
         return torch.linalg.svdvals(Qi.T @ Qj).float()
 
     def _head_write(self, layer: int, h: int) -> torch.Tensor:
-        W_O = self._weights.attn_out(layer)[0].cpu()
-        if getattr(self._adapter, "attn_post_norm", None):
-            W_O = W_O * self._weights.norm(layer, "attn_post").gain[:, None]
+        W_O = self.weights.attn_out(layer)[0].cpu()
+        post = self.weights.norm(layer, "attn_post")
+        if post is not None:
+            W_O = W_O * post.gain[:, None]
         return W_O[:, h * self.d_head:(h + 1) * self.d_head]
 
     def figure(self, layer: int | None = None):
@@ -232,11 +235,8 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     of a d_model × d_model matrix per sub-layer: seconds on a small CPU); otherwise
     ``attn_rank`` / ``mlp_rank`` are the upper bounds min(d_model, dims).
     """
-    from ..core import Decomposition, LayerWeights
-
     if isinstance(source, Decomposition):
-        weights, L, H, d = source._weights, source.n_layers, source.n_heads, source.d_model
-        adapter = source.adapter
+        weights, L, H, d = source.weights, source.n_layers, source.n_heads, source.d_model
     else:
         adapter, layers = model_parts(source)
         weights, L = LayerWeights(layers, adapter, source), len(layers)
@@ -250,7 +250,7 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
         W_O, W_out = W_O.cpu(), W_out.cpu()
         d = W_O.shape[0]
         for kind in ("attn", "mlp"):
-            post = weights.norm(l, f"{kind}_post") if getattr(adapter, f"{kind}_post_norm", None) else None
+            post = weights.norm(l, f"{kind}_post")  # None where the layer has no post-norm
             if post is not None:
                 if kind == "attn":
                     W_O = W_O * post.gain[:, None]
@@ -274,4 +274,4 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     return Bandwidth(d_model=d, n_heads=H, d_head=dh, rows=rows, head_overlap=head_overlap,
                      head_ranks=torch.tensor(head_ranks),
                      mean_overlap=torch.tensor([r["mean_head_overlap"] for r in rows]),
-                     random_overlap=dh / d, rtol=rtol, ranks_computed=ranks, _weights=weights, _adapter=adapter)
+                     random_overlap=dh / d, rtol=rtol, ranks_computed=ranks, weights=weights)

@@ -12,7 +12,8 @@ import torch
 from .. import buffers
 from ..adapters.base import Adapter, adapter_for, require_module
 from ..checks import check_readout, enforce_additivity, report_nonfinite
-from ..core import Decomposition, LayerWeights
+from ..core import Decomposition
+from ..weights import LayerWeights
 from ..errors import UnsupportedModelError
 from ..lens import Readout
 from ..model_state import model_left_as_found

@@ -79,7 +79,7 @@ def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
 
 
 class TLWeights:
-    """The :class:`~resid_widgets.core.LayerWeights` interface over TL's weight views (fp32 CPU copies)."""
+    """:class:`~resid_widgets.weights.WeightsReader` over TL's weight views (fp32 CPU copies)."""
 
     def __init__(self, model, norm_names: dict[str, str] = _NORM_NAMES):
         self._blocks = model.blocks

@@ -14,7 +14,7 @@ from .payload import array_payload, decode_payload, display_token
 
 def attention_sources_payload(dec, target=None, position: int = -1):
     """Every layer's [H, S] DLA (S = position + 1 sources) and attention weights, plus per-layer totals."""
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None or target == "" else dec.target_id(target)
     res = attention_subvalues(dec, tid, pos)
     S = pos + 1

@@ -16,7 +16,7 @@ from .payload import array_payload, display_token
 def budget_payload(dec, position: int = -1, k: int = 10, target=None, drop: bool = True) -> dict:
     """Everything the BlockBudget view shows: top-k ids/probs for every budget 0..L (and optional
     drop-one effects), small: (L+1)·k ids + probs."""
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None or target == "" else dec.target_id(target)
     res = block_budget(dec, position=pos, k=k, target=tid)
     L = dec.n_layers

@@ -28,7 +28,7 @@ def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k
     """``{n, index [L,n] i32, dla [L,n] f32, act [L,n] f32, bs_top [L][n][bs_k] str}``; the
     neurons of each layer with the largest |DLA| to ``target_id`` at ``position``, strongest first.
     ``progress`` (an ``export.Progress``) counts :func:`neurons_units` units."""
-    pos = dec._position(position)
+    pos = dec.position_index(position)
     dla = dec.neuron_dla(target_id, pos)  # [L, d_ff]
     if progress is not None:
         progress.done()
@@ -42,7 +42,7 @@ def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k
         idx = dla[l].abs().topk(n).indices
         index[l] = idx.numpy()
         vals[l] = dla[l, idx].numpy()
-        acts[l] = dec._neuron_acts[l][pos, idx].float().numpy()
+        acts[l] = dec.neuron_activations(l)[pos, idx].float().numpy()
         top, _ = dec.bs_tokens(dec.neuron_vectors(l, idx.tolist(), pos), pos, bs_k)
         bs_top.append([[t for t, _ in row] for row in top])
         if progress is not None:
