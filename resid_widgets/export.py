@@ -186,7 +186,10 @@ def _layout_of(widget: Any) -> dict:
     return out
 
 
-class _Collector:
+class _WidgetBundle:
+    """The widgets of one export: their states, JS modules and CSS (deduplicated), and notes on
+    what was left out to stay within ``budget_bytes``."""
+
     def __init__(self, budget_bytes: int):
         self.budget_bytes = budget_bytes
         self.models: dict[str, dict] = {}
@@ -375,7 +378,7 @@ def snapshot_html(
             raise TypeError(f"export_html takes widgets, not {type(w).__name__}")
 
     runtime = _runtime_js()
-    collector = _Collector(budget_bytes)
+    collector = _WidgetBundle(budget_bytes)
     roots = [collector.add(w) for w in widgets]
     fixed = len(runtime) + sum(len(e) for e in collector.esm) + sum(len(c) for c in collector.css) + 8192
     collector.enrich(fixed, progress)

@@ -16,7 +16,7 @@ Every result has ``.rows`` (list of dicts), ``.to_pandas()`` (with pandas) and `
 from ._common import AnalysisError, AttentionCapture, capture_attention
 from .attention import AttentionSubvalues, attention_subvalues
 from .circuit import InductionCircuit, induction_circuit
-from .budget import BlockBudget, DropOne, block_budget, drop_one
+from .budget import BlockBudgetResult, DropOne, block_budget, drop_one
 from .cross_layer import CrossLayer, NeuronInputShares, cross_layer, neuron_input_shares
 from .ffn import FFNSubvalues, ffn_subvalues, neuron_subvalue
 from .induction import InductionScores, induction_prompt, induction_scores
@@ -24,7 +24,7 @@ from .paths import Bandwidth, BlockPaths, DirectPath, bandwidth, block_paths, di
 from .patterns import SCORE_KINDS, HeadScores, LayerPattern, head_scores
 
 __all__ = [
-    "AnalysisError", "AttentionCapture", "AttentionSubvalues", "Bandwidth", "BlockBudget", "BlockPaths",
+    "AnalysisError", "AttentionCapture", "AttentionSubvalues", "Bandwidth", "BlockBudgetResult", "BlockPaths",
     "CrossLayer", "DirectPath", "DropOne", "FFNSubvalues", "HeadScores", "InductionCircuit", "InductionScores",
     "LayerPattern", "NeuronInputShares", "SCORE_KINDS",
     "attention_subvalues", "bandwidth", "block_budget", "block_paths", "capture_attention", "cross_layer",

@@ -17,6 +17,7 @@ and attention soft-caps included.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -24,21 +25,36 @@ import torch
 from ._common import Table, attention_of, plotly
 
 
+@dataclass(repr=False, eq=False)
 class AttentionSubvalues(Table):
     """Result of :func:`attention_subvalues`.
 
     Attributes:
-        target_id, target, position, tokens (the prompt's token texts).
+        target_id: the attributed token id; target: its text.
+        position: the destination position (non-negative).
+        tokens: the prompt's token texts (T).
         alpha: [L, H, T] attention of each head from ``position`` to each source token.
         dla: [L, H, T] DLA of each (head, source) term (zero for sources after ``position``).
-        bias_dla: [L] DLA of the output bias b_O; layer_dla: [L] the attention layer's DLA.
-        head_dla: [L, H] dla summed over sources.
+        bias_dla: [L] DLA of the output bias b_O.
+        layer_dla: [L] the attention layer's DLA.
         logprob: [L, H, T] log-prob increase (NaN where not computed; not additive).
         rows: the top ``n`` (layer, head, source) terms by ``order`` of DLA.
+        capture_error: relative error of Σ_j α v_j against the attention output (worst layer).
+        norm: "recomputed" or "frozen": how the log-prob increases read the final norm.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    target_id: int
+    target: str
+    position: int
+    tokens: list[str]
+    alpha: torch.Tensor
+    dla: torch.Tensor
+    bias_dla: torch.Tensor
+    layer_dla: torch.Tensor
+    logprob: torch.Tensor
+    rows: list[dict]
+    capture_error: float
+    norm: str
 
     @property
     def head_dla(self) -> torch.Tensor:

@@ -12,6 +12,7 @@ Drop one: each block (or sub-layer) alone replaced by the identity (its delta ze
 running normally — real re-runs, batched: one copy of the prompt per dropped unit.
 """
 from __future__ import annotations
+from dataclasses import dataclass
 
 import torch
 
@@ -20,19 +21,32 @@ from ..adapters.base import require_module
 from ..runner import Capture, Edit, run_batches
 
 
-class BlockBudget(Table):
-    """Result of :func:`block_budget`.
+@dataclass(repr=False, eq=False)
+class BlockBudgetResult(Table):
+    """Result of :func:`block_budget` (the view is :class:`resid_widgets.BlockBudget`).
 
     Attributes:
-        position, target_id, target (None when not given).
-        top_ids / top_probs: [L+1, k] the next-token distribution's top tokens per budget k.
-        target_logprob: [L+1] log p(target) per budget (None without target).
-        entropy: [L+1] nats. repeats_input: whether budget 0's top token is the input token.
-        rows: one dict per budget (k, top tokens, target prob...).
+        position: the position read (non-negative).
+        target_id: the target's id, or None when none was given; target: its text, or None.
+        top_ids: [L+1, k] the next-token distribution's top token ids per budget (k = 0..L).
+        top_probs: [L+1, k] their probabilities.
+        top_texts: [L+1][k] their texts.
+        target_logprob: [L+1] log p(target) per budget, or None without a target.
+        entropy: [L+1] entropy of the distribution per budget, in nats.
+        repeats_input: whether budget 0's top token is the input token itself.
+        rows: one dict per budget (k, top, top_prob, entropy, target_prob, target_rank, tops).
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    position: int
+    target_id: int | None
+    target: str | None
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+    top_texts: list[list[str]]
+    target_logprob: torch.Tensor | None
+    entropy: torch.Tensor
+    repeats_input: bool
+    rows: list[dict]
 
     def figure(self):
         go, make_subplots = plotly()
@@ -61,7 +75,7 @@ def budget_state_indices(dec) -> list[int]:
     return [dec.n_embed - 1] + [dec.mlp_index(l) for l in range(dec.n_layers)]
 
 
-def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudget:
+def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudgetResult:
     """Next-token distribution at ``position`` with only blocks 0..b-1 active, b = 0..L."""
     pos = dec.position_index(position)
     if not 1 <= k <= dec.vocab_size:
@@ -84,24 +98,36 @@ def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudg
             row["target_rank"] = int((z[b] > z[b, tid]).sum())
         row["tops"] = list(zip(top_texts[b], top_lp[b].exp().tolist()))
         rows.append(row)
-    return BlockBudget(position=pos, target_id=tid, target=None if tid is None else dec.token_text(tid),
+    return BlockBudgetResult(position=pos, target_id=tid, target=None if tid is None else dec.token_text(tid),
                        top_ids=top_ids, top_probs=top_lp.exp(), top_texts=top_texts, target_logprob=target_lp,
                        entropy=entropy, repeats_input=bool(top_ids[0, 0] == dec.token_ids[pos]), rows=rows)
 
 
+@dataclass(repr=False, eq=False)
 class DropOne(Table):
     """Result of :func:`drop_one`.
 
     Attributes:
-        unit: "block", "attn" or "mlp"; position, target_id, target.
+        unit: "block", "attn" or "mlp".
+        position: the position read (non-negative).
+        target_id: the target's id; target: its text.
         full_logprob: log p(target) of the intact model (from the same batched run).
-        logprob: [L] log p(target) with unit l replaced by the identity; effect: [L] logprob − full.
-        top_ids: [L] the top next token with unit l dropped.
-        rows: one dict per unit.
+        logprob: [L] log p(target) with unit l replaced by the identity.
+        effect: [L] logprob − full_logprob.
+        top_ids: [L] the top next token with unit l dropped; top_texts: [L] their texts.
+        rows: one dict per unit (unit, logprob, effect, top).
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    unit: str
+    position: int
+    target_id: int
+    target: str
+    full_logprob: float
+    logprob: torch.Tensor
+    effect: torch.Tensor
+    top_ids: torch.Tensor
+    top_texts: list[str]
+    rows: list[dict]
 
     def figure(self):
         go, _ = plotly()

@@ -17,6 +17,7 @@ in Gemma 2/3 times the attention post-norm frozen at its real input, as in ``dec
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -29,11 +30,12 @@ from .induction import repeated_random_tokens
 from .patterns import SCORE_KINDS, induction_sources, score_heads
 
 
+@dataclass(repr=False, eq=False)
 class InductionCircuit(Table):
     """Result of :func:`induction_circuit`.
 
     Attributes:
-        induction_heads: [(layer, head)] the induction heads examined, strongest first.
+        induction_heads: [(layer, head)] the n induction heads examined, strongest first.
         score: [n] their induction score on the prompt (replayed, nothing removed).
         score_without: [n, L, H] their induction score with head (l1, h1)'s output removed from
             their keys' input (NaN where l1 is not an earlier layer).
@@ -41,13 +43,24 @@ class InductionCircuit(Table):
         scores: {kind: [L, H]} every head's scores on the prompt (``SCORE_KINDS``), from the same
             pass: a source's "previous_token" score says whether it is a previous-token head.
         token_ids: [batch, T] the prompt (BOS + r + r).
+        n_tokens: T; batch: how many random prompts; seed: their seed.
+        capture_error: relative error of Σ_j α v_j against the attention output (worst layer).
         rows: per induction head, its ``n_sources`` earlier heads with the largest drops, ranked:
             induction_head, layer, head, source, source_layer, source_head, drop, relative_drop,
             score, score_without, source_previous_token.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    induction_heads: list[tuple[int, int]]
+    score: torch.Tensor
+    score_without: torch.Tensor
+    drop: torch.Tensor
+    scores: dict[str, torch.Tensor]
+    token_ids: torch.Tensor
+    n_tokens: int
+    batch: int
+    seed: int | None
+    capture_error: float
+    rows: list[dict]
 
     def sources(self, layer: int, head: int, n: int | None = None) -> list[dict]:
         """The rows of one induction head (all earlier heads when ``n`` is None), largest drop first."""

@@ -11,26 +11,39 @@ and share_c = (c · K') / Σ_{c'} (c' · K'). Shares sum to 1; they are large an
 when the sum is near zero (check ``total``).
 """
 from __future__ import annotations
+from dataclasses import dataclass
 
 import torch
 
 from ._common import Table, check_index, plotly
 
 
+@dataclass(repr=False, eq=False)
 class NeuronInputShares(Table):
     """Result of :func:`neuron_input_shares`.
 
     Attributes:
-        layer, neuron, position.
+        layer, neuron, position: the neuron and where its input is split (non-negative).
         labels: [C] the components of the neuron's input (heads "attn.i.h{h}" / "attn.i.bias" with
             split_heads=True).
-        contributions: [C] c · K' (with frozen scale); shares: [C] contributions / total.
-        total: Σ contributions; constant: β · key + key bias; preactivation: total + constant.
+        contributions: [C] c · K' (with frozen scale).
+        shares: [C] contributions / total.
+        total: Σ contributions.
+        constant: β · key + key bias.
+        preactivation: total + constant.
         rows: one dict per component (component, contribution, share).
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    layer: int
+    neuron: int
+    position: int
+    labels: list[str]
+    contributions: torch.Tensor
+    shares: torch.Tensor
+    total: float
+    constant: float
+    preactivation: float
+    rows: list[dict]
 
     def figure(self):
         go, _ = plotly()
@@ -84,18 +97,31 @@ def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
                              rows=rows)
 
 
+@dataclass(repr=False, eq=False)
 class CrossLayer(Table):
     """Result of :func:`cross_layer`: importance-weighted shares of the top neurons' inputs.
 
     Attributes:
-        neurons: [(layer, neuron)] the top neurons; importance: [N] their scores.
-        labels: [C] all components; shares: [N, C] each neuron's shares (0 for components above it).
+        target: the target's text; target_id: its id; position: where (non-negative).
+        neurons: [(layer, neuron)] the N top neurons.
+        importance: [N] their scores.
+        labels: [C] all components.
+        shares: [N, C] each neuron's shares (0 for components above it).
         weighted: [C] Σ_n importance_n · shares[n] (the authors' aggregate).
         rows: one dict per component (component, weighted).
+        method: how the neurons were ranked.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    target: str
+    target_id: int
+    position: int
+    neurons: list[tuple[int, int]]
+    importance: torch.Tensor
+    labels: list[str]
+    shares: torch.Tensor
+    weighted: torch.Tensor
+    rows: list[dict]
+    method: str
 
     def figure(self):
         go, make_subplots = plotly()

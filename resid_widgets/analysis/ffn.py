@@ -15,6 +15,7 @@ For each neuron k of each layer l:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -22,26 +23,40 @@ import torch
 from ._common import Table, plotly, tok_list
 
 
+@dataclass(repr=False, eq=False)
 class FFNSubvalues(Table):
     """Result of :func:`ffn_subvalues`.
 
     Attributes:
-        target_id, target, position: what was attributed, where.
+        target_id: the attributed token id; target: its text; position: where (non-negative).
         layers: the layer indices covered (rows of the tensors).
         dla: [len(layers), d_ff] every neuron's DLA.
         bias_dla: [len(layers)] DLA of the output bias b_out (0 when none).
         layer_dla: [len(layers)] the FFN's own DLA (== dla.sum(1) + bias_dla).
         logprob: [len(layers), d_ff] log-prob increase, NaN where not computed.
-        logprob_estimate: [len(layers), d_ff] its first-order estimate for every neuron,
-            m_k W_out[:, k] · ∇_b log p(target | b) (used to pick the candidates; None with
-            logprob="none"). An approximation: the exact values are in ``logprob``.
         activations: [len(layers), d_ff] m_k at the position.
         rows: the top ``n`` neurons (dicts: layer, neuron, label, activation, dla, logprob_increase,
             bs_top, bs_bottom), ordered by ``rank_by``.
+        rank_by: "dla" or "logprob"; order: "top", "bottom" or "abs"; norm: "recomputed" or "frozen".
+        logprob_estimate: [len(layers), d_ff] the log-prob increase's first-order estimate for
+            every neuron, m_k W_out[:, k] · ∇_b log p(target | b) (used to pick the candidates;
+            None with logprob="none"). An approximation: the exact values are in ``logprob``.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    target_id: int
+    target: str
+    position: int
+    layers: list[int]
+    dla: torch.Tensor
+    bias_dla: torch.Tensor
+    layer_dla: torch.Tensor
+    logprob: torch.Tensor
+    activations: torch.Tensor
+    rows: list[dict]
+    rank_by: str
+    order: str
+    norm: str
+    logprob_estimate: torch.Tensor | None
 
     def figure(self):
         go, make_subplots = plotly()

@@ -8,6 +8,7 @@ one at i − (n − 1)), final norm frozen at each position's final stream, mean
 positions that have a next token and over the batch.
 """
 from __future__ import annotations
+from dataclasses import dataclass
 
 import torch
 
@@ -15,12 +16,26 @@ from ..tokens import context_length
 from ._common import Table, capture_attention, model_parts, plotly
 
 
+@dataclass(repr=False, eq=False)
 class InductionScores(Table):
-    """Result of :func:`induction_scores`: ``scores`` [L, H], ``dla`` [L, H], the prompt
-    ``token_ids`` [batch, T], ``rows`` = heads sorted by score."""
+    """Result of :func:`induction_scores`.
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    Attributes:
+        scores: [L, H] each head's induction score.
+        dla: [L, H] each head's DLA to the repeated tokens.
+        token_ids: [batch, T] the prompts (BOS + r + r).
+        n_tokens: T; batch: how many random prompts; seed: their seed; bos: the BOS id used.
+        rows: one dict per head, sorted by score.
+    """
+
+    scores: torch.Tensor
+    dla: torch.Tensor
+    token_ids: torch.Tensor
+    n_tokens: int
+    batch: int
+    seed: int | None
+    bos: int | None
+    rows: list[dict]
 
     def __array__(self, dtype=None):  # np.asarray(result) -> the scores
         a = self.scores.numpy()

@@ -15,25 +15,36 @@
   principal angles; 1 = one contains the other, ~d_head/d_model for random subspaces).
 """
 from __future__ import annotations
+from dataclasses import dataclass
 
 import torch
 
 from ._common import Table, model_parts, plotly, require_model
 from ..adapters.base import require_module
 from ..core import Decomposition
-from ..weights import LayerWeights
+from ..weights import LayerWeights, WeightsReader
 from ..runner import Capture, Edit, run_batches
 
 
+@dataclass(repr=False, eq=False)
 class DirectPath(Table):
     """Result of :func:`direct_path`: per position the top tokens of W_U · norm_f(e).
 
-    top_ids / top_probs [T, k]; input_rank [T] rank of the input token itself;
-    repeats_input: fraction of positions whose top token is the input token.
+    Attributes:
+        top_ids: [T, k] top next-token ids of the direct path; top_probs: [T, k] their probabilities.
+        top_texts: [T][k] their texts; tokens: the prompt's token texts (T).
+        input_rank: [T] rank of the input token itself.
+        repeats_input: fraction of positions whose top token is the input token.
+        rows: one dict per position.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+    top_texts: list[list[str]]
+    tokens: list[str]
+    input_rank: torch.Tensor
+    repeats_input: float
+    rows: list[dict]
 
     def figure(self):
         go, _ = plotly()
@@ -64,17 +75,33 @@ def direct_path(dec, k: int = 5) -> DirectPath:
                       input_rank=input_rank, repeats_input=float((top_ids[:, 0] == ids).float().mean()), rows=rows)
 
 
+@dataclass(repr=False, eq=False)
 class BlockPaths(Table):
-    """Result of :func:`block_paths`, per block l (rows):
+    """Result of :func:`block_paths`, per block l (rows).
 
-    dla_attn / dla_mlp / dla_block [L]: DLA of A_l, F_l, A_l + F_l to the target (additive).
-    lens_logprob [L]: log p(target | e + A_l + F_l); direct_logprob: log p(target | e);
-    lens_top: top tokens of e + A_l + F_l.
-    isolated_logprob [L] / isolated_top (with isolated=True): the run with only block l active.
+    Attributes:
+        target_id: the target's id; target: its text; position: where (non-negative).
+        dla_attn / dla_mlp / dla_block: [L] DLA of A_l, F_l, A_l + F_l to the target (additive).
+        lens_logprob: [L] log p(target | e + A_l + F_l).
+        direct_logprob: log p(target | e).
+        lens_top: [L][k] (text, prob) top tokens of e + A_l + F_l.
+        isolated_logprob: [L] the run with only block l active (None unless isolated=True).
+        isolated_top: [L] that run's top token texts (None unless isolated=True).
+        rows: one dict per block.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    target_id: int
+    target: str
+    position: int
+    dla_attn: torch.Tensor
+    dla_mlp: torch.Tensor
+    dla_block: torch.Tensor
+    lens_logprob: torch.Tensor
+    direct_logprob: float
+    lens_top: list[list[tuple[str, float]]]
+    isolated_logprob: torch.Tensor | None
+    isolated_top: list[str] | None
+    rows: list[dict]
 
     def figure(self):
         go, make_subplots = plotly()
@@ -144,18 +171,33 @@ def _only_block_logits(dec, pos: int, batch_size: int = 8) -> torch.Tensor:
     return dec.readout.logits(run.captured["final"].float().to(dec.readout.device)).cpu()
 
 
+@dataclass(repr=False, eq=False)
 class Bandwidth(Table):
     """Result of :func:`bandwidth`.
 
-    d_model; per layer (rows): attn_dims (H·d_head), mlp_dims (d_ff), attn_rank / mlp_rank
-    (numerical rank of the write matrices with ranks=True, else min(d_model, dims)), head_ranks [L, H];
-    head_overlap [L, H, H] normalised Frobenius overlap of the heads' output subspaces;
-    mean_overlap [L] mean off-diagonal overlap; random_overlap: the expected value for random
-    subspaces of the same size (d_head / d_model).
+    Attributes:
+        d_model, n_heads, d_head: the model's sizes.
+        rows: per layer: attn_dims (H·d_head), mlp_dims (d_ff), attn_rank / mlp_rank (numerical
+            rank of the write matrices with ranks=True, else min(d_model, dims)), mean / max head overlap.
+        head_overlap: [L, H, H] normalised Frobenius overlap of the heads' output subspaces.
+        head_ranks: [L, H] each head's numerical output rank.
+        mean_overlap: [L] mean off-diagonal overlap.
+        random_overlap: the expected overlap of random subspaces of the same size (d_head / d_model).
+        rtol: the relative singular-value cut-off; ranks_computed: whether ranks were computed.
+        weights: the :class:`~resid_widgets.weights.WeightsReader` the numbers were read from.
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    d_model: int
+    n_heads: int
+    d_head: int
+    rows: list[dict]
+    head_overlap: torch.Tensor
+    head_ranks: torch.Tensor
+    mean_overlap: torch.Tensor
+    random_overlap: float
+    rtol: float
+    ranks_computed: bool
+    weights: WeightsReader
 
     def principal_cosines(self, layer: int, i: int, j: int) -> torch.Tensor:
         """Cosines of the principal angles between the output subspaces of heads i and j of

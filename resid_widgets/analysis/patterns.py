@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -221,11 +221,13 @@ def rows_needed(values: torch.Tensor, mass: float) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # The result
 # --------------------------------------------------------------------------------------------
+@dataclass(repr=False, eq=False)
 class HeadScores(Table):
     """Result of :func:`head_scores`.
 
     Attributes:
         scores: {kind: [L, H] float32} for kind in :data:`SCORE_KINDS`.
+        patterns: [L] each layer's bounded attention weights (see :meth:`pattern`).
         tokens: the prompt's token texts (T); token_ids: [T].
         n_induction_positions: destinations whose token occurred before (0: no repeats, so the
             induction score is NaN).
@@ -235,9 +237,17 @@ class HeadScores(Table):
         rows: one dict per head, (layer, head) order: layer, head, label and one column per kind.
     """
 
-    def __init__(self, patterns: list[LayerPattern], **kw):
-        self.__dict__.update(kw)  # the attributes above
-        self._patterns = patterns
+    scores: dict[str, torch.Tensor]
+    patterns: list[LayerPattern] = field(repr=False)
+    tokens: list[str]
+    token_ids: torch.Tensor
+    n_induction_positions: int
+    dense_limit: int
+    top_k: int
+    capture_error: float
+    rows: list[dict] = field(init=False)
+
+    def __post_init__(self):
         L, H = self.scores["sink"].shape
         self.rows = [dict(layer=l, head=h, label=f"L{l}H{h}",
                           **{k: _finite(self.scores[k][l, h]) for k in SCORE_KINDS})
@@ -254,11 +264,11 @@ class HeadScores(Table):
     @property
     def sparsified(self) -> bool:
         """True when patterns keep only the top-k weights of each row (long prompts)."""
-        return any(p.sparsified for p in self._patterns)
+        return any(p.sparsified for p in self.patterns)
 
     def pattern(self, layer: int) -> LayerPattern:
         """The bounded attention weights of one layer (see :class:`LayerPattern`)."""
-        return self._patterns[check_index(layer, self.n_layers, "layer")]
+        return self.patterns[check_index(layer, self.n_layers, "layer")]
 
     def top(self, kind: str = "induction", n: int = 5) -> list[tuple[int, int, float]]:
         """[(layer, head, score)] of the ``n`` highest-scoring heads (NaN scores last)."""
