@@ -1,13 +1,12 @@
 """rw.analysis: every analysis on every family (tiny random models), checked against independent
 recomputations (hooks on the model's own modules), plus SmolLM2 facts (induction heads, Paris)."""
 import math
-import sys
 
 import pytest
 import torch
 
 import resid_widgets as rw
-from models_zoo import FAMILIES, build, random_ids
+from models_zoo import build, random_ids
 
 A = rw.analysis
 T = 11

@@ -9,7 +9,7 @@ import traitlets
 
 from resid_widgets.views import ContributionBars, Dashboard, LogitLens, StreamGrid
 from resid_widgets.views import payload as P
-from views_fixtures import FakeDecomposition, fake_dec, llama_dec, tiny_llama_decomposition  # noqa: F401
+from views_fixtures import FakeDecomposition
 
 VIEWS = [StreamGrid, ContributionBars, LogitLens, Dashboard]
 NAMES = {StreamGrid: "stream-grid", ContributionBars: "contribution-bars", LogitLens: "logit-lens", Dashboard: "dashboard"}
@@ -129,7 +129,7 @@ def _replies(w, content):
 
 def test_kernel_messages_pane_target_heads(fake_dec):
     w = Dashboard(fake_dec)
-    C, T, d = len(fake_dec.labels), len(fake_dec.tokens), fake_dec.d_model
+    C, d = len(fake_dec.labels), fake_dec.d_model
     [(c, bufs)] = _replies(w, {"type": "pane", "state": 2, "position": 3, "id": "a"})
     assert c["type"] == "pane" and c["id"] == "a" and c["shape"] == [C, d] and c["dtype"] == "float16"
     arr = np.frombuffer(bufs[0], dtype="<f2").reshape(C, d)

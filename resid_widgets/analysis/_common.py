@@ -284,11 +284,3 @@ def check_index(value: int, size: int, what: str) -> int:
     if not -size <= index < size:
         raise IndexError(f"{what} {value!r} out of range (0..{size - 1})")
     return index % size
-
-
-def post_gain(dec, kind: str, layer: int) -> torch.Tensor | None:
-    """The gain of a sub-layer's post-norm (Gemma 2/3), or None."""
-    if not getattr(dec.adapter, f"{kind}_post_norm", None):
-        return None
-    post = dec.weights.norm(layer, f"{kind}_post")
-    return None if post is None else post.gain
