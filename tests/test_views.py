@@ -95,7 +95,10 @@ def test_target_by_text_or_id_precomputes(fake_dec):
     assert w.target == " Paris" and len(w._targets) == n + 1
     with pytest.raises(traitlets.TraitError):
         w.target = "not a token"
-    ContributionBars(fake_dec, target=" Paris")._find_target(" Paris")
+    # a target given at construction is precomputed and selected
+    w = ContributionBars(fake_dec, target=" Paris")
+    entry = w._find_target(" Paris")
+    assert entry is not None and entry["id"] == 1 and w.target == " Paris"
 
 
 def test_contributions_match_engine(llama_dec):

@@ -67,11 +67,10 @@ def _fmt(v) -> str:
 
 
 def plotly():
-    try:
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("figure() needs plotly: pip install plotly") from e
+    """(plotly.graph_objects, plotly.subplots.make_subplots): plotly is a required dependency."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     return go, make_subplots
 
 
