@@ -74,10 +74,10 @@ def bench_time(model, tok, Ts, reps):
             with torch.no_grad():
                 model(input_ids=ids[None], use_cache=False)
 
-        def full_capture():
+        def full_capture(dec=dec):
             return rw.analysis.capture_attention(model, ids, reference=dec.states[-1])
 
-        t = interleaved_medians({"forward_s": forward, "head_scores_s": lambda: head_scores_uncached(dec),
+        t = interleaved_medians({"forward_s": forward, "head_scores_s": lambda dec=dec: head_scores_uncached(dec),
                                  "capture_s": full_capture}, reps)
         rows.append({"T": T, **t})
         print(f"  T={T}: " + ", ".join(f"{k}={v * 1e3:.0f} ms" for k, v in t.items()), flush=True)
@@ -160,8 +160,8 @@ def bench_payloads(model, tok, Ts):
         snap_bytes = sum(payload_bytes(p) for p in snap.values())
         cv_bytes = [0]
 
-        def add_layer(layer, probs, values):
-            cv_bytes[0] += circuitsvis_json_bytes(list(dec.tokens), probs[0].float().cpu())
+        def add_layer(layer, probs, values, tokens=list(dec.tokens)):
+            cv_bytes[0] += circuitsvis_json_bytes(tokens, probs[0].float().cpu())
 
         t0 = time.perf_counter()
         rw.analysis._common.attention_pass(model, ids[None], add_layer, dec.adapter, reference=dec.states[-1])

@@ -28,7 +28,7 @@ __all__ = [
     "PromptError", "ReadoutError", "ResidWidgetsError", "TargetError", "TokenizerError", "UnsupportedModelError", "buffers", "decompose", "export_html",
     "models",
     "register_adapter", "supported_families",
-    "SAEFeatures", "SparseAutoencoder", "TunedLens",
+    "SAEFeatures", "SnapshotMixin", "SparseAutoencoder", "TunedLens", "analysis",
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------

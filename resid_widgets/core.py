@@ -492,49 +492,29 @@ class Decomposition:
         bs = (x @ ro.unembed.t()).cpu()
         top_v, top_i = bs.topk(k, -1)
         bot_v, bot_i = bs.topk(k, -1, largest=False)
-        fmt = lambda vals, ids: [[(self.token_text(i), float(v)) for v, i in zip(vr, ir)]
-                                 for vr, ir in zip(vals.tolist(), ids.tolist())]
-        return fmt(top_v, top_i), fmt(bot_v, bot_i)
+        def texts(values: torch.Tensor, ids: torch.Tensor) -> list[list[tuple[str, float]]]:
+            return [[(self.token_text(i), float(v)) for v, i in zip(vr, ir)]
+                    for vr, ir in zip(values.tolist(), ids.tolist())]
+        return texts(top_v, top_i), texts(bot_v, bot_i)
 
     def top_neurons(self, target, position: int = -1, n: int = 10, layer: int | None = None,
                     method: str = "dla", bs_k: int = 10) -> list[NeuronContribution]:
         """The ``n`` FFN neurons that most promote ``target`` at ``position`` (one layer or all).
 
-        method="dla" ranks by direct logit attribution; "logprob" by log p(base + subvalue) -
-        log p(base), base = the stream before that FFN (attention output included), computed for
-        the strongest candidates by |DLA| (4n, at least 64). Never builds [T, d_ff, d_model].
+        A short form of :func:`resid_widgets.analysis.ffn_subvalues` (which has the options):
+        method="dla" ranks by direct logit attribution, "logprob" by log p(base + subvalue) -
+        log p(base), base = the stream before that FFN, computed exactly for max(4n, 64)
+        candidate neurons. Never builds [T, d_ff, d_model].
         """
+        from .analysis.ffn import ffn_subvalues
+
         if method not in ("dla", "logprob"):
             raise ValueError(f"method must be 'dla' or 'logprob', not {method!r}")
-        tid = self.target_id(target)
-        pos = self.position_index(position)
-        dla = self.neuron_dla(tid, pos, layer)
-        dla2 = dla if dla.dim() == 2 else dla[None]
-        layer_ids = list(range(self.n_layers)) if layer is None else [self.layer_index(layer)]
-        flat = dla2.flatten()
-        n_cand = min(flat.numel(), n if method == "dla" else max(4 * n, 64))
-        cand = (flat.topk(n_cand).indices if method == "dla" else flat.abs().topk(n_cand).indices).tolist()
-        d_ff = dla2.shape[1]
-        picks = [(layer_ids[i // d_ff], i % d_ff) for i in cand]
-        lp_inc = {}
-        if method == "logprob" or n_cand <= 4 * n:
-            for l in sorted({l for l, _ in picks}):
-                ks = [k for ll, k in picks if ll == l]
-                base = self.state_before(self.mlp_index(l), pos)
-                vecs = self.neuron_vectors(l, ks, pos)
-                lp = self.readout.logprob(torch.cat([base[None], base[None] + vecs]), tid)
-                lp_inc.update({(l, k): float(v) for k, v in zip(ks, lp[1:] - lp[0])})
-        key = (lambda p: lp_inc[p]) if method == "logprob" else (lambda p: float(dla2[layer_ids.index(p[0]), p[1]]))
-        picks = sorted(picks, key=key, reverse=True)[:n]
-        results = []
-        for l, k in picks:
-            vec = self.neuron_vectors(l, [k], pos)
-            top, bottom = self.bs_tokens(vec, pos, bs_k)
-            results.append(NeuronContribution(
-                layer=l, index=k, activation=float(self._neuron_acts[l][pos, k]),
-                dla=float(dla2[layer_ids.index(l), k]), logprob_increase=lp_inc.get((l, k)),
-                bs_top=top[0], bs_bottom=bottom[0]))
-        return results
+        result = ffn_subvalues(self, target, position, n=n, layer=layer, rank_by=method,
+                               candidates=max(4 * n, 64), bs_k=bs_k)
+        return [NeuronContribution(layer=row["layer"], index=row["neuron"], activation=row["activation"],
+                                   dla=row["dla"], logprob_increase=row["logprob_increase"],
+                                   bs_top=row["bs_top"], bs_bottom=row["bs_bottom"]) for row in result.rows]
 
     # ---- presentation ----------------------------------------------------------------------
     def summary(self, target=None, position: int = -1, top: int = 5) -> str:

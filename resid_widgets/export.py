@@ -137,7 +137,7 @@ def _split_buffers(state: Any, path: list, buffers: list) -> Any:
     """Replace bytes-like values by None and collect them as base64 buffers with their path."""
     if isinstance(state, (bytes, bytearray, memoryview)):
         raw = bytes(state) if not isinstance(state, memoryview) else state.tobytes()
-        buffers.append({"path": list(path), "data": base64.b64encode(raw).decode("ascii"), "_n": len(raw)})
+        buffers.append({"path": list(path), "data": base64.b64encode(raw).decode("ascii")})
         return None
     if isinstance(state, dict):
         return {k: _split_buffers(v, path + [k], buffers) for k, v in state.items()}
@@ -384,11 +384,9 @@ def snapshot_html(
     collector.enrich(fixed, progress)
 
     models_out = {}
-    total_binary = 0
     for mid, entry in collector.models.items():
         buffers: list = []
         state = _split_buffers(entry["state"], [], buffers)
-        total_binary += sum(b.pop("_n") for b in buffers)
         out = {k: v for k, v in entry.items() if k != "state"}
         out["state"] = state
         out["buffers"] = buffers

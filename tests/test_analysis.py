@@ -1,13 +1,12 @@
 """rw.analysis: every analysis on every family (tiny random models), checked against independent
 recomputations (hooks on the model's own modules), plus SmolLM2 facts (induction heads, Paris)."""
 import math
-import sys
 
 import pytest
 import torch
 
 import resid_widgets as rw
-from models_zoo import FAMILIES, build, random_ids
+from models_zoo import build, random_ids
 
 A = rw.analysis
 T = 11
@@ -415,7 +414,10 @@ def test_direct_and_block_paths(fam):
     dp = A.direct_path(dec, k=3)
     lens = dec.logit_lens(k=3)
     assert dp.top_ids.tolist() == lens.top_ids[dec.n_embed - 1].tolist()
-    assert 0 <= dp.repeats_input <= 1 and dp.input_rank.shape == (T,)
+    # the lens of the embedding state, read independently: its top token at each position
+    embed_top = lens.top_ids[dec.n_embed - 1, :, 0]
+    assert dp.repeats_input == float((embed_top == dec.token_ids).float().mean())
+    assert dp.input_rank.shape == (T,) and bool(((dp.input_rank == 0) == (embed_top == dec.token_ids)).all())
     bp = A.block_paths(dec, tid, isolated=True)
     L = dec.n_layers
     dla = dec.contributions(tid, -1, "dla")

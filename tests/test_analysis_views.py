@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import traitlets
+import torch
 
 import resid_widgets as rw
 from models_zoo import build, random_ids
@@ -53,7 +53,7 @@ def test_block_budget_trait_and_python_api(dec):
     assert w.top()[0][0] == w._data["vocab"][str(int(decode_payload(w._data["top_ids"])[0, 0]))]
     w.budget = -1
     assert w.budget == L
-    with pytest.raises(Exception):
+    with pytest.raises(traitlets.TraitError, match="outside 0.."):
         w.budget = L + 1
     p = w._data["target_prob"]
     assert all(0 <= x <= 1 for x in p)
@@ -169,7 +169,7 @@ def test_attention_sources_layer_trait_and_figure(dec):
     assert w.layer == 0
     w.layer = -1
     assert w.layer == dec.n_layers - 1
-    with pytest.raises(Exception):
+    with pytest.raises(traitlets.TraitError, match="outside 0.."):
         w.layer = dec.n_layers
     assert w.figure().data
     assert w._snapshot_state(10) == {"_rw_static": True}

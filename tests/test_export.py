@@ -373,12 +373,8 @@ def test_render_error_is_shown_not_hidden(tmp_path, browser):
 # ----------------------------------------------------------------------------- the real views
 
 def _views():
-    rw = pytest.importorskip("resid_widgets")
-    if not hasattr(rw, "Dashboard"):
-        try:
-            from resid_widgets import views as rw  # noqa: F811
-        except Exception:
-            pytest.skip("the views are not there yet")
+    import resid_widgets as rw
+
     if not BUNDLE.exists():
         pytest.skip("resid_widgets/static/widget.js is not built (npm install && npm run build)")
     return rw

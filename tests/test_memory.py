@@ -5,7 +5,6 @@ import gc
 import weakref
 
 import pytest
-import torch
 
 import resid_widgets as rw
 from models_zoo import build, random_ids

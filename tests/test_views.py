@@ -9,7 +9,7 @@ import traitlets
 
 from resid_widgets.views import ContributionBars, Dashboard, LogitLens, StreamGrid
 from resid_widgets.views import payload as P
-from views_fixtures import FakeDecomposition, fake_dec, llama_dec, tiny_llama_decomposition  # noqa: F401
+from views_fixtures import FakeDecomposition
 
 VIEWS = [StreamGrid, ContributionBars, LogitLens, Dashboard]
 NAMES = {StreamGrid: "stream-grid", ContributionBars: "contribution-bars", LogitLens: "logit-lens", Dashboard: "dashboard"}
@@ -95,7 +95,10 @@ def test_target_by_text_or_id_precomputes(fake_dec):
     assert w.target == " Paris" and len(w._targets) == n + 1
     with pytest.raises(traitlets.TraitError):
         w.target = "not a token"
-    ContributionBars(fake_dec, target=" Paris")._find_target(" Paris")
+    # a target given at construction is precomputed and selected
+    w = ContributionBars(fake_dec, target=" Paris")
+    entry = w._find_target(" Paris")
+    assert entry is not None and entry["id"] == 1 and w.target == " Paris"
 
 
 def test_contributions_match_engine(llama_dec):
@@ -129,7 +132,7 @@ def _replies(w, content):
 
 def test_kernel_messages_pane_target_heads(fake_dec):
     w = Dashboard(fake_dec)
-    C, T, d = len(fake_dec.labels), len(fake_dec.tokens), fake_dec.d_model
+    C, d = len(fake_dec.labels), fake_dec.d_model
     [(c, bufs)] = _replies(w, {"type": "pane", "state": 2, "position": 3, "id": "a"})
     assert c["type"] == "pane" and c["id"] == "a" and c["shape"] == [C, d] and c["dtype"] == "float16"
     arr = np.frombuffer(bufs[0], dtype="<f2").reshape(C, d)

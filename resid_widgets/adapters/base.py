@@ -1,13 +1,13 @@
 """Declarative adapters: where each model family reads and writes its residual stream.
 
 An adapter only names modules (dotted paths, relative to the model or to one decoder layer).
-The engine (:mod:`resid_widgets.core`) places the hooks, collects and checks. A path may list
-alternatives separated by ``|`` (the first that exists is used), because module names move
-between transformers releases.
+The Hugging Face backend (:mod:`resid_widgets.backends.huggingface`) places the hooks, collects and
+checks (:mod:`resid_widgets.checks`). A path may list alternatives separated by ``|`` (the first
+that exists is used), because module names move between transformers releases.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch

@@ -1,4 +1,6 @@
-"""The seeds' analyses on top of a :class:`~resid_widgets.Decomposition` (see METHODS.md).
+"""Analyses on top of a :class:`~resid_widgets.Decomposition`, from the papers named in METHODS.md
+(Yu & Ananiadou's neuron and head attribution; Elhage et al. 2021's paths, bandwidth and induction
+heads; the block budget of the lesson "The residual stream as the object").
 
 >>> dec = rw.decompose(model, "The capital of France is", tokenizer=tok)
 >>> rw.analysis.ffn_subvalues(dec, " Paris").rows[:3]          # FFN neurons (Yu & Ananiadou)

@@ -67,11 +67,10 @@ def _fmt(v) -> str:
 
 
 def plotly():
-    try:
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("figure() needs plotly: pip install plotly") from e
+    """(plotly.graph_objects, plotly.subplots.make_subplots): plotly is a required dependency."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     return go, make_subplots
 
 
@@ -284,11 +283,3 @@ def check_index(value: int, size: int, what: str) -> int:
     if not -size <= index < size:
         raise IndexError(f"{what} {value!r} out of range (0..{size - 1})")
     return index % size
-
-
-def post_gain(dec, kind: str, layer: int) -> torch.Tensor | None:
-    """The gain of a sub-layer's post-norm (Gemma 2/3), or None."""
-    if not getattr(dec.adapter, f"{kind}_post_norm", None):
-        return None
-    post = dec.weights.norm(layer, f"{kind}_post")
-    return None if post is None else post.gain

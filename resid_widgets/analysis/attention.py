@@ -60,10 +60,6 @@ class AttentionSubvalues(Table):
     def head_dla(self) -> torch.Tensor:
         return self.dla.sum(-1)
 
-    def layer_table(self, layer: int) -> torch.Tensor:
-        """[H, T] DLA of each head × source token in one layer."""
-        return self.dla[layer]
-
     def figure(self, layer: int | None = None):
         """Heatmap head × source token of DLA (hover: α, log-prob increase), one layer at a time
         (a menu switches layers; default: the layer whose attention matters most)."""

@@ -1,4 +1,4 @@
-"""Block budget and the bigram floor (seed 003), and "drop one block".
+"""Block budget and the bigram floor (the lesson "The residual stream as the object"), and "drop one block".
 
 Block budget k: blocks 0..k-1 run, blocks k..L-1 are replaced by the identity, and the output is
 W_U · norm_f(h) (final norm recomputed, then any final soft-cap). In a causal pre-norm model the

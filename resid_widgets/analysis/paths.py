@@ -1,4 +1,4 @@
-"""Paths and bandwidth (Elhage et al. 2021, seed 003).
+"""Paths and bandwidth (Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits").
 
 - Direct path: W_U · norm_f(e) (final norm recomputed), the model with every block removed.
 - Single-block paths, two readings, both per block l:

@@ -19,7 +19,6 @@ Layout of the synced traits (shared by every view, see ``views/_base.py``):
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Iterable
 
@@ -382,7 +381,3 @@ def panes_payload(dec, budget_bytes: int, first: Iterable[int] = ()) -> tuple[di
             f"{int(budget_bytes):,} bytes); the others need the kernel"
         )
     return pay, note
-
-
-def finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None

@@ -54,7 +54,7 @@ def isolated(token: str) -> str:
 
 def test_thumbnails_open_a_head_hover_and_rows_offline(tmp_path, open_offline, dec):
     w = rw.AttentionPatterns(dec, layer=1)
-    H, T = dec.n_heads, dec.n_tokens
+    H = dec.n_heads
     pg = open_offline(rw.export_html(w, tmp_path / "patterns.html"), viewport={"width": 1200, "height": 1000})
     page = pg.page
     page.wait_for_selector(f"{ROOT} .rw-att-thumb")
