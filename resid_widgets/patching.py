@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -138,17 +139,19 @@ class PatchingResult:
     def figure(self):
         """A plotly heatmap of ``values`` (rows = components, columns = tokens), diverging
         around 0 with its colour bar, hover with the raw and normalised values."""
+        import numpy as np
+
         from .analysis._common import plotly
 
         go, _ = plotly()
         vals = self.values.numpy()
-        finite = vals[~(vals != vals)]
+        finite = vals[np.isfinite(vals)]
         span = float(abs(finite).max()) if finite.size else 1.0
         x = [f"{i}: {c}" for i, c in enumerate(self.columns)] if self.positions == "each" else list(self.columns)
         custom = self.raw.numpy()
         fig = go.Figure(go.Heatmap(
             z=vals, x=x, y=self.labels, customdata=custom, colorscale="RdBu", zmid=0, zmin=-span, zmax=span,
-            colorbar=dict(title="normalised"),
+            colorbar={"title": "normalised"},
             hovertemplate="%{y} @ %{x}<br>raw %{customdata:.4f}<br>normalised %{z:.3f}<extra></extra>"))
         fig.update_yaxes(autorange="reversed")
         fig.update_layout(

@@ -6,9 +6,9 @@ must give the same logits and add up to its own edited stream.
 """
 import pytest
 import torch
+from models_zoo import build, random_ids
 
 import resid_widgets as rw
-from models_zoo import build, random_ids
 
 # family -> (layers, attention writer, MLP writer, attention output projection, down-projection,
 #            embedding module or None where the embedding is the first block's input)

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from models_zoo import build, random_ids
 
 import resid_widgets as rw
-from models_zoo import build, random_ids
 
 T = 7
 
@@ -34,8 +34,8 @@ def no_hooks(model):
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox_parallel", "gemma2"])
 def test_exact_patching_equals_transformer_lens(family):
     pytest.importorskip("transformer_lens")
-    from transformer_lens import patching as tlp
     from test_transformer_lens import bridge
+    from transformer_lens import patching as tlp
 
     model, clean, corrupt, (a, b) = pair(family)
     tl = bridge(family)
@@ -63,7 +63,7 @@ def test_exact_patching_equals_transformer_lens(family):
 
 def test_each_cell_is_a_patched_rerun():
     """raw[row, t] is the metric of corrupt.edit(rw.Patch(component, source=clean, positions=[t]))."""
-    model, clean, corrupt, (a, b) = pair("phi3")
+    _, clean, corrupt, (a, b) = pair("phi3")
     res = rw.patching(clean, corrupt, rw.logit_diff(a, b), components="all", progress=False)
     assert res.labels == ["attn.0", "mlp.0", "attn.1", "mlp.1"] and res.raw.shape == (4, T)
     assert res.columns == corrupt.tokens
@@ -88,7 +88,7 @@ def test_each_cell_is_a_patched_rerun():
 
 
 def test_metrics_target_token_and_callable():
-    model, clean, corrupt, (a, b) = pair("llama")
+    _, clean, corrupt, (a, b) = pair("llama")
     by_token = rw.patching(clean, corrupt, a, components="mlp", progress=False)
     assert abs(by_token.clean_value - clean.logprob(a)) < 1e-4
     assert abs(by_token.corrupt_value - corrupt.logprob(a)) < 1e-4
@@ -168,7 +168,7 @@ def test_bad_inputs_name_the_problem():
 
 
 def test_figure_is_a_diverging_heatmap():
-    model, clean, corrupt, (a, b) = pair("llama")
+    _, clean, corrupt, (a, b) = pair("llama")
     res = rw.patching(clean, corrupt, rw.logit_diff(a, b), components="mlp", progress=False)
     fig = res.figure()
     heat = fig.data[0]
