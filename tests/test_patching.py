@@ -123,21 +123,40 @@ def test_attribution_is_one_forward_and_backward_and_tracks_exact():
 
 
 def test_interrupted_sweep_leaves_no_hooks():
+    """Ctrl-C in the middle of a patched forward pass (raised by a hook of the user's own on the
+    last block, while the sweep's patch hooks are in place) leaves only the user's hook."""
     model, clean, corrupt, (a, b) = pair("gpt2")
     model.train()
     flags = [m.training for m in model.modules()]
+    calls = []
+
+    def interrupt(module, args):
+        calls.append(1)
+        # calls: the two capture passes, the unpatched check, attn.0's replay, then mlp.0's replay
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    handle = model.transformer.h[1].register_forward_pre_hook(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rw.patching(clean, corrupt, rw.logit_diff(a, b), components="all", progress=False)
+    finally:
+        handle.remove()
+    assert len(calls) == 5
+    assert no_hooks(model)
+    assert [m.training for m in model.modules()] == flags
+    # a metric that raises between forward passes too
     seen = []
 
     def metric(z):
         seen.append(1)
-        if len(seen) > 12:  # the clean and corrupted values, then a few patched rows
+        if len(seen) > 2:
             raise KeyboardInterrupt
         return z[a] - z[b]
 
     with pytest.raises(KeyboardInterrupt):
         rw.patching(clean, corrupt, metric, components="all", batch_size=4)
     assert no_hooks(model)
-    assert [m.training for m in model.modules()] == flags
 
 
 def test_bad_inputs_name_the_problem():
