@@ -117,7 +117,8 @@ class PatchingResult:
         clean_value, corrupt_value: the metric on the unpatched clean and corrupted runs.
         labels: [rows] row names ("attn.3", "mlp.3", "resid_pre.3", "L3H5").
         columns: [columns] column names (the corrupted prompt's tokens, "all", or "H0".."H{H-1}").
-        targets: [rows] (component label, head or None) what each row patches.
+        targets: [rows] (component label, head or None) what each row patches (for heads with
+            positions="all": one per cell of the [L, H] grid, row-major).
         tokens: the corrupted prompt's tokens [T].
         components, positions, method, metric: the arguments, the metric by name.
     """
