@@ -41,19 +41,20 @@ def tl_sweeps():
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """(result, CPU seconds of this process): on a shared, overloaded machine the wall clock
+    measures the other jobs; the CPU time of a one-thread run measures this one."""
+    t0 = time.process_time()
     out = fn()
-    return out, time.perf_counter() - t0
+    return out, time.process_time() - t0
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the mlp and heads sweeps only, 3 edit runs")
-    ap.add_argument("--threads", type=int)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: CPU time is then comparable)")
     ap.add_argument("--out", default=str(HERE / "results.md"))
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     model, tok = rw.models.smollm2()
     clean = rw.decompose(model, CLEAN, tokenizer=tok)
     corrupt = rw.decompose(model, CORRUPT, tokenizer=tok)
@@ -76,7 +77,6 @@ def main():
     for (components, positions), tl_fn in sweeps.items():
         print(f"(a) {components} x {positions} ...", flush=True)
         kw = {"components": components, "positions": positions}
-        rw.patching(clean, corrupt, metric, progress=False, **kw)  # warm-up
         res, ours = timed(lambda kw=kw: rw.patching(clean, corrupt, metric, progress=False, **kw))
         row = {"sweep": f"{components}, positions={positions}", "runs": res.raw.numel(), "ours": ours}
         if tl_fn is not None:
@@ -100,7 +100,7 @@ def main():
         "edit Add(attn.12) + Patch(attn.14)": lambda: clean.edit(
             rw.Add("attn.12", vector=v, scale=4.0, positions=[-1]),
             rw.Patch("attn.14", source=corrupt, positions=[-3, -2, -1])),
-    }, reps)
+    }, reps, clock=time.process_time)
     loads.append(os.getloadavg()[0])
 
     table = "\n".join(
@@ -113,8 +113,9 @@ def main():
     block = f"""## Activation patching and edits (SmolLM2-135M-Instruct, IOI, T={T})
 
 `python benchmarks/bench_patching.py{' --quick' if args.quick else ''}` on {platform.machine()}, {os.cpu_count()} CPUs,
-torch {torch.__version__} ({torch.get_num_threads()} threads), {now}; load average {min(loads):.1f}-{max(loads):.1f}
-(a shared machine: the two sides of each row ran one after the other). Prompts: "{CLEAN}" (clean) and
+torch {torch.__version__} ({torch.get_num_threads()} thread), {now}. **Times are CPU seconds of the benchmark's
+process** (`time.process_time`, one torch thread): the machine is shared and was overloaded (load average
+{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores), so wall-clock times measured the other jobs. Prompts: "{CLEAN}" (clean) and
 "...{CORRUPT[-22:]}" (corrupted), metric logit(" Mary") − logit(" John").
 {'' if why is None else f'TransformerLens not measured: {why}.'}
 
@@ -124,14 +125,14 @@ TransformerLens's `get_act_patch_*` runs one full forward of the bridge per patc
 largest difference of the two results (same weights, fp32). Attribution patching: one forward and one
 backward pass; "corr" is its correlation with the exact values of the sweep.
 
-| sweep | runs | rw exact (s) | TL loop (s) | speed-up | max diff | rw attribution (s) | corr (attribution, exact) |
+| sweep | runs | rw exact (CPU s) | TL loop (CPU s) | speed-up | max diff | rw attribution (CPU s) | corr (attribution, exact) |
 |---|---|---|---|---|---|---|---|
 {table}
 
 (c) `dec.edit(...)` re-runs the prompt with the edit's hooks and records the edited stream; median of
 {reps} interleaved runs against a plain `rw.decompose` of the same prompt:
 
-| run | ms | vs decompose |
+| run | CPU ms | vs decompose |
 |---|---|---|
 {edits}"""
     write_section(Path(args.out), f"{SECTION[0]}\n{block}\n{SECTION[1]}\n", SECTION)
