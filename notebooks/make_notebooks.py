@@ -579,7 +579,106 @@ def nb3_attention_cells() -> list:
 
 nb3_cells += nb3_attention_cells() + snapshot_cells("03_heads_and_induction")  # notebook 3 ends with its snapshot
 
-NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells}
+# ----------------------------------------------------------------------------- notebook 4
+
+NB4 = "04_edit_and_patch.ipynb"
+nb4_cells = [
+    intro(
+        NB4,
+        "# 4. Edit the stream: which components carry the name?\n\n"
+        "Seeing what each component wrote is half the story; the other half is **changing it and watching what "
+        "follows**. This notebook runs the classic *indirect object identification* (IOI) task (Wang et al., "
+        "2022) on SmolLM2: in \"When Mary and John went to the store, John gave a drink to\" the model should "
+        "continue with \" Mary\", the name that was not repeated. Swap the second name and the answer flips. "
+        "**Activation patching** copies one component's output from the clean run into the corrupted one: the "
+        "components that bring the clean answer back are the ones that carry the name."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(LOAD),
+    new_markdown_cell(
+        "## Two prompts that differ in one name\n\n"
+        "Patching needs prompts of the same length. The metric is the logit difference "
+        "`logit(\" Mary\") - logit(\" John\")` at the last position: positive on the clean prompt, negative "
+        "on the corrupted one."
+    ),
+    new_code_cell(
+        'clean = rw.decompose(model, "When Mary and John went to the store, John gave a drink to", tokenizer=tok)\n'
+        'corrupt = rw.decompose(model, "When Mary and John went to the store, Mary gave a drink to", tokenizer=tok)\n'
+        'metric = rw.logit_diff(" Mary", " John")\n'
+        'mary, john = clean.target_id(" Mary"), clean.target_id(" John")\n\n\n'
+        "def diff(dec):\n"
+        "    return float(dec.logits[-1, mary] - dec.logits[-1, john])\n\n\n"
+        'print(clean.n_tokens, "tokens:", clean.tokens)\n'
+        'print(f"logit difference: clean {diff(clean):+.2f}, corrupt {diff(corrupt):+.2f}")'
+    ),
+    new_markdown_cell(
+        "## Where does the name travel? Patch the stream itself\n\n"
+        "`components=\"resid\"` patches the stream entering each block (TransformerLens's `resid_pre`) at one "
+        "position at a time. Early layers carry the information at the position of the second name; later "
+        "layers at the last position: somewhere in between, attention moves it. `values` is normalised: 0 = "
+        "the corrupted run, 1 = the clean one. Each of the 450 patched runs is a real forward pass (from the "
+        "patched layer on, batched)."
+    ),
+    new_code_cell(
+        'resid = rw.patching(clean, corrupt, metric, components="resid", positions="each")\n'
+        "resid.figure()"
+    ),
+    new_markdown_cell(
+        "## Which sub-layers? Attention and MLP outputs, per position"
+    ),
+    new_code_cell(
+        'layers = rw.patching(clean, corrupt, metric, components="all", positions="each")\n'
+        "last = layers.values[:, -1]\n"
+        "top = last.abs().argsort(descending=True)[:6].tolist()\n"
+        'print("strongest at the last position:", [(layers.labels[i], round(float(last[i]), 2)) for i in top])\n'
+        "layers.figure()"
+    ),
+    new_markdown_cell(
+        "## Which heads?\n\n"
+        "`components=\"heads\", positions=\"all\"` patches one head's output at every position at once: an "
+        "[L, H] grid. `method=\"attribution\"` estimates the same grid from one forward and one backward pass "
+        "(attribution patching); compare it with the exact values."
+    ),
+    new_code_cell(
+        'heads = rw.patching(clean, corrupt, metric, components="heads", positions="all")\n'
+        'estimate = rw.patching(clean, corrupt, metric, components="heads", positions="all", method="attribution")\n'
+        "corr = torch.corrcoef(torch.stack([heads.raw.flatten(), estimate.raw.flatten()]))[0, 1]\n"
+        'print(f"attribution patching vs exact, correlation {float(corr):.2f}")\n'
+        "H = heads.raw.shape[1]\n"
+        "best = heads.values.flatten().argsort(descending=True)[:4].tolist()\n"
+        "name_heads = [(i // H, i % H) for i in best]\n"
+        'print("heads that restore the most:", [f"L{l}H{h} {float(heads.values[l, h]):+.2f}" for l, h in name_heads])\n'
+        "heads.figure()"
+    ),
+    new_markdown_cell(
+        "## Edit the run: patch those heads, or ablate them\n\n"
+        "`dec.edit(...)` re-runs the prompt with edits applied where the component writes into the stream, "
+        "and returns an ordinary, exact Decomposition: every method and view works on it. "
+        "`rw.Patch(c, source=..., head=h)` copies one head's output from another run; `rw.Zero(c, head=h)` "
+        "removes it; `rw.ProjectOut` and `rw.Add` (steering) work the same way."
+    ),
+    new_code_cell(
+        'patched = corrupt.edit(*[rw.Patch(f"attn.{l}", source=clean, head=h) for l, h in name_heads])\n'
+        'ablated = clean.edit(*[rw.Zero(f"attn.{l}", head=h) for l, h in name_heads])\n'
+        'print(f"corrupt {diff(corrupt):+.2f} -> with the clean heads patched in {diff(patched):+.2f}")\n'
+        'print(f"clean   {diff(clean):+.2f} -> with those heads zeroed          {diff(ablated):+.2f}")\n'
+        'print(ablated.edits[:2], "... applied to", ablated.baseline)'
+    ),
+    new_markdown_cell(
+        "The edited run is a Decomposition like any other: its dashboard shows the stream with the heads "
+        "removed. Compare its bars with the clean prompt's, component by component."
+    ),
+    new_code_cell(
+        'change = ablated.contributions(" Mary") - clean.contributions(" Mary")\n'
+        "moved = change.abs().argsort(descending=True)[:5].tolist()\n"
+        'print("DLA to \' Mary\' that moved most:", [(clean.labels[i], round(float(change[i]), 2)) for i in moved])\n'
+        'dash = rw.Dashboard(ablated, target=" Mary")\n'
+        "dash"
+    ),
+    *snapshot_cells("04_edit_and_patch"),
+]
+
+NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells, NB4: nb4_cells}
 
 
 def build(cells: list) -> nbformat.NotebookNode:

@@ -24,9 +24,13 @@ from ..tokens import check_tokenizer, prepare_token_ids
 from ..weights import module_device, unembedding_fp32
 
 
-def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapter: Adapter | None = None
-                          ) -> Decomposition:
-    """:func:`resid_widgets.decompose` for a Hugging Face causal LM (see the module docstring)."""
+def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapter: Adapter | None = None,
+                          edit_hooks=None) -> Decomposition:
+    """:func:`resid_widgets.decompose` for a Hugging Face causal LM (see the module docstring).
+
+    ``edit_hooks(handles)`` (see :func:`resid_widgets.edits.hf_hooks`) places hooks that edit the
+    stream before the recorder's own, so the recorded run is the edited one; they are removed with
+    the recorder's."""
     adapter = adapter or adapter_for(model)
     require_loaded(model)
     check_tokenizer(tokenizer, model.config)
@@ -51,6 +55,8 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
     # while this one runs).
     with model_left_as_found(model):
         try:
+            if edit_hooks is not None:
+                edit_hooks(col.handles)
             for c, (label, path) in enumerate(adapter.embeddings):
                 module = require_module(model, path, f"embedding '{label}'", adapter)
                 col.on_output(module, lambda x, c=c, label=label: col._write_delta(c, x, label))
