@@ -7,14 +7,16 @@ import traitlets as t
 from .contribution_bars import ContributionBars
 from .lens_switch import LensSwitch
 from .logit_lens import LogitLens
+from .sae_panes import SAEPanes
 from .stream_grid import StreamGrid
 
 
-class Dashboard(LensSwitch):
+class Dashboard(LensSwitch, SAEPanes):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
     linking also works in a static snapshot. The bars follow the selected position.
 
-    ``tuned_lens=tl``: the lens part switches between logit and tuned lens (``lens`` trait).
+    ``tuned_lens=tl``: the lens part switches between logit and tuned lens (``lens`` trait);
+    ``saes={"mlp.14": sae}``: the grid's vector pane gets a "features" mode (``pane_mode``).
     """
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
