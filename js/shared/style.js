@@ -86,6 +86,7 @@ export const CSS = `
   box-shadow: 0 0 0 1px var(--rw-sel) inset; }
 .rw-root .rw-prompt .rw-tok[aria-disabled=true] { cursor: default; opacity: 0.45; }
 .rw-root .rw-note { color: var(--rw-muted); font-size: 11px; margin-top: 2px; }
+.rw-root .rw-lens-toggle { display: inline-flex; flex-wrap: wrap; gap: 4px 8px; align-items: center; }
 
 .rw-root .rw-up { background: var(--rw-up); }
 .rw-root .rw-down { background: var(--rw-down); }
