@@ -115,6 +115,7 @@ export const CSS = `
 .rw-root .rw-neuron-toks { margin-top: 0; flex-wrap: nowrap; overflow: hidden; min-width: 0; }
 .rw-root .rw-feature-table { display: grid; gap: 2px 8px; align-items: center;
   grid-template-columns: auto auto minmax(40px, 120px) auto auto minmax(0, 1fr) minmax(0, 1fr); }
+.rw-root .rw-feature-table > .rw-tok { justify-self: start; }
 
 .rw-root .rw-budget-slider { width: min(420px, 60%); }
 .rw-root .rw-budget-row { display: flex; align-items: center; gap: 6px; height: 18px; }
