@@ -634,8 +634,8 @@ nb5_cells = [
         'if (lens_folder / "config.json").exists():\n'
         "    tuned = rw.TunedLens.load(lens_folder)  # trained by an earlier run of this notebook\n"
         "else:\n"
-        "    # a few steps to keep the tutorial short (about a minute); the benchmark trains 20 of 256 tokens\n"
-        "    tuned = rw.TunedLens.train(model, train_texts, tokenizer=tok, steps=4, tokens_per_step=128, max_length=64)\n"
+        "    # 3 steps of 128 tokens (a minute or two on a laptop CPU); the benchmark trains 20 of 256\n"
+        "    tuned = rw.TunedLens.train(model, train_texts, tokenizer=tok, steps=3, tokens_per_step=128, max_length=64)\n"
         "    tuned.save(lens_folder)\n"
         "tuned"
     ),
@@ -646,8 +646,8 @@ nb5_cells = [
     ),
     new_code_cell(
         "logit_kl, tuned_kl, n = 0, 0, 0\n"
-        "for text in held_out[:3]:\n"
-        "    d = rw.decompose(model, text[:240], tokenizer=tok)\n"
+        "for text in held_out[:2]:\n"
+        "    d = rw.decompose(model, text[:160], tokenizer=tok)\n"
         "    logit_kl = logit_kl + kl_to_final(d).sum(1)\n"
         "    tuned_kl = tuned_kl + kl_to_final(d, tuned).sum(1)\n"
         "    n += d.n_tokens\n"

@@ -188,3 +188,20 @@ def test_a_foreign_sae_object_works_in_the_pane(dec):
     w = rw.StreamGrid(dec, saes={"mlp.1": Foreign()})
     entry = next(iter(w._features.values()))
     assert "error" not in entry and entry["labels"][-1] == "error"
+
+
+def test_a_closed_view_with_a_lens_and_saes_lets_go_of_its_decomposition():
+    import gc
+    import weakref
+
+    model = build("llama")
+    dec = rw.decompose(model, random_ids(6, seed=1))
+    alive = weakref.ref(dec)
+    lens, sae = perturbed_lens(dec), small_sae(dec.d_model)
+    view = rw.Dashboard(dec, tuned_lens=lens, saes={"mlp.0": sae})
+    reply(view, {"type": "features", "id": "x", "state": dec.index("mlp.0"), "position": 1, "target": 9})
+    view.close()
+    del dec
+    gc.collect()
+    assert alive() is None, "a closed Dashboard with a tuned lens and SAEs keeps its Decomposition alive"
+    assert view._lenses == {} and view._features == {}
