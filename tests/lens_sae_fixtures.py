@@ -9,7 +9,7 @@ import torch
 import resid_widgets as rw
 
 
-def perturbed_lens(dec, seed: int = 0, scale: float = 0.5) -> "rw.TunedLens":
+def perturbed_lens(dec, seed: int = 0, scale: float = 0.5) -> rw.TunedLens:
     """The identity lens of ``dec``'s model with random translators (W ~ scale/sqrt(d), b ~ scale)."""
     lens = rw.TunedLens.identity(dec)
     gen = torch.Generator().manual_seed(seed)
@@ -19,7 +19,7 @@ def perturbed_lens(dec, seed: int = 0, scale: float = 0.5) -> "rw.TunedLens":
     return lens
 
 
-def small_sae(d: int, d_sae: int = 64, k: int = 8, seed: int = 0, state: str | None = None) -> "rw.SparseAutoencoder":
+def small_sae(d: int, d_sae: int = 64, k: int = 8, seed: int = 0, state: str | None = None) -> rw.SparseAutoencoder:
     """A random top-k SAE reading vectors of size ``d``."""
     gen = torch.Generator().manual_seed(seed)
     return rw.SparseAutoencoder(torch.randn(d, d_sae, generator=gen) / d ** 0.5, 0.05 * torch.randn(d_sae, generator=gen),

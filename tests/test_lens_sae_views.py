@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import traitlets
-
-import resid_widgets as rw
 from lens_sae_fixtures import perturbed_lens, small_sae
 from models_zoo import build, random_ids
+
+import resid_widgets as rw
 from resid_widgets.errors import SAEError, TunedLensError
 from resid_widgets.sae import features_payload
 from resid_widgets.tuned_lens import kl_to_final
@@ -170,7 +170,7 @@ def test_saes_arguments_are_checked(dec):
         rw.StreamGrid(dec, saes={"mlp.0": object()})
     # SAEs that know their state
     w = rw.StreamGrid(dec, saes=[small_sae(dec.d_model, state="blocks.1.hook_resid_mid")])
-    assert list(w._features_meta["states"].values())[0]["label"] == "attn.1"
+    assert next(iter(w._features_meta["states"].values()))["label"] == "attn.1"
     assert math.isfinite(w.features("attn.1").reconstruction_error)
 
 

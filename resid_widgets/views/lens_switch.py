@@ -19,7 +19,8 @@ them (``_arrays``, ``_targets``); ``kl`` is KL(p_final || p_lens) in nats
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import traitlets as t
