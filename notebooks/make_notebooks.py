@@ -678,7 +678,155 @@ nb4_cells = [
     *snapshot_cells("04_edit_and_patch"),
 ]
 
-NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells, NB4: nb4_cells}
+# ----------------------------------------------------------------------------- notebook 5
+
+NB5 = "05_tuned_lens_and_sae_features.ipynb"
+nb5_cells = [
+    intro(
+        NB5,
+        "# 5. Better lenses: a tuned lens and SAE features\n\n"
+        "The logit lens reads early and middle states badly: they are not yet in the basis the "
+        "unembedding reads. Two fixes, both trained here on this machine from text that ships with "
+        "Python (nothing is downloaded):\n\n"
+        "1. a **tuned lens** (Belrose et al. 2023): one affine translator per state, trained so that "
+        "each state predicts what the model finally predicts; the views switch between the two lenses;\n"
+        "2. a small **sparse autoencoder** (SAE) on the stream after block 14: the state split exactly "
+        "into features, a decoder bias and an error, shown in the grid's vector pane.\n\n"
+        "Both are trained for a few steps only, to keep this notebook short, and cached: later runs load "
+        "them. `benchmarks/bench_tuned_lens.py` trains a lens properly (results in the README)."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(LOAD),
+    new_markdown_cell(
+        "## Text that ships offline\n\n"
+        "Training needs text the model reads. The docstrings of the standard library are English prose "
+        "that every Python install has; a few modules are kept apart to test on."
+    ),
+    new_code_cell(
+        "import importlib\n"
+        "import inspect\n\n\n"
+        "def docstrings(names):\n"
+        '    """Docstrings (over 200 characters) of the classes and functions of standard-library modules."""\n'
+        "    texts = []\n"
+        "    for name in names:\n"
+        "        module = importlib.import_module(name)\n"
+        "        texts += [inspect.getdoc(obj) for _, obj in inspect.getmembers(module)\n"
+        "                  if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == name\n"
+        "                  and len(inspect.getdoc(obj) or \"\") > 200]\n"
+        "    return texts\n\n\n"
+        'train_texts = docstrings(["argparse", "collections", "csv", "dataclasses", "email", "functools", "inspect",\n'
+        '                          "json", "logging", "pathlib", "random", "shutil", "statistics", "subprocess",\n'
+        '                          "textwrap", "threading", "typing", "unittest", "zipfile"])\n'
+        'held_out = docstrings(["datetime", "decimal", "string", "uuid"])\n'
+        'print(len(train_texts), "training texts,", len(held_out), "held out")'
+    ),
+    new_markdown_cell(
+        "## A tuned lens, trained here\n\n"
+        "`rw.TunedLens.train` fits one translator `h → h + W h + b` per grid state (every sub-layer), "
+        "starting at the identity, i.e. at the logit lens, to minimise KL(model's output ‖ lens) on the "
+        "texts. It runs on the CPU with a progress bar. `save` writes the tuned-lens package's folder "
+        "(`config.json` + `params.pt`), so lenses trained with that package load too."
+    ),
+    new_code_cell(
+        "from resid_widgets.tuned_lens import kl_to_final\n\n"
+        'lens_folder = rw.models.cache_dir() / "tutorial-tuned-lens-smollm2"\n'
+        'if (lens_folder / "config.json").exists():\n'
+        "    tuned = rw.TunedLens.load(lens_folder)  # trained by an earlier run of this notebook\n"
+        "else:\n"
+        "    # 3 steps of 128 tokens (a minute or two on a laptop CPU); the benchmark trains 20 of 256\n"
+        "    tuned = rw.TunedLens.train(model, train_texts, tokenizer=tok, steps=3, tokens_per_step=128, max_length=64)\n"
+        "    tuned.save(lens_folder)\n"
+        "tuned"
+    ),
+    new_markdown_cell(
+        "Is it closer to the model's own distribution on text it was not trained on? KL(p_final ‖ p_lens) "
+        "per state, averaged over the positions of a few held-out texts (0 at the last state, which *is* "
+        "the output):"
+    ),
+    new_code_cell(
+        "logit_kl, tuned_kl, n = 0, 0, 0\n"
+        "for text in held_out[:2]:\n"
+        "    d = rw.decompose(model, text[:160], tokenizer=tok)\n"
+        "    logit_kl = logit_kl + kl_to_final(d).sum(1)\n"
+        "    tuned_kl = tuned_kl + kl_to_final(d, tuned).sum(1)\n"
+        "    n += d.n_tokens\n"
+        "logit_kl, tuned_kl = logit_kl / n, tuned_kl / n\n"
+        "for c in list(range(0, len(d.labels) - 1, 8)) + [len(d.labels) - 2]:\n"
+        '    print(f"{d.labels[c]:>8}: logit lens {logit_kl[c]:6.2f}  tuned lens {tuned_kl[c]:6.2f} nats")\n'
+        "lower = int((tuned_kl[:-1] < logit_kl[:-1]).sum())\n"
+        'print(f"tuned lens lower at {lower} of {len(d.labels) - 1} states; "\n'
+        '      f"mean {float(logit_kl.mean()):.2f} vs {float(tuned_kl.mean()):.2f} nats")'
+    ),
+    new_markdown_cell(
+        "## Switching lenses in the view\n\n"
+        "`rw.LogitLens(dec, tuned_lens=tuned)` opens on the tuned lens; the **logit lens | tuned lens** "
+        "buttons (or `view.lens = \"logit\"`) switch. Both lenses' top tokens, probabilities and KL are "
+        "in the view, so the toggle also works in an offline snapshot."
+    ),
+    new_code_cell(
+        'dec = rw.decompose(model, "The capital of France is", tokenizer=tok)\n'
+        "lens_view = rw.LogitLens(dec, tuned_lens=tuned)\n"
+        "lens_view"
+    ),
+    new_code_cell(
+        "tuned_top = lens_view.top_tokens()  # [states][positions] top token of what the view shows\n"
+        'lens_view.lens = "logit"            # the same as clicking "logit lens"\n'
+        "logit_top = lens_view.top_tokens()\n"
+        'mid = dec.index("mlp.14")\n'
+        'print("top token after mlp.14 at the last position: logit lens", repr(logit_top[mid][-1]),\n'
+        '      "/ tuned lens", repr(tuned_top[mid][-1]))'
+    ),
+    new_markdown_cell(
+        "## SAE features of one state\n\n"
+        "A sparse autoencoder encodes a state `x` into feature activations `f` (mostly zero) and decodes "
+        "`x̂ = Σ f_i W_dec[i] + b_dec`. `dec.sae_features` splits `x` **exactly**: one row per top feature, "
+        "one for the other active features, one for `b_dec` and one for the error `x − x̂`. We train a "
+        "small top-k SAE on the stream after block 14 (`\"mlp.14\"`, SAELens's "
+        "`blocks.14.hook_resid_post`); `rw.SparseAutoencoder.load(folder)` reads SAELens folders the same way."
+    ),
+    new_code_cell(
+        "from resid_widgets.sae import collect_states\n\n"
+        'sae_folder = rw.models.cache_dir() / "tutorial-sae-smollm2-mlp14"\n'
+        'if (sae_folder / "cfg.json").exists():\n'
+        "    sae = rw.SparseAutoencoder.load(sae_folder)\n"
+        "else:\n"
+        '    states = collect_states(model, train_texts, tok, "mlp.14", max_tokens=2048)  # [N, 576], sinks left out\n'
+        "    sae = rw.SparseAutoencoder.train(states, n_features=768, k=32, steps=150, batch_size=256,\n"
+        '                                     state="mlp.14", model_name="SmolLM2-135M-Instruct")\n'
+        "    sae.save(sae_folder)  # SAELens's layout: cfg.json + sae_weights.safetensors\n\n"
+        'feats = dec.sae_features(sae, state="mlp.14", position=-1, k=10, target=" Paris")\n'
+        'x = dec.states[dec.index("mlp.14"), -1]\n'
+        'print("max |sum of rows - state|:", float((feats.vectors.sum(0) - x).abs().max()))\n'
+        'print(f"{feats.n_active} active features, reconstruction error {feats.reconstruction_error:.1%}")\n'
+        "feats.to_pandas()"
+    ),
+    new_markdown_cell(
+        "## Features in the grid's vector pane\n\n"
+        "`saes={\"mlp.14\": sae}` gives the vector pane a **features** mode beside raw / decompose / "
+        "project: click any cell of the `mlp.14` row to see its features (activation, direct logit "
+        "attribution to the target, what each decoder direction promotes and suppresses) and the error "
+        "row. Other rows say where an SAE is attached."
+    ),
+    new_code_cell(
+        'grid = rw.StreamGrid(dec, target=" Paris", saes={"mlp.14": sae})\n'
+        'grid.selected = (dec.index("mlp.14"), len(dec.tokens) - 1)\n'
+        'grid.pane_mode = "features"\n'
+        "grid"
+    ),
+    new_markdown_cell(
+        "## Both in the dashboard\n\n"
+        "The dashboard takes both: its lens has the toggle, its grid's pane the features mode."
+    ),
+    new_code_cell(
+        'dash = rw.Dashboard(dec, target=" Paris", tuned_lens=tuned, saes={"mlp.14": sae})\n'
+        'dash.selected = (dec.index("mlp.14"), len(dec.tokens) - 1)\n'
+        'dash.pane_mode = "features"\n'
+        "dash"
+    ),
+    *snapshot_cells("05_tuned_lens_and_sae_features"),
+]
+
+NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells, NB4: nb4_cells, NB5: nb5_cells}
 
 
 def build(cells: list) -> nbformat.NotebookNode:

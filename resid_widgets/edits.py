@@ -243,7 +243,7 @@ def resolve(dec, edit) -> ResolvedEdit:
     if head is not None:
         head = _index(head, dec.n_heads, "head", label)
     if neuron is not None:
-        acts = dec._neuron_acts[layer]
+        acts = dec.neuron_activations(layer)
         neuron = _index(neuron, acts.shape[-1], "neuron", label)
 
     if isinstance(edit, Zero):
@@ -280,7 +280,7 @@ def _patch_values(dec, edit: Patch, c: int, layer: int | None, site: str) -> _De
     if site == "head":
         return _DeviceCache(source._head_inputs[layer])  # [T, H*dh]
     if site == "neuron":
-        return _DeviceCache(source._neuron_acts[layer])  # [T, d_ff]
+        return _DeviceCache(source.neuron_activations(layer))  # [T, d_ff]
     return _DeviceCache(source.deltas[c])  # [T, d]
 
 

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NB_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_residual_stream.ipynb", "02_where_paris_comes_from.ipynb", "03_heads_and_induction.ipynb",
-             "04_edit_and_patch.ipynb"]
+             "04_edit_and_patch.ipynb", "05_tuned_lens_and_sae_features.ipynb"]
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 

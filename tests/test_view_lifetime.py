@@ -69,8 +69,10 @@ def test_closed_view_says_it_was_closed(cls, model):
 def test_every_view_class_is_listed():
     """Every view (whatever its base: ResidView, AnalysisView, or ViewLifetime itself) is in VIEWS."""
     from resid_widgets.views._analysis_base import AnalysisView
+    from resid_widgets.views.lens_switch import LensSwitch
+    from resid_widgets.views.sae_panes import SAEPanes
 
-    bases = {rw.views.ResidView, AnalysisView}
+    bases = {rw.views.ResidView, AnalysisView, LensSwitch, SAEPanes}
     # direct subclasses only: anywidget gives each instance a subclass of its view's class
     concrete = {cls for base in (lifetime.ViewLifetime, *bases) for cls in base.__subclasses__()
                 if cls.__module__.startswith("resid_widgets.views.")}

@@ -86,6 +86,7 @@ export const CSS = `
   box-shadow: 0 0 0 1px var(--rw-sel) inset; }
 .rw-root .rw-prompt .rw-tok[aria-disabled=true] { cursor: default; opacity: 0.45; }
 .rw-root .rw-note { color: var(--rw-muted); font-size: 11px; margin-top: 2px; }
+.rw-root .rw-lens-toggle { display: inline-flex; flex-wrap: wrap; gap: 4px 8px; align-items: center; }
 
 .rw-root .rw-up { background: var(--rw-up); }
 .rw-root .rw-down { background: var(--rw-down); }
@@ -112,6 +113,9 @@ export const CSS = `
 .rw-root .rw-neuron-track { position: relative; height: 10px; background: var(--rw-panel); border-radius: 2px; }
 .rw-root .rw-neuron-fill { position: absolute; top: 0; height: 100%; border-radius: 2px; }
 .rw-root .rw-neuron-toks { margin-top: 0; flex-wrap: nowrap; overflow: hidden; min-width: 0; }
+.rw-root .rw-feature-table { display: grid; gap: 2px 8px; align-items: center;
+  grid-template-columns: auto auto minmax(40px, 120px) auto auto minmax(0, 1fr) minmax(0, 1fr); }
+.rw-root .rw-feature-table > .rw-tok { justify-self: start; }
 
 .rw-root .rw-budget-slider { width: min(420px, 60%); }
 .rw-root .rw-budget-row { display: flex; align-items: center; gap: 6px; height: 18px; }

@@ -9,22 +9,21 @@ import { legend } from "../shared/legend.js";
 import { afterPaint } from "../shared/lifecycle.js";
 import { normalizerFor } from "../shared/scale.js";
 import { bareToken, canvasToken, tokenEl, tokenLabel } from "../shared/tokens.js";
+import { lensData, lensToggle } from "./lens_toggle.js";
 
 export function mountLogitLens(root, store, opts = {}) {
   root.setAttribute("data-rw", "logit-lens");
   const { C, T, labels, tokens, token_ids } = store.meta();
   const tooltip = opts.tooltip || makeTooltip(opts.tooltipRoot || root);
   const offs = [];
-  const idsA = store.array("lens_ids", [C, T, null]);
-  const K = idsA.shape[2];
-  const ids = idsA.data;
-  const probs = store.array("lens_probs", [C, T, K]).data;
-  let nextProb = null;
-  try {
-    nextProb = store.array("next_prob", [C, T]).data;
-  } catch (e) {
-    nextProb = null;
-  }
+  // the current lens's data (logit or tuned, lens_toggle.js); reloaded when `lens` changes
+  let L, K, ids, probs, nextProb;
+  const load = () => {
+    L = lensData(store);
+    ({ K, ids, probs, nextProb } = L);
+    root.setAttribute("data-rw-lens", L.lens);
+  };
+  load();
 
   const colorSel = select(
     [
@@ -36,15 +35,11 @@ export function mountLogitLens(root, store, opts = {}) {
     "what the colour shows",
   );
   const legendSlot = h("span");
-  root.append(
-    h(
-      "div",
-      { class: "rw-bar" },
-      h("span", { class: "rw-title", text: opts.title || "Logit lens" }),
-      colorSel,
-      legendSlot,
-    ),
-  );
+  const title = h("span", { class: "rw-title" });
+  const setTitle = () => (title.textContent = opts.title ? `${opts.title} (${L.name.toLowerCase()})` : L.name);
+  setTitle();
+  const toggle = lensToggle(store);
+  root.append(h("div", { class: "rw-bar" }, title, toggle, colorSel, legendSlot));
 
   let values = null,
     rgba = null;
@@ -105,8 +100,10 @@ export function mountLogitLens(root, store, opts = {}) {
     for (let j = 0; j < Math.min(K, 10); j++)
       lines.push([tokenLabel(store.vocab(ids[k * K + j])), fmt(probs[k * K + j])]);
     const t = store.target(store.get("target"));
-    if (t) lines.push([`target ${tokenLabel(t.text)}`, fmt(Math.exp(t.logp[k]))]);
+    const logp = L.logp(t);
+    if (logp) lines.push([`target ${tokenLabel(t.text)}`, fmt(Math.exp(logp[k]))]);
     if (nextProb && i + 1 < T) lines.push([`next ${tokenLabel(tokens[i + 1])}`, fmt(nextProb[k])]);
+    if (L.kl) lines.push(["KL to output (nats)", fmt(L.kl[k])]);
     return lines;
   }
 
@@ -121,7 +118,9 @@ export function mountLogitLens(root, store, opts = {}) {
       label = "p(actual next token)";
     } else {
       const t = store.target(store.get("target")) || store.target();
-      if (t) for (let k = 0; k < C * T; k++) values[k] = Math.exp(t.logp[k]);
+      const logp = L.logp(t);
+      values.fill(NaN);
+      if (logp) for (let k = 0; k < C * T; k++) values[k] = Math.exp(logp[k]);
       label = t ? `p(${tokenLabel(t.text)})` : "p(target)";
     }
     const norm = normalizerFor({ values, fixed: [0, 1] }, C, T);
@@ -195,6 +194,15 @@ export function mountLogitLens(root, store, opts = {}) {
       grid.full();
     }),
   );
+  const relens = () => {
+    load();
+    setTitle();
+    if (toggle) toggle.setValue(L.lens);
+    recolor();
+    grid.full();
+    drawInfo();
+  };
+  offs.push(store.on("lens", relens), store.on("_lenses", relens));
   offs.push(
     store.on("target", () => {
       if ((store.get("lens_color") || "top") === "target") {

@@ -7,6 +7,7 @@ import { fmt, fmtSigned } from "../shared/format.js";
 import { maxAbs, quantileSorted } from "../shared/scale.js";
 import { themeColors } from "../shared/theme.js";
 import { tokenEl, tokenLabel } from "../shared/tokens.js";
+import { featureStates, renderFeatures } from "./pane_features.js";
 
 export function createPane(root, store, tooltip) {
   const title = h("div", { class: "rw-title" });
@@ -15,6 +16,9 @@ export function createPane(root, store, tooltip) {
       ["raw", "raw", "the stream vector itself"],
       ["decompose", "decompose", "one strip per source that wrote into it"],
       ["project", "project on target", "each source → its direct logit attribution to the target"],
+      ...(Object.keys(featureStates(store)).length
+        ? [["features", "features", "the state split into sparse-autoencoder features, bias and error"]]
+        : []),
     ],
     ...store.bind("pane_mode", "decompose"),
     "how to show the vector",
@@ -56,6 +60,15 @@ export function createPane(root, store, tooltip) {
     title.appendChild(h("span", { class: "rw-sub", text: `  (d_model = ${d_model})` }));
     if (m === "project") {
       renderProject(c, i);
+      return;
+    }
+    if (m === "features") {
+      renderFeatures(store, body, c, i, {
+        sortByDla: sortDims,
+        stillCurrent: () => my === token,
+        redraw: update,
+        onSelect: (sel) => store.set("selected", sel),
+      });
       return;
     }
     body.replaceChildren(h("div", { class: "rw-note", text: "loading the vector…" }));

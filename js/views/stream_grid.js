@@ -12,6 +12,8 @@ import { makeTooltip } from "../shared/tooltip.js";
 import { createPane } from "./pane.js";
 
 const ZERO_REL = 1e-3;
+// pane modes that show something about the target (redrawn when it changes)
+const TARGET_PANES = ["project", "features"];
 
 const METRICS = [
   ["norm", "‖stream‖"],
@@ -228,13 +230,13 @@ export function mountStreamGrid(root, store, opts = {}) {
     store.on("target", () => {
       const m = store.get("metric");
       if (m === "prob" || m === "dla") repaint();
-      if (pane && store.get("pane_mode") === "project") pane.update();
+      if (pane && TARGET_PANES.includes(store.get("pane_mode"))) pane.update();
     }),
   );
   offs.push(store.on("pane_mode", () => pane && pane.update()));
   offs.push(
     store.on("_targets", () => {
-      if (pane && store.get("pane_mode") === "project") pane.update();
+      if (pane && TARGET_PANES.includes(store.get("pane_mode"))) pane.update();
     }),
   );
   offs.push(store.on("_panes", () => pane && pane.update()));

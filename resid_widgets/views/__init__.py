@@ -13,6 +13,8 @@
 >>> rw.AttentionSources(dec, " Paris")     # head x source-token DLA heatmap, layer selector
 >>> rw.link(grid, rw.LogitLens(dec), bars) # views in separate cells follow one selection/target
 >>> rw.AttentionPatterns(dec, layer=17)    # every head's pattern; click one to open it; head scores
+>>> rw.LogitLens(dec, tuned_lens=tl)       # logit lens | tuned lens toggle (``lens`` trait)
+>>> rw.StreamGrid(dec, saes={"mlp.14": sae}) # the vector pane's "features" mode (``pane_mode``)
 
 All share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers

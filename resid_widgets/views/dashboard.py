@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import traitlets as t
 
-from ._base import ResidView
 from .contribution_bars import ContributionBars
+from .lens_switch import LensSwitch
 from .logit_lens import LogitLens
+from .sae_panes import SAEPanes
 from .stream_grid import StreamGrid
 
 
-class Dashboard(ResidView):
+class Dashboard(LensSwitch, SAEPanes):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
-    linking also works in a static snapshot. The bars follow the selected position."""
+    linking also works in a static snapshot. The bars follow the selected position.
+
+    ``tuned_lens=tl``: the lens part switches between logit and tuned lens (``lens`` trait);
+    ``saes={"mlp.14": sae}``: the grid's vector pane gets a "features" mode (``pane_mode``).
+    """
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view

@@ -5,28 +5,32 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._base import ResidView
-from .payload import decode_payload, display_token
+from .lens_switch import LensSwitch
+from .payload import display_token
 
 
-class LogitLens(ResidView):
+class LogitLens(LensSwitch):
     """Rows = states, columns = positions; colour = probability of the top token (``lens_color="top"``),
-    of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k."""
+    of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k.
+
+    ``rw.LogitLens(dec, tuned_lens=tl)`` adds the tuned lens (see :mod:`.lens_switch`):
+    ``lens = "tuned" | "logit"`` (or the toggle in the view) switches between the two.
+    """
 
     _rw_view = t.Unicode("logit-lens").tag(sync=True)
     short_name = "lens"  # the CLI's --view
 
     def top_tokens(self) -> list[list[str]]:
-        ids = self._array("lens_ids")[:, :, 0]
+        ids = self._lens_array("lens_ids")[:, :, 0]
         return [[self._vocab.get(str(int(i)), f"#{int(i)}") for i in row] for row in ids]
 
     def values(self, color: str | None = None) -> np.ndarray:
         color = color or self.lens_color
         if color == "top":
-            return self._array("lens_probs")[:, :, 0]
+            return self._lens_array("lens_probs")[:, :, 0]
         if color == "next":
-            return self._array("next_prob")
-        return np.exp(decode_payload(self._target_entry()["logp"]))
+            return self._lens_array("next_prob")
+        return np.exp(self._lens_logp(self._target_entry()))
 
     def figure(self):
         import plotly.graph_objects as go
@@ -49,5 +53,6 @@ class LogitLens(ResidView):
             )
         )
         label = {"top": "top token", "next": "actual next token", "target": display_token(self.target)}[self.lens_color]
-        fig.update_layout(title=f"Logit lens — colour: p({label})", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
+        name = "Tuned lens" if self.lens == "tuned" else "Logit lens"
+        fig.update_layout(title=f"{name} — colour: p({label})", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
         return fig

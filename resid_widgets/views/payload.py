@@ -211,8 +211,10 @@ def add_heads(dec, tpayload: dict, position: int, methods=("dla", "logprob")) ->
     return entry
 
 
-def _next_prob(dec, lens) -> np.ndarray:
-    """[C,T] probability of the actual next token at each position (NaN at the last one)."""
+def _next_prob(dec, lens, states=None) -> np.ndarray:
+    """[C,T] probability of the actual next token at each position (NaN at the last one) under
+    ``lens``, whose readout reads ``states`` [C, T, d] (default ``dec.states``; a tuned lens's
+    translated states)."""
     ids = _np(dec.token_ids).reshape(-1).astype(np.int64)
     C, T = len(dec.labels), len(ids)
     out = np.full((C, T), np.nan, dtype=np.float32)
@@ -227,7 +229,7 @@ def _next_prob(dec, lens) -> np.ndarray:
             import torch
 
             with torch.no_grad():
-                states = dec.states[:, : T - 1, :]
+                states = (dec.states if states is None else states)[:, : T - 1, :]
                 d = states.shape[-1]
                 dev = readout.unembed.device
                 x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)

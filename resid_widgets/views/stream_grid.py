@@ -5,18 +5,19 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._base import ResidView
 from .payload import display_token
+from .sae_panes import SAEPanes
 
 
-class StreamGrid(ResidView):
+class StreamGrid(SAEPanes):
     """Residual stream as a grid of states x positions.
 
     Colour (``metric``): ``"norm"`` of the stream, ``"delta"`` norm of what the block wrote,
     ``"prob"`` logit-lens probability of ``target``, ``"dla"`` direct logit attribution of the
     block to ``target``. Click (or arrow keys) selects a cell; ``selected = (state, position)``.
     The vector pane below shows the selected stream raw, decomposed by source, or projected onto
-    the target's unembedding direction.
+    the target's unembedding direction; with ``saes={"mlp.14": sae}`` also split into sparse-autoencoder
+    features (``pane_mode="features"``, see :mod:`.sae_panes`).
     """
 
     _rw_view = t.Unicode("stream-grid").tag(sync=True)
