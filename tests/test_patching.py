@@ -59,6 +59,9 @@ def test_exact_patching_equals_transformer_lens(family):
         assert res.raw.shape == ref.shape, components
         torch.testing.assert_close(res.raw, ref.float(), atol=2e-5, rtol=1e-5, msg=f"{family} {components}")
     assert no_hooks(model)
+    if family == "llama":  # on the TransformerLens model itself: a clear error naming the fix
+        with pytest.raises(rw.UnsupportedModelError, match="Hugging Face"):
+            rw.patching(rw.decompose(tl, clean.token_ids), rw.decompose(tl, corrupt.token_ids), diff)
 
 
 def test_each_cell_is_a_patched_rerun():
