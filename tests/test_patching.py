@@ -213,7 +213,7 @@ def test_smollm2_ioi_name_movers(smollm2):
     assert res.clean_value > 0 > res.corrupt_value
     assert abs(float(res.values[-1, -1]) - 1.0) < 1e-3  # resid_pre of the last layer at the last position
     assert float(res.values[:, :-1][-1].abs().max()) < 1e-4  # earlier positions of the last layer: no effect
-    mlp = rw.patching(clean, corrupt, metric, components="mlp", progress=False)
-    ed = corrupt.edit(rw.Patch("mlp.20", source=clean, positions=[-1]))
+    mlp = rw.patching(clean, corrupt, metric, components="mlp", positions="all", progress=False)
+    ed = corrupt.edit(rw.Patch("mlp.20", source=clean))
     want = float(ed.logits[-1, clean.target_id(" Mary")] - ed.logits[-1, clean.target_id(" John")])
-    assert abs(float(mlp.raw[20, -1]) - want) < 1e-3
+    assert abs(float(mlp.raw[20, 0]) - want) < 1e-3
