@@ -120,7 +120,8 @@ process** (`time.process_time`, one torch thread): the machine is shared and was
 {'' if why is None else f'TransformerLens not measured: {why}.'}
 
 (a, b) One sweep = every patch of that kind (the "runs" column). `rw.patching(method="exact")` starts each
-patched run at the patched layer from the corrupted run's stored stream and runs {64} patches per forward;
+patched run at the patched layer from the corrupted run's stored stream and runs the patches of one layer
+side by side in one forward (up to 64);
 TransformerLens's `get_act_patch_*` runs one full forward of the bridge per patch. "max diff" is the
 largest difference of the two results (same weights, fp32). Attribution patching: one forward and one
 backward pass; "corr" is its correlation with the exact values of the sweep.

@@ -616,7 +616,7 @@ nb4_cells = [
         "`components=\"resid\"` patches the stream entering each block (TransformerLens's `resid_pre`) at one "
         "position at a time. Early layers carry the information at the position of the second name; later "
         "layers at the last position: somewhere in between, attention moves it. `values` is normalised: 0 = "
-        "the corrupted run, 1 = the clean one. Each of the 450 patched runs is a real forward pass (from the "
+        "the corrupted run, 1 = the clean one. Each of the 420 patched runs (30 blocks x 14 positions) is a real forward pass (from the "
         "patched layer on, batched)."
     ),
     new_code_cell(
