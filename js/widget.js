@@ -9,6 +9,7 @@ import { mountDashboard } from "./views/dashboard.js";
 import { mountBlockBudget } from "./views/block_budget.js";
 import { mountAttentionSources } from "./views/attention_sources.js";
 import { mountAttentionPatterns } from "./views/attention_patterns.js";
+import { mountPatchingGrid } from "./views/patching_grid.js";
 import { guard } from "./shared/lifecycle.js";
 
 export const VIEWS = {
@@ -19,6 +20,7 @@ export const VIEWS = {
   "block-budget": mountBlockBudget,
   "attention-sources": mountAttentionSources,
   "attention-patterns": mountAttentionPatterns,
+  "patching-grid": mountPatchingGrid,
 };
 
 function render({ model, el }) {

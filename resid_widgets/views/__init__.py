@@ -13,6 +13,7 @@
 >>> rw.AttentionSources(dec, " Paris")     # head x source-token DLA heatmap, layer selector
 >>> rw.link(grid, rw.LogitLens(dec), bars) # views in separate cells follow one selection/target
 >>> rw.AttentionPatterns(dec, layer=17)    # every head's pattern; click one to open it; head scores
+>>> rw.PatchingGrid(rw.patching(clean, corrupt, metric=rw.logit_diff(" Mary", " John")))
 
 All share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
@@ -29,10 +30,13 @@ from .contribution_bars import ContributionBars
 from .dashboard import Dashboard
 from .linking import link
 from .logit_lens import LogitLens
+from .patching_grid import PatchingGrid
 from .stream_grid import StreamGrid
 
 #: every view class, in the order the docs list them; each has a ``short_name`` (the CLI's ``--view``)
 VIEWS = (Dashboard, StreamGrid, ContributionBars, LogitLens, BlockBudget, AttentionSources, AttentionPatterns)
+#: the views of two prompts (a patching result, a clean/corrupt pair): not made from one Decomposition
+TWO_PROMPT_VIEWS = (PatchingGrid,)
 
 __all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources",
-           "AttentionPatterns", "ResidView", "link", "VIEWS"]
+           "AttentionPatterns", "PatchingGrid", "ResidView", "link", "VIEWS", "TWO_PROMPT_VIEWS"]
