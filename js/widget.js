@@ -10,6 +10,7 @@ import { mountBlockBudget } from "./views/block_budget.js";
 import { mountAttentionSources } from "./views/attention_sources.js";
 import { mountAttentionPatterns } from "./views/attention_patterns.js";
 import { mountPatchingGrid } from "./views/patching_grid.js";
+import { mountCompare } from "./views/compare.js";
 import { guard } from "./shared/lifecycle.js";
 
 export const VIEWS = {
@@ -21,6 +22,7 @@ export const VIEWS = {
   "attention-sources": mountAttentionSources,
   "attention-patterns": mountAttentionPatterns,
   "patching-grid": mountPatchingGrid,
+  compare: mountCompare,
 };
 
 function render({ model, el }) {

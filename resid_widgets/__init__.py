@@ -38,6 +38,6 @@ __all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBu
 from .views import AttentionPatterns  # noqa: E402
 
 __all__ += ["AttentionPatterns"]
-from .views import PatchingGrid  # noqa: E402
+from .views import Compare, PatchingGrid  # noqa: E402
 
-__all__ += ["PatchingGrid"]
+__all__ += ["Compare", "PatchingGrid"]

@@ -14,6 +14,7 @@
 >>> rw.link(grid, rw.LogitLens(dec), bars) # views in separate cells follow one selection/target
 >>> rw.AttentionPatterns(dec, layer=17)    # every head's pattern; click one to open it; head scores
 >>> rw.PatchingGrid(rw.patching(clean, corrupt, metric=rw.logit_diff(" Mary", " John")))
+>>> rw.Compare(clean, corrupt, metric=rw.logit_diff(" Mary", " John"))  # both grids, paired bars, patching
 
 All share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
@@ -26,6 +27,7 @@ from ._base import ResidView
 from .attention_patterns import AttentionPatterns
 from .attention_sources import AttentionSources
 from .block_budget import BlockBudget
+from .compare import Compare
 from .contribution_bars import ContributionBars
 from .dashboard import Dashboard
 from .linking import link
@@ -36,7 +38,7 @@ from .stream_grid import StreamGrid
 #: every view class, in the order the docs list them; each has a ``short_name`` (the CLI's ``--view``)
 VIEWS = (Dashboard, StreamGrid, ContributionBars, LogitLens, BlockBudget, AttentionSources, AttentionPatterns)
 #: the views of two prompts (a patching result, a clean/corrupt pair): not made from one Decomposition
-TWO_PROMPT_VIEWS = (PatchingGrid,)
+TWO_PROMPT_VIEWS = (PatchingGrid, Compare)
 
 __all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources",
-           "AttentionPatterns", "PatchingGrid", "ResidView", "link", "VIEWS", "TWO_PROMPT_VIEWS"]
+           "AttentionPatterns", "PatchingGrid", "Compare", "ResidView", "link", "VIEWS", "TWO_PROMPT_VIEWS"]

@@ -12,7 +12,7 @@ import traitlets as t
 from ..export import SnapshotMixin
 from ._base import ESM
 from .lifetime import ClosedDecomposition, ViewLifetime
-from .payload import array_payload, display_token
+from .payload import array_payload, decode_payload, display_token
 
 #: what the colour shows: the normalised recovery (0 = corrupt, 1 = clean) or the raw metric
 SCALES = ("normalized", "raw")
@@ -100,6 +100,13 @@ def patching_data(res, tokens=None) -> dict:
     }
 
 
+def strongest_cell(data: dict) -> tuple[int, int]:
+    """(row, column) of the largest |normalised value| of a :func:`patching_data` payload."""
+    v = np.abs(np.nan_to_num(decode_payload(data["values"])))
+    r, k = np.unravel_index(int(v.argmax()), v.shape)
+    return int(r), int(k)
+
+
 class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     """An activation-patching result (``rw.patching(clean, corrupt, metric=...)``) as a heat map.
 
@@ -139,10 +146,7 @@ class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         selected = kwargs.pop("selected", None)
         super().__init__(_data=data, **kwargs)
         self._adopt()
-        if selected is None:  # the strongest cell
-            v = np.abs(np.nan_to_num(self.values()))
-            selected = np.unravel_index(int(v.argmax()), v.shape)
-        self._set_or_close(selected=tuple(int(x) for x in selected))
+        self._set_or_close(selected=tuple(strongest_cell(data) if selected is None else selected))
 
     def _release(self) -> None:
         self._dec = ClosedDecomposition()
@@ -169,8 +173,6 @@ class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     def values(self, scale: str | None = None) -> np.ndarray:
         """[R, K] what the colour shows (``scale`` defaults to the current one)."""
         self._check_open()
-        from .payload import decode_payload
-
         scale = scale or self.scale
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
