@@ -52,11 +52,12 @@ def num(x: float, digits: int = 3) -> str:
     return s.replace("-", "−")
 
 
-def hover_cell(page, root: str, r: int, k: int) -> str:
+def hover_cell(page, root: str, r: int, k: int, view: str | None = None) -> str:
+    """Hover cell (r, k) of the grid under ``root``; the text of the tooltip of ``view`` (default: root)."""
     cell = page.locator(f"{root} [data-rw-cell='{r},{k}']")
     cell.scroll_into_view_if_needed()
     cell.hover()
-    return page.locator(f"{root} .rw-tooltip").first.inner_text()
+    return page.locator(f"{view or root} .rw-tooltip").first.inner_text()
 
 
 def test_patching_grid_hover_select_and_scale_live(tmp_path, browser, res):
@@ -107,4 +108,74 @@ def test_patching_grid_snapshot_works_offline(tmp_path, open_offline, res):
     assert page.get_attribute(GRID, "data-rw-selected") == "1,1"
     page.locator(f"{GRID} [data-rw-scale=raw]").first.click()
     assert page.get_attribute(GRID, "data-rw-scale") == "raw"
+    pg.check_clean()
+
+
+CMP = "[data-rw=compare]"
+
+
+@pytest.fixture(scope="module")
+def pair(model, prompts):
+    return rw.decompose(model, prompts[0]), rw.decompose(model, prompts[1])
+
+
+def selected_of(page, side: str) -> str:
+    return page.get_attribute(f"{CMP} [data-rw-side={side}]", "data-rw-selected")
+
+
+def test_compare_grids_share_one_selection_bars_and_patching_live(tmp_path, browser, pair, res):
+    clean, corrupt = pair
+    cmp = rw.Compare(clean, corrupt, metric=res.metric, patching=res)
+    C, T = len(clean.labels), len(clean.tokens)
+    page, errors = live_page(browser, tmp_path / "compare.html", [cmp])
+    assert page.locator(f"{CMP} [data-rw=stream-grid]").count() == 2
+    assert selected_of(page, "clean") == selected_of(page, "corrupt") == f"{C - 1},{T - 1}"
+    # a click in the clean grid moves both grids and Python
+    page.locator(f"{CMP} [data-rw-side=clean] [data-rw-cell='2,3']").click()
+    _until(page, lambda: cmp.selected == (2, 3))
+    assert selected_of(page, "corrupt") == "2,3"
+    # ... and in the corrupt grid
+    page.locator(f"{CMP} [data-rw-side=corrupt] [data-rw-cell='4,1']").click()
+    _until(page, lambda: cmp.selected == (4, 1))
+    assert selected_of(page, "clean") == "4,1"
+    # the patching grid's column followed the position
+    assert page.get_attribute(f"{CMP} {GRID}", "data-rw-selected").endswith(",1")
+    # Python -> browser
+    cmp.selected = (1, 5)
+    push_state(page, 0, cmp, ["selected"])
+    assert selected_of(page, "clean") == selected_of(page, "corrupt") == "1,5"
+    # paired bars: one row per component; hover shows both shares and their difference
+    shares = cmp.contributions()
+    assert page.locator(f"{CMP} .rw-pair-row").count() == C
+    row = page.locator(f"{CMP} .rw-pair-row[data-rw-row='3']")
+    row.hover()
+    text = page.locator(f"{CMP} .rw-tooltip").first.inner_text()
+    assert clean.labels[3] in text
+    for key in ("clean", "corrupt", "difference"):
+        assert num(float(shares[key][3])).lstrip("−") in text
+    row.click()
+    _until(page, lambda: cmp.selected == (3, T - 1))
+    assert page.get_attribute(f"{CMP} .rw-pair-row[data-rw-row='3']", "aria-current") == "true"
+    # a click in the patching grid moves the stream grids' position
+    page.locator(f"{CMP} {GRID} [data-rw-cell='1,2']").click()
+    _until(page, lambda: cmp.patch_selected == (1, 2) and cmp.selected == (3, 2))
+    assert selected_of(page, "clean") == "3,2"
+    assert errors == []
+    page.close()
+
+
+def test_compare_snapshot_works_offline(tmp_path, open_offline, pair, res):
+    clean, corrupt = pair
+    cmp = rw.Compare(clean, corrupt, metric=res.metric, patching=res, selected=(2, 4))
+    pg = open_offline(rw.export_html(cmp, tmp_path / "compare.html"))
+    page = pg.page
+    page.wait_for_selector(f"{CMP} {GRID} [data-rw-cell]")
+    assert selected_of(page, "clean") == selected_of(page, "corrupt") == "2,4"
+    page.locator(f"{CMP} [data-rw-side=corrupt] [data-rw-cell='4,6']").click()
+    assert selected_of(page, "clean") == "4,6"
+    assert page.get_attribute(f"{CMP} {GRID}", "data-rw-selected").endswith(",6")
+    text = hover_cell(page, f"{CMP} {GRID}", 0, 2, view=CMP)
+    assert num(float(res.raw[0, 2])) in text
+    page.locator(f"{CMP} .rw-pair-row[data-rw-row='1']").click()
+    assert page.get_attribute(f"{CMP} .rw-pair-row[data-rw-row='1']", "aria-current") == "true"
     pg.check_clean()
