@@ -15,6 +15,8 @@ from .lens import LensResult
 from .sae import SAEFeatures, SparseAutoencoder
 from .tuned_lens import TunedLens
 from .export import SnapshotMixin, export_html
+from .edits import Add, EditError, Patch, ProjectOut, Zero
+from .patching import PatchingError, PatchingResult, logit_diff, patching
 from . import analysis, buffers, models
 
 # One source for the version: pyproject.toml, which pip writes into the package metadata.
@@ -29,6 +31,7 @@ __all__ = [
     "models",
     "register_adapter", "supported_families",
     "SAEFeatures", "SparseAutoencoder", "TunedLens",
+    "Add", "EditError", "Patch", "PatchingError", "PatchingResult", "ProjectOut", "Zero", "logit_diff", "patching",
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------

@@ -533,6 +533,27 @@ class Decomposition:
                 bs_top=top[0], bs_bottom=bottom[0]))
         return results
 
+    # ---- edits -----------------------------------------------------------------------------
+    #: the edits this Decomposition's run was made with (empty for a plain decompose)
+    edits: tuple = ()
+    #: the unedited Decomposition the edits were applied to (None for a plain decompose)
+    baseline: "Decomposition | None" = None
+
+    def edit(self, *edits) -> "Decomposition":
+        """Re-run this prompt with ``edits`` (:class:`~resid_widgets.Zero`, ``ProjectOut``, ``Add``,
+        ``Patch``) applied where each named component writes into the stream; everything
+        downstream recomputes. The model is left exactly as found, also when an edit raises.
+
+        Returns an ordinary exact Decomposition of the edited run (``deltas`` [C, T, d_model] add
+        up to its stream) with ``.edits`` (this one's edits, if any, then ``edits``) and
+        ``.baseline`` (the unedited Decomposition). Raises :class:`~resid_widgets.edits.EditError`
+        (a ValueError) for an unknown component, a head or neuron out of range, a vector of the
+        wrong size or zero, or a patch source of another length or model.
+        """
+        from .edits import edit
+
+        return edit(self, *edits)
+
     # ---- presentation ----------------------------------------------------------------------
     def summary(self, target=None, position: int = -1, top: int = 5) -> str:
         """A printable account: the prediction, the lens at the last position, the top components."""

@@ -274,7 +274,10 @@ class _Collector:
         self.handles.clear()
 
 
-def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decomposition:
+def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer, edit_hooks=None) -> Decomposition:
+    """One hooked forward pass -> Decomposition. ``edit_hooks(handles)`` (see
+    :func:`resid_widgets.edits.hf_hooks`) places hooks that edit the stream before the collector's
+    own, so the collector records the edited run; they are removed with the collector's."""
     unembed = require_module(model, adapter.unembed, "unembedding", adapter)
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
     layers = require_module(model, adapter.layers, "decoder layers", adapter)
@@ -295,6 +298,8 @@ def _run(model, adapter: Adapter, token_ids: torch.Tensor, tokenizer) -> Decompo
     # while this one runs).
     with model_left_as_found(model):
         try:
+            if edit_hooks is not None:
+                edit_hooks(col.handles)
             for c, (label, path) in enumerate(adapter.embeddings):
                 module = require_module(model, path, f"embedding '{label}'", adapter)
                 col.on_output(module, lambda x, c=c, label=label: col._write_delta(c, x, label))

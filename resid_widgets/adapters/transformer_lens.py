@@ -137,8 +137,10 @@ def _token_ids(model, prompt, tokenizer) -> torch.Tensor:
     return prepare_token_ids(prompt, tokenizer, limits, None)
 
 
-def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
-    """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring)."""
+def decompose_transformer_lens(model, prompt, tokenizer=None, extra_hooks=()) -> Decomposition:
+    """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring).
+    ``extra_hooks``: (hook name, fn) pairs run before the recording hooks at the same hook point
+    (the edits of ``dec.edit``), so the recorded run is the edited one."""
     from ..engine import check_readout, check_tokenizer, enforce_additivity, report_nonfinite
     from ..model_state import model_left_as_found
 
@@ -174,7 +176,11 @@ def decompose_transformer_lens(model, prompt, tokenizer=None) -> Decomposition:
             seen[name] = tensor.detach()
         return keep
 
-    fwd_hooks = [(name, keeper(name)) for name in wanted if name in available]
+    missing = [name for name, _ in extra_hooks if name not in available]
+    if missing:
+        raise UnsupportedModelError(f"{type(model).__name__} has no TransformerLens hook {missing[0]!r}, which this edit "
+                                    "needs: edit the Hugging Face model instead (rw.decompose(hf_model, ...).edit(...)).")
+    fwd_hooks = list(extra_hooks) + [(name, keeper(name)) for name in wanted if name in available]
     device = getattr(cfg, "device", None) or "cpu"
     with model_left_as_found(model):
         logits = model.run_with_hooks(token_ids[None].to(device), fwd_hooks=fwd_hooks, return_type="logits")
