@@ -16,23 +16,19 @@ from ..export import SnapshotMixin
 from . import payload as P
 from ._base import ESM, METRICS, NORMALIZE, checked_position
 from .lifetime import ClosedDecomposition, ViewLifetime
-from .patching_grid import SCALES, metric_name, patching_data, strongest_cell
+from ..patching import _metric as _patching_metric
+from .patching_grid import SCALES, patching_data, strongest_cell
 
 
 def metric_function(dec, metric):
-    """``metric`` as a function of the final logits [V] -> scalar tensor: a callable as given; a
-    target token (text or id) as its log-probability.
+    """(``metric`` as a function of the final logits [V] -> scalar tensor, its name), as
+    ``rw.patching`` reads it: ``rw.logit_diff(a, b)``, a target token (its log-prob) or a callable.
 
     Raises:
-        TypeError: ``metric`` is neither a callable nor a token.
+        PatchingError: ``metric`` is none of these.
     """
-    if callable(metric):
-        return metric
-    if isinstance(metric, (str, int)) and not isinstance(metric, bool):
-        tid = dec.target_id(metric)
-        return lambda logits: torch.log_softmax(logits.float(), -1)[tid]
-    raise TypeError(f"metric must be rw.logit_diff(a, b), a target token or a callable on the final logits [V], "
-                    f"not {type(metric).__name__}")
+    rows, name = _patching_metric(metric, dec)
+    return (lambda logits: rows(logits[None])[0]), name
 
 
 @dataclass
@@ -56,7 +52,7 @@ class MetricContributions:
 
 def metric_contributions(dec, metric) -> MetricContributions:
     """:class:`MetricContributions` of ``dec``'s last position under ``metric``."""
-    fn = metric_function(dec, metric)
+    fn, _ = metric_function(dec, metric)
     logits = dec.logits[-1].detach().float().clone().requires_grad_(True)
     with torch.enable_grad():
         value = fn(logits)
@@ -141,7 +137,7 @@ class Compare(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
             g = shares[0].gradient
             targets = list(dict.fromkeys([int(np.argmax(g)), int(np.argmin(g))]))
             data = {"clean": _side(clean, shares[0], targets, k), "corrupt": _side(corrupt, shares[1], targets, k),
-                    "metric": metric_name(metric), "patching": {}, "patching_error": ""}
+                    "metric": metric_function(clean, metric)[1], "patching": {}, "patching_error": ""}
         except Exception as exc:  # a readable message in the cell, never a blank area
             msg = f"cannot compare these prompts: {type(exc).__name__}: {exc}"
             warnings.warn(f"Compare: {msg}", RuntimeWarning, stacklevel=2)
@@ -245,6 +241,9 @@ def _check_pair(clean, corrupt) -> None:
     if len(clean.tokens) != len(corrupt.tokens):
         raise ValueError(f"Compare needs prompts of the same length: clean has {len(clean.tokens)} tokens, "
                          f"corrupt {len(corrupt.tokens)}; reword one so both tokenize to the same length")
-    if list(clean.labels) != list(corrupt.labels) or clean.d_model != corrupt.d_model:
-        raise ValueError("Compare needs two Decompositions of the same model (their components or d_model differ)")
+    models = (getattr(clean, "model", None), getattr(corrupt, "model", None))
+    if (list(clean.labels) != list(corrupt.labels) or clean.d_model != corrupt.d_model
+            or (None not in models and models[0] is not models[1])):
+        raise ValueError("Compare needs two Decompositions of the same model object (their models, components or "
+                         "d_model differ): decompose both prompts with one model")
 

@@ -26,15 +26,14 @@ def _numpy(x) -> np.ndarray:
 
 
 def metric_name(metric) -> str:
-    """A short readable name of a patching metric: its ``name`` (or ``__name__``), or its text."""
-    if metric is None:
-        return ""
+    """A short readable name of a patching metric: a result's metric name (text) as it is, else the
+    metric's ``name`` (or ``__name__``), else its type."""
+    if metric is None or isinstance(metric, str):
+        return metric or ""
     for attr in ("name", "__name__"):
         value = getattr(metric, attr, None)
         if isinstance(value, str) and value and value != "<lambda>":
             return value
-    if isinstance(metric, (str, int)):
-        return f"log p({display_token(metric) if isinstance(metric, str) else metric})"
     return type(metric).__name__
 
 
@@ -77,14 +76,15 @@ def patching_data(res, tokens=None) -> dict:
         row_labels = [f"L{r}" for r in range(R)]
     else:
         raise ValueError(f"patching result: {len(labels)} labels for {R} rows (raw {list(raw.shape)})")
-    if prompt is not None and K == len(prompt) and len(labels) == R and K > 1:
-        kind, columns = "token", prompt
-    elif K == 1:
+    given = [str(x) for x in getattr(res, "columns", None) or ()]
+    if K == 1:
         kind, columns = "all", ["all positions"]
-    elif len(labels) == R * K:
-        kind, columns = "head", [f"H{k}" for k in range(K)]
+    elif prompt is not None and K == len(prompt) and len(labels) == R and getattr(res, "positions", "each") == "each":
+        kind, columns = "token", prompt
+    elif len(labels) == R * K or getattr(res, "components", "") == "heads":
+        kind, columns = "head", given if len(given) == K else [f"H{k}" for k in range(K)]
     else:
-        kind, columns = "index", [str(k) for k in range(K)]
+        kind, columns = "index", given if len(given) == K else [str(k) for k in range(K)]
     return {
         "labels": row_labels,
         "columns": columns,
