@@ -3,7 +3,7 @@
     python notebooks/make_notebooks.py          # rewrite the .ipynb files (no outputs)
     python notebooks/make_notebooks.py --check  # exit 1 if the committed files differ
 
-Edit the lessons here, not in the .ipynb files, so the three stay consistent (how to run them,
+Edit the lessons here, not in the .ipynb files, so they stay consistent (how to run them,
 setup cell, closing snapshot) and diffs stay readable. The project's home, `Repository` in
 `[project.urls]` of pyproject.toml, decides the Colab badges and the install address: none while
 it is empty.
@@ -579,7 +579,108 @@ def nb3_attention_cells() -> list:
 
 nb3_cells += nb3_attention_cells() + snapshot_cells("03_heads_and_induction")  # notebook 3 ends with its snapshot
 
-NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells}
+# ----------------------------------------------------------------------------- notebook 4: edit and patch
+# (issue 12) IOI on SmolLM2: which components carry the name, patch them, see it in the views.
+
+NB4 = "04_edit_and_patch.ipynb"
+nb4_cells = [
+    intro(
+        NB4,
+        "# 4. Edit the stream, compare two prompts\n\n"
+        "Seeing that a block wrote a direction is half of the story; the other half is **editing** it and "
+        "watching what changes. This notebook runs the classic *indirect object identification* (IOI) task "
+        "(Wang et al., 2022) on SmolLM2: after *\"When Mary and John went to the store, John gave a drink "
+        "to\"* the model should say **\" Mary\"**, the name that was not repeated. The *corrupted* prompt "
+        "repeats Mary instead, so the answer flips to John. **Activation patching** copies one component's "
+        "output from the clean run into the corrupted one: the components that bring the answer back are the "
+        "ones that carry the name."
+    ),
+    new_code_cell(INSTALL),
+    new_code_cell(LOAD),
+    new_markdown_cell(
+        "## Two prompts and a metric\n\n"
+        "Both prompts have the same number of tokens, so position `i` means the same thing in both. The "
+        "metric is the **logit difference** `logit(\" Mary\") − logit(\" John\")` at the last position: "
+        "positive means the model prefers Mary."
+    ),
+    new_code_cell(
+        'clean = rw.decompose(model, "When Mary and John went to the store, John gave a drink to", tokenizer=tok)\n'
+        'corrupt = rw.decompose(model, "When Mary and John went to the store, Mary gave a drink to", tokenizer=tok)\n'
+        'metric = rw.logit_diff(" Mary", " John")\n'
+        'mary, john = clean.target_id(" Mary"), clean.target_id(" John")\n'
+        "for name, dec in ((\"clean\", clean), (\"corrupt\", corrupt)):\n"
+        '    print(f"{name:>8}: logit diff {float(dec.logits[-1, mary] - dec.logits[-1, john]):+.3f}")\n'
+        'print("tokens:", len(clean.tokens), len(corrupt.tokens))'
+    ),
+    new_markdown_cell(
+        "## Which positions and layers carry the name\n\n"
+        "`rw.patching(clean, corrupt, metric=..., components=\"resid\")` patches the clean stream entering "
+        "each block (TransformerLens's `resid_pre`) into the corrupted run, one position at a time, and "
+        "reads the metric. `values` is normalised: **0** = the corrupted run, **1** = the clean one. "
+        "Every patched run is really run, starting at the patched layer from the stored stream, patches in "
+        "batches. `rw.PatchingGrid` shows the result: rows = components, columns = tokens, a diverging "
+        "colour around 0; hover a cell for its raw and normalised value."
+    ),
+    new_code_cell(
+        'resid = rw.patching(clean, corrupt, metric=metric, components="resid", positions="each")\n'
+        "rw.PatchingGrid(resid)"
+    ),
+    new_markdown_cell(
+        "Early on, only the position of the repeated name matters (the stream there still *is* that "
+        "token); further up, the information moves to the **last position**, where the prediction is "
+        "made. Which sub-layers move it? Patch each attention and MLP output at every position at once "
+        "(`positions=\"all\"`), then the attention heads one by one."
+    ),
+    new_code_cell(
+        'layers = rw.patching(clean, corrupt, metric=metric, components="all", positions="all")\n'
+        "top = layers.values[:, 0].abs().argsort(descending=True)[:6]\n"
+        "for i in top.tolist():\n"
+        '    print(f"{layers.labels[i]:>8}: {float(layers.values[i, 0]):+.3f}")\n'
+        'heads = rw.patching(clean, corrupt, metric=metric, components="heads", positions="all")   # [layers, heads]\n'
+        "flat = heads.values.flatten().abs().argsort(descending=True)[:5]\n"
+        "best_heads = [divmod(int(i), heads.values.shape[1]) for i in flat]\n"
+        'print("heads:", ", ".join(f"L{l}H{h} {float(heads.values[l, h]):+.3f}" for l, h in best_heads))\n'
+        "rw.PatchingGrid(heads)"
+    ),
+    new_markdown_cell(
+        "## Patch them, and look at the patched run\n\n"
+        "`corrupt.edit(rw.Patch(component, source=clean, head=..., positions=[-1]))` re-runs the corrupted "
+        "prompt with those heads' outputs at the last position taken from the clean run; everything "
+        "downstream recomputes. The result is an ordinary, exact `Decomposition` (`additivity_error` as "
+        "before): every method and view works on it. The other edits work the same way: `rw.Zero` "
+        "(ablation, of a component, a head or an FFN neuron), `rw.ProjectOut` (remove a direction) and "
+        "`rw.Add` (steering)."
+    ),
+    new_code_cell(
+        'patched = corrupt.edit(*[rw.Patch(f"attn.{l}", source=clean, head=h, positions=[-1]) for l, h in best_heads])\n'
+        "diff = lambda dec: float(dec.logits[-1, mary] - dec.logits[-1, john])\n"
+        'print(f"corrupt {diff(corrupt):+.3f}  ->  patched {diff(patched):+.3f}   (clean {diff(clean):+.3f})")\n'
+        'print("edits:", patched.edits)\n'
+        'print("exact:", patched.additivity_error < 1e-4)'
+    ),
+    new_markdown_cell(
+        "## Side by side\n\n"
+        "`rw.Compare(clean, corrupt, metric=...)` shows the two prompts together: both stream grids with "
+        "**one** selection (click a cell in either), the paired bars of each component's share of the "
+        "metric in the clean and the corrupted run (their direct logit attribution to it, the difference on "
+        "the right; click a bar to select its row), and the patching grid, whose selected column follows "
+        "the selected position. `patching=` reuses the sweep from above."
+    ),
+    new_code_cell(
+        "cmp = rw.Compare(clean, corrupt, metric=metric, patching=resid)\n"
+        "cmp"
+    ),
+    new_markdown_cell(
+        "And the patched run in the dashboard: its bars at the last position show which layers now push "
+        "Mary up."
+    ),
+    new_code_cell(
+        'dash = rw.Dashboard(patched, target=" Mary")\n'
+        "dash"
+    ),
+] + snapshot_cells("04_edit_and_patch", var="[cmp, dash]")  # ends with its snapshot
+
+NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells, NB4: nb4_cells}
 
 
 def build(cells: list) -> nbformat.NotebookNode:

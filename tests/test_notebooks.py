@@ -21,7 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NB_DIR = REPO / "notebooks"
-NOTEBOOKS = ["01_residual_stream.ipynb", "02_where_paris_comes_from.ipynb", "03_heads_and_induction.ipynb"]
+NOTEBOOKS = ["01_residual_stream.ipynb", "02_where_paris_comes_from.ipynb", "03_heads_and_induction.ipynb",
+             "04_edit_and_patch.ipynb"]
 MAX_SECONDS = 300  # "under a few minutes" each (SmolLM2 conversion excluded: cached by then)
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
@@ -90,7 +91,7 @@ def test_notebook_structure(name):
         assert "git+" not in src and "raise FileNotFoundError(" in src, "no home: the setup cell asks for a wheel"
 
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "rw.export_html(dash" in code[-1].source, "each notebook ends by exporting its dashboard"
+    assert re.search(r"rw\.export_html\((dash|\[cmp, dash\])", code[-1].source), "each notebook ends by exporting its views"
     assert all(not c.get("outputs") for c in code), "commit notebooks without outputs"
 
 
