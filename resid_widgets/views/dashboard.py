@@ -6,13 +6,19 @@ import traitlets as t
 
 from ._base import ResidView
 from .contribution_bars import ContributionBars
+from .edit_mode import EditMode
 from .logit_lens import LogitLens
 from .stream_grid import StreamGrid
 
 
-class Dashboard(ResidView):
+class Dashboard(EditMode, ResidView):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
-    linking also works in a static snapshot. The bars follow the selected position."""
+    linking also works in a static snapshot. The bars follow the selected position.
+
+    Edit mode (:class:`~resid_widgets.views.edit_mode.EditMode`): ``edits`` (synced list; set it,
+    or zero / project out / patch the selected component in the view) re-runs the prompt with
+    them, ``edited`` is that Decomposition; ``source=`` a second prompt's Decomposition to patch from.
+    """
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
