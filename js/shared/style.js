@@ -102,6 +102,10 @@ export const CSS = `
 .rw-root svg .rw-pair-row { cursor: pointer; }
 .rw-root svg .rw-pair-row[aria-current=true] .rw-pair-band { fill: var(--rw-sel); fill-opacity: 0.12; }
 .rw-root svg .rw-pair-band { fill: transparent; }
+.rw-root svg .rw-ghost { fill: none; stroke: var(--rw-fg); stroke-width: 1; stroke-dasharray: 3 2;
+  pointer-events: none; }
+.rw-root .rw-edit .rw-edit-neuron { width: 6em; }
+.rw-root .rw-edit .rw-chip { cursor: pointer; }
 
 .rw-root .rw-compare { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 12px 16px; }
 .rw-root .rw-compare > .rw-full { grid-column: 1 / -1; }

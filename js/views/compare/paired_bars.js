@@ -15,9 +15,10 @@ const SIDES = [
 /**
  * Draw the paired bars into el (replacing what it held).
  * rows: [{label, clean, corrupt}]; opts: width (px), unit (the metric's name), current (the row
- * marked as selected, or -1), tooltip (makeTooltip), onPick(row).
+ * marked as selected, or -1), tooltip (makeTooltip), onPick(row), sides (the two series' names:
+ * [["clean", name], ["corrupt", name]], by default "clean" and "corrupt").
  */
-export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick }) {
+export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick, sides = SIDES }) {
   const rowH = rows.length > 40 ? 14 : 18;
   const H = TOP + rows.length * rowH + 4;
   const maxAbs = barScale(rows.map((r) => Math.max(Math.abs(r.clean), Math.abs(r.corrupt))));
@@ -38,7 +39,7 @@ export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick
     g.appendChild(s("rect", { class: "rw-pair-band", x: 0, y, width, height: rowH }));
     g.appendChild(s("text", { x: LABEL_W - 4, y: y + rowH * 0.72, "text-anchor": "end" }, row.label));
     const half = (rowH - 4) / 2;
-    SIDES.forEach(([side], j) => {
+    sides.forEach(([side], j) => {
       const v = row[side];
       const x0 = Math.min(x(0), x(v)),
         x1 = Math.max(x(0), x(v));
@@ -58,9 +59,9 @@ export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick
     );
     const lines = [
       row.label,
-      ["clean", fmtSigned(row.clean)],
-      ["corrupt", fmtSigned(row.corrupt)],
-      ["clean − corrupt", fmtSigned(diff)],
+      [sides[0][1], fmtSigned(row.clean)],
+      [sides[1][1], fmtSigned(row.corrupt)],
+      [`${sides[0][1]} − ${sides[1][1]}`, fmtSigned(diff)],
     ];
     if (Math.max(Math.abs(row.clean), Math.abs(row.corrupt)) > maxAbs * 1.0001) lines.push("bar cut at the scale");
     g.addEventListener("mousemove", (ev) => tooltip.show(ev.clientX, ev.clientY, lines));
@@ -70,7 +71,7 @@ export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick
   });
   svg.appendChild(s("line", { x1: zero, x2: zero, y1: TOP - 2, y2: H, class: "rw-axis" }));
   const key = h("div", { class: "rw-chips" });
-  for (const [side, label] of SIDES) {
+  for (const [side, label] of sides) {
     key.append(
       h("span", { class: "rw-legend" }, h("span", { class: `rw-swatch rw-pair-${side}` }), h("span", { text: label })),
     );
@@ -78,7 +79,7 @@ export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick
   key.append(
     h("span", {
       class: "rw-sub",
-      text: ` — each component's share of ${unit} at the last position; Δ = clean − corrupt; click a row to select it`,
+      text: ` — each component's share of ${unit}; Δ = ${sides[0][1]} − ${sides[1][1]}; click a row to select it`,
     }),
   );
   el.replaceChildren(svg, key);
