@@ -166,7 +166,7 @@ export function mountContributionBars(root, store, opts = {}) {
   draw();
   const redraw = safely(() => draw());
   const offs = ["method", "target", "per_head", "_targets"].map((name) => store.on(name, redraw));
-  offs.push(store.on("_neurons", redrawAll));
+  offs.push(store.on("_neurons", redrawAll), store.on("_original", redrawAll));
   offs.push(store.on(follow === "selected" ? "selected" : "position", afterPaint(redraw)));
   return {
     resize: redraw,

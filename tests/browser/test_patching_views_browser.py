@@ -4,6 +4,7 @@ selection shared by the two stream grids, and the offline snapshots."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 pytest.importorskip("playwright", reason="the playwright package is not installed")
 
@@ -178,4 +179,82 @@ def test_compare_snapshot_works_offline(tmp_path, open_offline, pair, res):
     assert num(float(res.raw[0, 2])) in text
     page.locator(f"{CMP} .rw-pair-row[data-rw-row='1']").click()
     assert page.get_attribute(f"{CMP} .rw-pair-row[data-rw-row='1']", "aria-current") == "true"
+    pg.check_clean()
+
+
+DASH = "[data-rw=dashboard]"
+PANEL = "[data-rw=edit-panel]"
+DATA = ["_meta", "_arrays", "_targets", "_vocab", "_original", "edits", "_edit_names", "_edit_error", "_panes",
+        "_neurons"]
+
+
+def test_dashboard_edit_mode_zero_patch_and_undo_live(tmp_path, browser, pair):
+    clean, corrupt = pair
+    dash = rw.Dashboard(corrupt, source=clean)
+    C, T = len(corrupt.labels), len(corrupt.tokens)
+    page, errors = live_page(browser, tmp_path / "edit.html", [dash])
+    assert page.get_attribute(PANEL, "data-rw-edits") == "0"
+    # pick mlp.0 (grid row 2) and zero it: the kernel re-runs the prompt with the edit
+    page.locator(f"{DASH} [data-rw=stream-grid] [data-rw-cell='2,{T - 1}']").click()
+    assert page.get_attribute(PANEL, "data-rw-component") == "mlp.0"
+    page.locator(f"{PANEL} [data-rw-edit=zero]").click()
+    _until(page, lambda: dash.edited is not None)
+    assert dash.edits == [{"kind": "zero", "component": "mlp.0", "head": None, "neuron": None, "positions": None}]
+    assert torch.equal(dash.edited.deltas[2], torch.zeros_like(dash.edited.deltas[2]))
+    assert dash.edited.edits == (rw.Zero("mlp.0"),)
+    push_state(page, 0, dash, DATA)  # the edited run arrives as the comm sends it
+    page.wait_for_selector(f"{PANEL}[data-rw-edits='1']")
+    assert "zero mlp.0" in page.locator(f"{PANEL} [data-rw=edit-list]").inner_text()
+    # the bars draw the original run as ghost outlines, and say so on hover
+    assert page.locator(f"{DASH} svg .rw-ghost").count() > 0
+    # a patch of one head from the second prompt at the selected position
+    page.locator(f"{DASH} [data-rw=stream-grid] [data-rw-cell='3,{T - 1}']").click()
+    page.locator(f"{PANEL} select[aria-label=head]").select_option("1")
+    page.locator(f"{PANEL} [data-rw-edit=patch-here]").click()
+    _until(page, lambda: len(dash.edits) == 2)
+    assert dash.edits[1] == {"kind": "patch", "component": "attn.1", "head": 1, "neuron": None, "positions": [T - 1]}
+    reference = corrupt.edit(rw.Zero("mlp.0"), rw.Patch("attn.1", source=clean, head=1, positions=[-1]))
+    torch.testing.assert_close(dash.edited.logits, reference.logits)
+    push_state(page, 0, dash, DATA)
+    page.wait_for_selector(f"{PANEL}[data-rw-edits='2']")
+    # undo removes the last edit; removing the other goes back to the original run
+    page.locator(f"{PANEL} [data-rw-edit=undo]").click()
+    _until(page, lambda: len(dash.edits) == 1)
+    torch.testing.assert_close(dash.edited.logits, corrupt.edit(rw.Zero("mlp.0")).logits)
+    push_state(page, 0, dash, DATA)
+    page.wait_for_selector(f"{PANEL}[data-rw-edits='1']")
+    page.locator(f"{PANEL} [data-rw-edit-index='0']").click()
+    _until(page, lambda: dash.edits == [] and dash.edited is None)
+    push_state(page, 0, dash, DATA)
+    page.wait_for_selector(f"{PANEL}[data-rw-edits='0']")
+    assert page.locator(f"{DASH} svg .rw-ghost").count() == 0
+    # Python -> view
+    dash.edits = [rw.Zero("attn.0", head=2)]
+    push_state(page, 0, dash, DATA)
+    page.wait_for_selector(f"{PANEL}[data-rw-edits='1']")
+    assert "zero attn.0 head 2" in page.locator(f"{PANEL} [data-rw=edit-list]").inner_text()
+    assert C == len(dash._meta["labels"])
+    assert errors == []
+    page.close()
+
+
+def test_dashboard_snapshot_zero_ablation_works_offline(tmp_path, open_offline, pair):
+    clean, corrupt = pair
+    dash = rw.Dashboard(clean)
+    T = len(clean.tokens)
+    pg = open_offline(rw.export_html(dash, tmp_path / "edit.html"))
+    page = pg.page
+    page.wait_for_selector(PANEL)
+    # zeroing a whole layer shows its precomputed effect
+    page.locator(f"{DASH} [data-rw=stream-grid] [data-rw-cell='3,{T - 1}']").click()
+    page.locator(f"{PANEL} [data-rw-edit=zero]").click()
+    assert page.get_attribute(PANEL, "data-rw-whatif") == "attn.1"
+    tid = dash._targets[0]["id"]
+    zeroed = clean.edit(rw.Zero("attn.1"))
+    text = page.locator(f"{PANEL} .rw-edit-whatif").inner_text()
+    assert num(float(zeroed.logits[-1, tid])) in text
+    assert page.locator(f"{PANEL} .rw-pair-row").count() == len(clean.labels)
+    # any other edit says it needs the kernel
+    page.locator(f"{PANEL} [data-rw-edit=zero-here]").click()
+    assert "needs the kernel" in page.locator(PANEL).inner_text()
     pg.check_clean()
