@@ -196,3 +196,78 @@ def test_snapshots_hold_everything_offline(pair):
     html = rw.export_html([cmp, rw.PatchingGrid(cmp.patching)])
     assert html.count('"_rw_static":true') == 2
     assert "Nothing was left out of this snapshot" in html
+
+
+# ----------------------------------------------------------------------------- Dashboard edit mode
+
+def test_dashboard_edits_rerun_the_prompt(pair):
+    clean, corrupt = pair
+    dash = rw.Dashboard(corrupt, source=clean, target=3)
+    assert dash.edits == [] and dash.edited is None and dash._can_patch
+    dash.edits = [rw.Zero("mlp.1", positions=[-1]), {"kind": "project_out", "component": "attn.0",
+                                                      "direction": {"target": 3}}]
+    assert dash.edits[0] == {"kind": "zero", "component": "mlp.1", "head": None, "neuron": None, "positions": [-1]}
+    reference = corrupt.edit(rw.Zero("mlp.1", positions=[-1]), rw.ProjectOut("attn.0", direction=corrupt.readout.unembed[3]))
+    torch.testing.assert_close(dash.edited.logits, reference.logits)
+    assert dash._edit_names == ["zero mlp.1 @ [-1]", "project out attn.0 along W_U[3]"]
+    # the views show the edited run; the ghost is the original's own payload
+    shown = decode_payload(dash._targets[0]["dla"])
+    np.testing.assert_allclose(shown, reference.dla_grid(3).numpy(), rtol=1e-5, atol=1e-6)
+    ghost = decode_payload(dash._original["targets"]["3"]["dla"])
+    np.testing.assert_allclose(ghost, corrupt.dla_grid(3).numpy(), rtol=1e-5, atol=1e-6)
+    dash.edits = []
+    assert dash.edited is None and dash._original == {}
+    np.testing.assert_allclose(decode_payload(dash._targets[0]["dla"]), corrupt.dla_grid(3).numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_dashboard_edits_are_checked(pair):
+    clean, corrupt = pair
+    dash = rw.Dashboard(corrupt)
+    with pytest.raises(traitlets.TraitError, match="unknown component 'attn.9'"):
+        dash.edits = [rw.Zero("attn.9")]
+    with pytest.raises(traitlets.TraitError, match="head 99"):
+        dash.edits = [{"kind": "zero", "component": "attn.0", "head": 99}]
+    with pytest.raises(traitlets.TraitError, match="needs a second prompt.*source="):
+        dash.edits = [{"kind": "patch", "component": "attn.0"}]
+    with pytest.raises(traitlets.TraitError, match="kind must be one of"):
+        dash.edits = [{"kind": "scale", "component": "attn.0"}]
+    assert dash.edits == [] and dash.edited is None
+
+
+def test_dashboard_of_an_edited_decomposition_shows_it_against_its_baseline(pair):
+    clean, corrupt = pair
+    patched = corrupt.edit(rw.Patch("attn.1", source=clean, positions=[-1]))
+    dash = rw.Dashboard(patched, target=3)
+    assert dash.edited is patched and dash.source is clean
+    assert dash.edits == [{"kind": "patch", "component": "attn.1", "head": None, "neuron": None, "positions": [-1]}]
+    np.testing.assert_allclose(decode_payload(dash._original["targets"]["3"]["dla"]), corrupt.dla_grid(3).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    dash.edits = dash.edits + [rw.Zero("mlp.0")]  # adds to the baseline's edits
+    torch.testing.assert_close(dash.edited.logits, patched.edit(rw.Zero("mlp.0")).logits)
+
+
+def test_dashboard_snapshot_embeds_each_layers_zero_ablation(pair):
+    clean, _ = pair
+    dash = rw.Dashboard(clean, target=3)
+    state = dash._snapshot_state(2_000_000)
+    whatif = state["_whatif"]
+    assert whatif["target"] == 3 and whatif["position"] == len(clean.tokens) - 1
+    assert sorted(whatif["effects"]) == sorted(lab for lab in clean.labels if lab.startswith(("attn.", "mlp.")))
+    for label, effect in whatif["effects"].items():
+        zeroed = clean.edit(rw.Zero(label))
+        np.testing.assert_allclose(decode_payload(effect["dla"]), zeroed.contributions(3, -1).numpy(), rtol=1e-5,
+                                   atol=1e-6)
+        assert effect["logit"] == pytest.approx(float(zeroed.logits[-1, 3]), abs=1e-5)
+    assert any("other edits need the kernel" in n for n in state["__notes__"])
+
+
+def test_closed_dashboard_frees_its_source_and_edits(model):
+    clean, corrupt = _pair(model, seed=7)
+    alive = [weakref.ref(clean), weakref.ref(corrupt)]
+    dash = rw.Dashboard(corrupt, source=clean, edits=[rw.Patch("attn.0", source=clean)])
+    edited = weakref.ref(dash.edited)
+    dash.close()
+    del clean, corrupt
+    gc.collect()
+    assert [a() for a in alive] == [None, None] and edited() is None
