@@ -71,7 +71,9 @@ def test_every_view_class_is_listed():
     or, for the views of two prompts, in TWO_PROMPT_VIEWS."""
     from resid_widgets.views._analysis_base import AnalysisView
 
-    bases = {rw.views.ResidView, AnalysisView}
+    from resid_widgets.views._two_prompt_base import TwoPromptView
+
+    bases = {rw.views.ResidView, AnalysisView, TwoPromptView}
     # direct subclasses only: anywidget gives each instance a subclass of its view's class
     concrete = {cls for base in (lifetime.ViewLifetime, *bases) for cls in base.__subclasses__()
                 if cls.__module__.startswith("resid_widgets.views.")}

@@ -7,15 +7,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import anywidget
 import numpy as np
 import torch
 import traitlets as t
 
-from ..export import SnapshotMixin
 from . import payload as P
-from ._base import ESM, METRICS, NORMALIZE, checked_position
-from .lifetime import ClosedDecomposition, ViewLifetime
+from ._base import METRICS, NORMALIZE, checked_position
+from ._two_prompt_base import TwoPromptView
+from .lifetime import ClosedDecomposition
 from ..patching import _metric as _patching_metric
 from .patching_grid import SCALES, patching_data, strongest_cell
 
@@ -80,7 +79,7 @@ def _side(dec, contrib: MetricContributions, targets: list[int], k: int) -> dict
     return data
 
 
-class Compare(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
+class Compare(TwoPromptView):
     """Two prompts side by side: ``rw.Compare(clean, corrupt, metric=rw.logit_diff(" Mary", " John"))``.
 
     - both stream grids, with one selection: ``selected = (state, position)`` moves the highlight
@@ -110,13 +109,8 @@ class Compare(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         ValueError: the prompts differ in length or come from different models.
     """
 
-    _esm = ESM
     _rw_view = t.Unicode("compare").tag(sync=True)
     short_name = "compare"
-    _data = t.Dict().tag(sync=True)
-    _rw_static = t.Bool(False).tag(sync=True)
-    _error = t.Unicode("").tag(sync=True)
-    selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     target = t.Unicode("").tag(sync=True)
     grid_metric = t.Enum(METRICS, default_value="dla").tag(sync=True)
     normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
@@ -138,11 +132,8 @@ class Compare(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
             targets = list(dict.fromkeys([int(np.argmax(g)), int(np.argmin(g))]))
             data = {"clean": _side(clean, shares[0], targets, k), "corrupt": _side(corrupt, shares[1], targets, k),
                     "metric": metric_function(clean, metric)[1], "patching": {}, "patching_error": ""}
-        except Exception as exc:  # a readable message in the cell, never a blank area
-            msg = f"cannot compare these prompts: {type(exc).__name__}: {exc}"
-            warnings.warn(f"Compare: {msg}", RuntimeWarning, stacklevel=2)
-            super().__init__(_error=msg, **kwargs)
-            self._adopt()
+        except Exception as exc:
+            self._failed("compare these prompts", exc, **kwargs)
             return
         try:
             if self._patching is None:
@@ -231,10 +222,6 @@ class Compare(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         fig.update_layout(barmode="group", title=f"Each component's share of {self._data['metric']}",
                           yaxis={"autorange": "reversed"}, height=max(400, 16 * len(labels) + 120))
         return fig
-
-    def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
-        # everything the view shows is in _data already (the grids' vector panes are not shown)
-        return {"_rw_static": True}
 
 
 def _check_pair(clean, corrupt) -> None:

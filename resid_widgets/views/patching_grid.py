@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-import anywidget
 import numpy as np
 import traitlets as t
 
-from ..export import SnapshotMixin
-from ._base import ESM
-from .lifetime import ClosedDecomposition, ViewLifetime
+from ._two_prompt_base import TwoPromptView
+from .lifetime import ClosedDecomposition
 from .payload import array_payload, decode_payload, display_token
 
 #: what the colour shows: the normalised recovery (0 = corrupt, 1 = clean) or the raw metric
@@ -107,7 +104,7 @@ def strongest_cell(data: dict) -> tuple[int, int]:
     return int(r), int(k)
 
 
-class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
+class PatchingGrid(TwoPromptView):
     """An activation-patching result (``rw.patching(clean, corrupt, metric=...)``) as a heat map.
 
     Rows are the patched components (``res.labels``), columns the tokens (or one "all positions"
@@ -123,13 +120,8 @@ class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         tokens: the prompt's tokens for the column headers (default: the result's own).
     """
 
-    _esm = ESM
     _rw_view = t.Unicode("patching-grid").tag(sync=True)
     short_name = "patching"
-    _data = t.Dict().tag(sync=True)
-    _rw_static = t.Bool(False).tag(sync=True)
-    _error = t.Unicode("").tag(sync=True)
-    selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     scale = t.Enum(SCALES, default_value="normalized").tag(sync=True)
 
     def __init__(self, res, tokens=None, **kwargs: Any):
@@ -137,11 +129,8 @@ class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         self._res = res
         try:
             data = patching_data(res, tokens)
-        except Exception as exc:  # a readable message in the cell, never a blank area
-            msg = f"cannot show this patching result: {type(exc).__name__}: {exc}"
-            warnings.warn(f"PatchingGrid: {msg}", RuntimeWarning, stacklevel=2)
-            super().__init__(_error=msg, **kwargs)
-            self._adopt()
+        except Exception as exc:
+            self._failed("show this patching result", exc, **kwargs)
             return
         selected = kwargs.pop("selected", None)
         super().__init__(_data=data, **kwargs)
@@ -197,7 +186,3 @@ class PatchingGrid(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         fig.update_layout(title=f"Activation patching {d['metric']}: clean {d['clean_value']:.3f}, "
                                 f"corrupt {d['corrupt_value']:.3f}", yaxis={"autorange": "reversed"})
         return fig
-
-    def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
-        # everything the view shows is in _data already
-        return {"_rw_static": True}

@@ -1,7 +1,8 @@
 // Paired bars of Compare: for each component, its share of the metric in the clean run (upper bar)
 // and in the corrupt run (lower bar), the difference on the right; a click on a row selects it.
-import { h, s } from "../../shared/dom.js";
+import { s } from "../../shared/dom.js";
 import { fmt, fmtSigned } from "../../shared/format.js";
+import { swatchKey } from "../../shared/legend.js";
 import { barScale } from "../../shared/scale.js";
 
 const LABEL_W = 62;
@@ -70,17 +71,6 @@ export function drawPairedBars(el, rows, { width, unit, current, tooltip, onPick
     svg.appendChild(g);
   });
   svg.appendChild(s("line", { x1: zero, x2: zero, y1: TOP - 2, y2: H, class: "rw-axis" }));
-  const key = h("div", { class: "rw-chips" });
-  for (const [side, label] of sides) {
-    key.append(
-      h("span", { class: "rw-legend" }, h("span", { class: `rw-swatch rw-pair-${side}` }), h("span", { text: label })),
-    );
-  }
-  key.append(
-    h("span", {
-      class: "rw-sub",
-      text: ` — each component's share of ${unit}; Δ = ${sides[0][1]} − ${sides[1][1]}; click a row to select it`,
-    }),
-  );
-  el.replaceChildren(svg, key);
+  const note = ` — each component's share of ${unit}; Δ = ${sides[0][1]} − ${sides[1][1]}; click a row to select it`;
+  el.replaceChildren(svg, swatchKey(sides, "rw-pair-", note));
 }

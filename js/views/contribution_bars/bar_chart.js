@@ -2,8 +2,9 @@
 // negative parts left of the axis and positive parts right, a bar longer than the scale cut with an
 // arrow, MLP bars clickable (they open their layer's top neurons).
 import { PART_COLORS } from "../../shared/colors.js";
-import { h, s } from "../../shared/dom.js";
+import { s } from "../../shared/dom.js";
 import { fmt, fmtSigned } from "../../shared/format.js";
+import { swatchKey } from "../../shared/legend.js";
 import { barScale } from "../../shared/scale.js";
 
 const LABEL_W = 62;
@@ -123,17 +124,10 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
     svg.appendChild(g);
   });
   svg.appendChild(s("line", { x1: zero, x2: zero, y1: TOP - 2, y2: H, class: "rw-axis" }));
-  const key = h("div", { class: "rw-chips" });
-  for (const [kind, label] of KEY) {
-    key.append(
-      h("span", { class: "rw-legend" }, h("span", { class: `rw-swatch rw-part-${kind}` }), h("span", { text: label })),
-    );
-  }
   let note = "  —  bars right of the axis push the target up, left push it down; click an MLP bar for its top neurons";
   if (ghost) note += "; dashed outline = the original run, before the edits";
   if (extents.some((_, k) => cut(k))) note += "; ▶ = bar cut to keep the others readable (its value is on the right)";
-  key.append(h("span", { class: "rw-sub", text: note }));
-  el.replaceChildren(svg, key);
+  el.replaceChildren(svg, swatchKey(KEY, "rw-part-", note));
 }
 
 /** The original run's bar of a row, as a dashed outline from its negative to its positive end. */
