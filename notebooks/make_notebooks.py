@@ -3,7 +3,7 @@
     python notebooks/make_notebooks.py          # rewrite the .ipynb files (no outputs)
     python notebooks/make_notebooks.py --check  # exit 1 if the committed files differ
 
-Edit the lessons here, not in the .ipynb files, so they stay consistent (how to run them,
+Edit the lessons here, not in the .ipynb files, so the three stay consistent (how to run them,
 setup cell, closing snapshot) and diffs stay readable. The project's home, `Repository` in
 `[project.urls]` of pyproject.toml, decides the Colab badges and the install address: none while
 it is empty.
@@ -579,106 +579,128 @@ def nb3_attention_cells() -> list:
 
 nb3_cells += nb3_attention_cells() + snapshot_cells("03_heads_and_induction")  # notebook 3 ends with its snapshot
 
-# ----------------------------------------------------------------------------- notebook 4: edit and patch
-# (issue 12) IOI on SmolLM2: which components carry the name, patch them, see it in the views.
+# ----------------------------------------------------------------------------- notebook 4
 
 NB4 = "04_edit_and_patch.ipynb"
 nb4_cells = [
     intro(
         NB4,
-        "# 4. Edit the stream, compare two prompts\n\n"
-        "Seeing that a block wrote a direction is half of the story; the other half is **editing** it and "
-        "watching what changes. This notebook runs the classic *indirect object identification* (IOI) task "
-        "(Wang et al., 2022) on SmolLM2: after *\"When Mary and John went to the store, John gave a drink "
-        "to\"* the model should say **\" Mary\"**, the name that was not repeated. The *corrupted* prompt "
-        "repeats Mary instead, so the answer flips to John. **Activation patching** copies one component's "
-        "output from the clean run into the corrupted one: the components that bring the answer back are the "
-        "ones that carry the name."
+        "# 4. Edit the stream: which components carry the name?\n\n"
+        "Seeing what each component wrote is half the story; the other half is **changing it and watching what "
+        "follows**. This notebook runs the classic *indirect object identification* (IOI) task (Wang et al., "
+        "2022) on SmolLM2: in \"When Mary and John went to the store, John gave a drink to\" the model should "
+        "continue with \" Mary\", the name that was not repeated. Swap the second name and the answer flips. "
+        "**Activation patching** copies one component's output from the clean run into the corrupted one: the "
+        "components that bring the clean answer back are the ones that carry the name."
     ),
     new_code_cell(INSTALL),
     new_code_cell(LOAD),
     new_markdown_cell(
-        "## Two prompts and a metric\n\n"
-        "Both prompts have the same number of tokens, so position `i` means the same thing in both. The "
-        "metric is the **logit difference** `logit(\" Mary\") − logit(\" John\")` at the last position: "
-        "positive means the model prefers Mary."
+        "## Two prompts that differ in one name\n\n"
+        "Patching needs prompts of the same length. The metric is the logit difference "
+        "`logit(\" Mary\") - logit(\" John\")` at the last position: positive on the clean prompt, negative "
+        "on the corrupted one."
     ),
     new_code_cell(
         'clean = rw.decompose(model, "When Mary and John went to the store, John gave a drink to", tokenizer=tok)\n'
         'corrupt = rw.decompose(model, "When Mary and John went to the store, Mary gave a drink to", tokenizer=tok)\n'
         'metric = rw.logit_diff(" Mary", " John")\n'
-        'mary, john = clean.target_id(" Mary"), clean.target_id(" John")\n'
-        "for name, dec in ((\"clean\", clean), (\"corrupt\", corrupt)):\n"
-        '    print(f"{name:>8}: logit diff {float(dec.logits[-1, mary] - dec.logits[-1, john]):+.3f}")\n'
-        'print("tokens:", len(clean.tokens), len(corrupt.tokens))'
+        'mary, john = clean.target_id(" Mary"), clean.target_id(" John")\n\n\n'
+        "def diff(dec):\n"
+        "    return float(dec.logits[-1, mary] - dec.logits[-1, john])\n\n\n"
+        'print(clean.n_tokens, "tokens:", clean.tokens)\n'
+        'print(f"logit difference: clean {diff(clean):+.2f}, corrupt {diff(corrupt):+.2f}")'
     ),
     new_markdown_cell(
-        "## Which positions and layers carry the name\n\n"
-        "`rw.patching(clean, corrupt, metric=..., components=\"resid\")` patches the clean stream entering "
-        "each block (TransformerLens's `resid_pre`) into the corrupted run, one position at a time, and "
-        "reads the metric. `values` is normalised: **0** = the corrupted run, **1** = the clean one. "
-        "Every patched run is really run, starting at the patched layer from the stored stream, patches in "
-        "batches. `rw.PatchingGrid` shows the result: rows = components, columns = tokens, a diverging "
-        "colour around 0; hover a cell for its raw and normalised value."
+        "## Where does the name travel? Patch the stream itself\n\n"
+        "`components=\"resid\"` patches the stream entering each block (TransformerLens's `resid_pre`) at one "
+        "position at a time. Early layers carry the information at the position of the second name; later "
+        "layers at the last position: somewhere in between, attention moves it. `values` is normalised: 0 = "
+        "the corrupted run, 1 = the clean one. Each of the 450 patched runs is a real forward pass (from the "
+        "patched layer on, batched). `rw.PatchingGrid` shows a result: rows = components, columns = tokens, a "
+        "diverging colour around 0 with its scale; hover a cell for its raw and normalised values, click to "
+        "select it (`grid.selected`). `resid.figure()` draws the same as a plotly figure."
     ),
     new_code_cell(
-        'resid = rw.patching(clean, corrupt, metric=metric, components="resid", positions="each")\n'
+        'resid = rw.patching(clean, corrupt, metric, components="resid", positions="each")\n'
         "rw.PatchingGrid(resid)"
     ),
     new_markdown_cell(
-        "Early on, only the position of the repeated name matters (the stream there still *is* that "
-        "token); further up, the information moves to the **last position**, where the prediction is "
-        "made. Which sub-layers move it? Patch each attention and MLP output at every position at once "
-        "(`positions=\"all\"`), then the attention heads one by one."
+        "## Which sub-layers? Attention and MLP outputs, per position"
     ),
     new_code_cell(
-        'layers = rw.patching(clean, corrupt, metric=metric, components="all", positions="all")\n'
-        "top = layers.values[:, 0].abs().argsort(descending=True)[:6]\n"
-        "for i in top.tolist():\n"
-        '    print(f"{layers.labels[i]:>8}: {float(layers.values[i, 0]):+.3f}")\n'
-        'heads = rw.patching(clean, corrupt, metric=metric, components="heads", positions="all")   # [layers, heads]\n'
-        "flat = heads.values.flatten().abs().argsort(descending=True)[:5]\n"
-        "best_heads = [divmod(int(i), heads.values.shape[1]) for i in flat]\n"
-        'print("heads:", ", ".join(f"L{l}H{h} {float(heads.values[l, h]):+.3f}" for l, h in best_heads))\n'
-        "rw.PatchingGrid(heads)"
+        'layers = rw.patching(clean, corrupt, metric, components="all", positions="each")\n'
+        "last = layers.values[:, -1]\n"
+        "top = last.abs().argsort(descending=True)[:6].tolist()\n"
+        'print("strongest at the last position:", [(layers.labels[i], round(float(last[i]), 2)) for i in top])\n'
+        "rw.PatchingGrid(layers)"
     ),
     new_markdown_cell(
-        "## Patch them, and look at the patched run\n\n"
-        "`corrupt.edit(rw.Patch(component, source=clean, head=..., positions=[-1]))` re-runs the corrupted "
-        "prompt with those heads' outputs at the last position taken from the clean run; everything "
-        "downstream recomputes. The result is an ordinary, exact `Decomposition` (`additivity_error` as "
-        "before): every method and view works on it. The other edits work the same way: `rw.Zero` "
-        "(ablation, of a component, a head or an FFN neuron), `rw.ProjectOut` (remove a direction) and "
-        "`rw.Add` (steering)."
+        "## Which heads?\n\n"
+        "`components=\"heads\", positions=\"all\"` patches one head's output at every position at once: an "
+        "[L, H] grid. `method=\"attribution\"` estimates the same grid from one forward and one backward pass "
+        "(attribution patching); compare it with the exact values."
     ),
     new_code_cell(
-        'patched = corrupt.edit(*[rw.Patch(f"attn.{l}", source=clean, head=h, positions=[-1]) for l, h in best_heads])\n'
-        "diff = lambda dec: float(dec.logits[-1, mary] - dec.logits[-1, john])\n"
-        'print(f"corrupt {diff(corrupt):+.3f}  ->  patched {diff(patched):+.3f}   (clean {diff(clean):+.3f})")\n'
-        'print("edits:", patched.edits)\n'
-        'print("exact:", patched.additivity_error < 1e-4)'
+        'heads = rw.patching(clean, corrupt, metric, components="heads", positions="all")\n'
+        'estimate = rw.patching(clean, corrupt, metric, components="heads", positions="all", method="attribution")\n'
+        "corr = torch.corrcoef(torch.stack([heads.raw.flatten(), estimate.raw.flatten()]))[0, 1]\n"
+        'print(f"attribution patching vs exact, correlation {float(corr):.2f}")\n'
+        "H = heads.raw.shape[1]\n"
+        "best = heads.values.flatten().argsort(descending=True)[:4].tolist()\n"
+        "name_heads = [(i // H, i % H) for i in best]\n"
+        'print("heads that restore the most:", [f"L{l}H{h} {float(heads.values[l, h]):+.2f}" for l, h in name_heads])\n'
+        "rw.PatchingGrid(heads)   # rows = layers, columns = heads"
     ),
     new_markdown_cell(
-        "## Side by side\n\n"
-        "`rw.Compare(clean, corrupt, metric=...)` shows the two prompts together: both stream grids with "
-        "**one** selection (click a cell in either), the paired bars of each component's share of the "
-        "metric in the clean and the corrupted run (their direct logit attribution to it, the difference on "
-        "the right; click a bar to select its row), and the patching grid, whose selected column follows "
-        "the selected position. `patching=` reuses the sweep from above."
+        "## The two prompts side by side\n\n"
+        "`rw.Compare(clean, corrupt, metric=...)` puts them together: both stream grids with **one** selection "
+        "(click a cell in either, both follow), paired bars of each component's share of the metric in the "
+        "clean and the corrupted run (its direct logit attribution to the logit difference; the difference on "
+        "the right; click a bar to select that row), and the patching grid, whose column follows the selected "
+        "position. `patching=` reuses the sweep above."
     ),
     new_code_cell(
         "cmp = rw.Compare(clean, corrupt, metric=metric, patching=resid)\n"
         "cmp"
     ),
     new_markdown_cell(
-        "And the patched run in the dashboard: its bars at the last position show which layers now push "
-        "Mary up."
+        "## Edit the run: patch those heads, or ablate them\n\n"
+        "`dec.edit(...)` re-runs the prompt with edits applied where the component writes into the stream, "
+        "and returns an ordinary, exact Decomposition: every method and view works on it. "
+        "`rw.Patch(c, source=..., head=h)` copies one head's output from another run; `rw.Zero(c, head=h)` "
+        "removes it; `rw.ProjectOut` and `rw.Add` (steering) work the same way."
     ),
     new_code_cell(
-        'dash = rw.Dashboard(patched, target=" Mary")\n'
+        'patched = corrupt.edit(*[rw.Patch(f"attn.{l}", source=clean, head=h) for l, h in name_heads])\n'
+        'ablated = clean.edit(*[rw.Zero(f"attn.{l}", head=h) for l, h in name_heads])\n'
+        'print(f"corrupt {diff(corrupt):+.2f} -> with the clean heads patched in {diff(patched):+.2f}")\n'
+        'print(f"clean   {diff(clean):+.2f} -> with those heads zeroed          {diff(ablated):+.2f}")\n'
+        'print(ablated.edits[:2], "... applied to", ablated.baseline)'
+    ),
+    new_markdown_cell(
+        "The edited run is a Decomposition like any other: its dashboard shows the stream with the heads "
+        "removed, its bars with the **original run as a dashed ghost outline**. The dashboard has an **edit "
+        "mode**: select a grid row and zero it (everywhere, or at the selected position only), project the "
+        "target's direction out of it, or, with `source=` a second prompt, patch it from there; a head or a "
+        "neuron alone too. Each edit re-runs the prompt; the list of edits has undo. `dash.edits` is the same "
+        "list, synced: set it from Python and the views follow, and `dash.edited` is the edited "
+        "Decomposition. The snapshot below embeds the effect of zeroing each layer, so that works offline."
+    ),
+    new_code_cell(
+        'change = ablated.contributions(" Mary") - clean.contributions(" Mary")\n'
+        "moved = change.abs().argsort(descending=True)[:5].tolist()\n"
+        'print("DLA to \' Mary\' that moved most:", [(clean.labels[i], round(float(change[i]), 2)) for i in moved])\n'
+        'dash = rw.Dashboard(ablated, target=" Mary", source=corrupt)\n'
         "dash"
     ),
-] + snapshot_cells("04_edit_and_patch", var="[cmp, dash]")  # ends with its snapshot
+    new_code_cell(
+        "dash.edits = dash.edits[:2]          # keep two of the ablations: the views follow\n"
+        'print([e["component"] + f" head {e[\'head\']}" for e in dash.edits], f"{diff(dash.edited):+.2f}")\n'
+        'rw.export_html(cmp, "snapshots/04_compare.html")   # the comparison, offline too'
+    ),
+    *snapshot_cells("04_edit_and_patch"),
+]
 
 NOTEBOOKS = {NB1: nb1_cells, NB2: nb2_cells, NB3: nb3_cells, NB4: nb4_cells}
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -116,7 +117,8 @@ class PatchingResult:
         clean_value, corrupt_value: the metric on the unpatched clean and corrupted runs.
         labels: [rows] row names ("attn.3", "mlp.3", "resid_pre.3", "L3H5").
         columns: [columns] column names (the corrupted prompt's tokens, "all", or "H0".."H{H-1}").
-        targets: [rows] (component label, head or None) what each row patches.
+        targets: [rows] (component label, head or None) what each row patches (for heads with
+            positions="all": one per cell of the [L, H] grid, row-major).
         tokens: the corrupted prompt's tokens [T].
         components, positions, method, metric: the arguments, the metric by name.
     """
@@ -138,17 +140,19 @@ class PatchingResult:
     def figure(self):
         """A plotly heatmap of ``values`` (rows = components, columns = tokens), diverging
         around 0 with its colour bar, hover with the raw and normalised values."""
+        import numpy as np
+
         from .analysis._common import plotly
 
         go, _ = plotly()
         vals = self.values.numpy()
-        finite = vals[~(vals != vals)]
+        finite = vals[np.isfinite(vals)]
         span = float(abs(finite).max()) if finite.size else 1.0
         x = [f"{i}: {c}" for i, c in enumerate(self.columns)] if self.positions == "each" else list(self.columns)
         custom = self.raw.numpy()
         fig = go.Figure(go.Heatmap(
             z=vals, x=x, y=self.labels, customdata=custom, colorscale="RdBu", zmid=0, zmin=-span, zmax=span,
-            colorbar=dict(title="normalised"),
+            colorbar={"title": "normalised"},
             hovertemplate="%{y} @ %{x}<br>raw %{customdata:.4f}<br>normalised %{z:.3f}<extra></extra>"))
         fig.update_yaxes(autorange="reversed")
         fig.update_layout(
