@@ -264,7 +264,9 @@ class EditMode(t.HasTraits):
         tp = self._base_targets[0]
         pos = self._meta["position"]
         try:
-            effects = zero_effects(base, tp["id"], pos)
+            if progress is not None:
+                progress.expect(2 * base.n_layers)
+            effects = zero_effects(base, tp["id"], pos, progress)
             extra["_whatif"] = {"target": tp["id"], "text": tp["text"], "position": pos, "effects": effects}
             extra["__notes__"] = list(extra.get("__notes__", [])) + [
                 f"zeroing each attention / MLP layer embedded for {P.display_token(tp['text'])} at position {pos}; "
