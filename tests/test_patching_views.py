@@ -260,6 +260,9 @@ def test_dashboard_snapshot_embeds_each_layers_zero_ablation(pair):
                                    atol=1e-6)
         assert effect["logit"] == pytest.approx(float(zeroed.logits[-1, 3]), abs=1e-5)
     assert any("other edits need the kernel" in n for n in state["__notes__"])
+    dash.edits = [rw.Zero("mlp.0")]  # an edited run's snapshot holds no what-if of another run
+    state = dash._snapshot_state(2_000_000)
+    assert "_whatif" not in state and any("edited run" in n for n in state["__notes__"])
 
 
 def test_closed_dashboard_frees_its_source_and_edits(model):

@@ -260,6 +260,10 @@ class EditMode(t.HasTraits):
         extra = super()._snapshot_state(budget_bytes, progress=progress)
         if not self._meta or not self._base_targets:
             return extra
+        if self._edited is not None:  # the what-ifs are of the original run, which this snapshot does not show
+            extra["__notes__"] = list(extra.get("__notes__", [])) + [
+                "this snapshot shows the edited run: further edits need the kernel"]
+            return extra
         base = self._baseline
         tp = self._base_targets[0]
         pos = self._meta["position"]
