@@ -685,7 +685,8 @@ nb4_cells = [
         "target's direction out of it, or, with `source=` a second prompt, patch it from there; a head or a "
         "neuron alone too. Each edit re-runs the prompt; the list of edits has undo. `dash.edits` is the same "
         "list, synced: set it from Python and the views follow, and `dash.edited` is the edited "
-        "Decomposition. The snapshot below embeds the effect of zeroing each layer, so that works offline."
+        "Decomposition. A snapshot of an unedited dashboard embeds the effect of zeroing each layer, so that "
+        "edit works offline; this one shows the edited run, and further edits need the kernel."
     ),
     new_code_cell(
         'change = ablated.contributions(" Mary") - clean.contributions(" Mary")\n'
