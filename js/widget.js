@@ -9,6 +9,8 @@ import { mountDashboard } from "./views/dashboard.js";
 import { mountBlockBudget } from "./views/block_budget.js";
 import { mountAttentionSources } from "./views/attention_sources.js";
 import { mountAttentionPatterns } from "./views/attention_patterns.js";
+import { mountPatchingGrid } from "./views/patching_grid.js";
+import { mountCompare } from "./views/compare.js";
 import { guard } from "./shared/lifecycle.js";
 
 export const VIEWS = {
@@ -19,6 +21,8 @@ export const VIEWS = {
   "block-budget": mountBlockBudget,
   "attention-sources": mountAttentionSources,
   "attention-patterns": mountAttentionPatterns,
+  "patching-grid": mountPatchingGrid,
+  compare: mountCompare,
 };
 
 function render({ model, el }) {

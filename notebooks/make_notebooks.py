@@ -617,11 +617,13 @@ nb4_cells = [
         "position at a time. Early layers carry the information at the position of the second name; later "
         "layers at the last position: somewhere in between, attention moves it. `values` is normalised: 0 = "
         "the corrupted run, 1 = the clean one. Each of the 420 patched runs (30 blocks x 14 positions) is a real forward pass (from the "
-        "patched layer on, batched)."
+        "patched layer on, batched). `rw.PatchingGrid` shows a result: rows = components, columns = tokens, a "
+        "diverging colour around 0 with its scale; hover a cell for its raw and normalised values, click to "
+        "select it (`grid.selected`). `resid.figure()` draws the same as a plotly figure."
     ),
     new_code_cell(
         'resid = rw.patching(clean, corrupt, metric, components="resid", positions="each")\n'
-        "resid.figure()"
+        "rw.PatchingGrid(resid)"
     ),
     new_markdown_cell(
         "## Which sub-layers? Attention and MLP outputs, per position"
@@ -631,7 +633,7 @@ nb4_cells = [
         "last = layers.values[:, -1]\n"
         "top = last.abs().argsort(descending=True)[:6].tolist()\n"
         'print("strongest at the last position:", [(layers.labels[i], round(float(last[i]), 2)) for i in top])\n'
-        "layers.figure()"
+        "rw.PatchingGrid(layers)"
     ),
     new_markdown_cell(
         "## Which heads?\n\n"
@@ -648,7 +650,19 @@ nb4_cells = [
         "best = heads.values.flatten().argsort(descending=True)[:4].tolist()\n"
         "name_heads = [(i // H, i % H) for i in best]\n"
         'print("heads that restore the most:", [f"L{l}H{h} {float(heads.values[l, h]):+.2f}" for l, h in name_heads])\n'
-        "heads.figure()"
+        "rw.PatchingGrid(heads)   # rows = layers, columns = heads"
+    ),
+    new_markdown_cell(
+        "## The two prompts side by side\n\n"
+        "`rw.Compare(clean, corrupt, metric=...)` puts them together: both stream grids with **one** selection "
+        "(click a cell in either, both follow), paired bars of each component's share of the metric in the "
+        "clean and the corrupted run (its direct logit attribution to the logit difference; the difference on "
+        "the right; click a bar to select that row), and the patching grid, whose column follows the selected "
+        "position. `patching=` reuses the sweep above."
+    ),
+    new_code_cell(
+        "cmp = rw.Compare(clean, corrupt, metric=metric, patching=resid)\n"
+        "cmp"
     ),
     new_markdown_cell(
         "## Edit the run: patch those heads, or ablate them\n\n"
@@ -666,14 +680,25 @@ nb4_cells = [
     ),
     new_markdown_cell(
         "The edited run is a Decomposition like any other: its dashboard shows the stream with the heads "
-        "removed. Compare its bars with the clean prompt's, component by component."
+        "removed, its bars with the **original run as a dashed ghost outline**. The dashboard has an **edit "
+        "mode**: select a grid row and zero it (everywhere, or at the selected position only), project the "
+        "target's direction out of it, or, with `source=` a second prompt, patch it from there; a head or a "
+        "neuron alone too. Each edit re-runs the prompt; the list of edits has undo. `dash.edits` is the same "
+        "list, synced: set it from Python and the views follow, and `dash.edited` is the edited "
+        "Decomposition. A snapshot of an unedited dashboard embeds the effect of zeroing each layer, so that "
+        "edit works offline; this one shows the edited run, and further edits need the kernel."
     ),
     new_code_cell(
         'change = ablated.contributions(" Mary") - clean.contributions(" Mary")\n'
         "moved = change.abs().argsort(descending=True)[:5].tolist()\n"
         'print("DLA to \' Mary\' that moved most:", [(clean.labels[i], round(float(change[i]), 2)) for i in moved])\n'
-        'dash = rw.Dashboard(ablated, target=" Mary")\n'
+        'dash = rw.Dashboard(ablated, target=" Mary", source=corrupt)\n'
         "dash"
+    ),
+    new_code_cell(
+        "dash.edits = dash.edits[:2]          # keep two of the ablations: the views follow\n"
+        'print([e["component"] + f" head {e[\'head\']}" for e in dash.edits], f"{diff(dash.edited):+.2f}")\n'
+        'rw.export_html(cmp, "snapshots/04_compare.html")   # the comparison, offline too'
     ),
     *snapshot_cells("04_edit_and_patch"),
 ]

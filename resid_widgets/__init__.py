@@ -41,3 +41,6 @@ __all__ += ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBu
 from .views import AttentionPatterns  # noqa: E402
 
 __all__ += ["AttentionPatterns"]
+from .views import Compare, PatchingGrid  # noqa: E402
+
+__all__ += ["Compare", "PatchingGrid"]

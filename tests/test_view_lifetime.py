@@ -67,16 +67,19 @@ def test_closed_view_says_it_was_closed(cls, model):
 
 
 def test_every_view_class_is_listed():
-    """Every view (whatever its base: ResidView, AnalysisView, or ViewLifetime itself) is in VIEWS."""
+    """Every view (whatever its base: ResidView, AnalysisView, or ViewLifetime itself) is in VIEWS,
+    or, for the views of two prompts, in TWO_PROMPT_VIEWS."""
     from resid_widgets.views._analysis_base import AnalysisView
     from resid_widgets.views.lens_switch import LensSwitch
     from resid_widgets.views.sae_panes import SAEPanes
 
-    bases = {rw.views.ResidView, AnalysisView, LensSwitch, SAEPanes}
+    from resid_widgets.views._two_prompt_base import TwoPromptView
+
+    bases = {rw.views.ResidView, AnalysisView, LensSwitch, SAEPanes, TwoPromptView}
     # direct subclasses only: anywidget gives each instance a subclass of its view's class
     concrete = {cls for base in (lifetime.ViewLifetime, *bases) for cls in base.__subclasses__()
                 if cls.__module__.startswith("resid_widgets.views.")}
-    assert concrete - bases == set(VIEW_CLASSES)
+    assert concrete - bases == set(VIEW_CLASSES) | set(rw.views.TWO_PROMPT_VIEWS)
 
 
 @pytest.mark.parametrize("make", [lambda dec: rw.BlockBudget(dec, drop=False, budget=float("nan")),

@@ -39,7 +39,7 @@ export function createCellGrid(root, opts) {
 
   function measureLabels() {
     const ctx = labels.getContext("2d");
-    ctx.font = FONT;
+    ctx.font = `600 ${FONT}`; // the selected row's label is bold
     let w = 0;
     for (const l of rowLabels) w = Math.max(w, ctx.measureText(l).width);
     labelW = Math.min(120, Math.ceil(w) + 10);

@@ -81,6 +81,9 @@ export const THEMES = {
 // Okabe–Ito palette (colour-blind safe) for categorical parts of a bar.
 export const PART_COLORS = { embed: "#999999", attn: "#0072B2", mlp: "#E69F00", other: "#CC79A7" };
 
+/** The two runs of a comparison (Okabe–Ito blue and vermillion); the ghost of an edit's original. */
+export const PAIR_COLORS = { clean: "#0072B2", corrupt: "#D55E00" };
+
 /** Bars whose sign matters: raises the target (RdBu red) or lowers it (RdBu blue). */
 export const SIGN_COLORS = { up: STOPS.rdbu[8], down: STOPS.rdbu[2] };
 

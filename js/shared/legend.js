@@ -26,3 +26,18 @@ export function legend(cmap, norm, label) {
     how ? h("span", { text: `(${how})` }) : null,
   );
 }
+
+/**
+ * The key of a bar chart's series: a chip per [name, label] with a swatch of class
+ * `rw-swatch ${prefix}${name}` (e.g. rw-part-attn, rw-pair-clean), then `note` in muted text.
+ */
+export function swatchKey(entries, prefix, note) {
+  const key = h("div", { class: "rw-chips" });
+  for (const [name, label] of entries) {
+    key.append(
+      h("span", { class: "rw-legend" }, h("span", { class: `rw-swatch ${prefix}${name}` }), h("span", { text: label })),
+    );
+  }
+  key.append(h("span", { class: "rw-sub", text: note }));
+  return key;
+}

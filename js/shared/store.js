@@ -278,3 +278,28 @@ export function createStore(model) {
     destroy,
   };
 }
+
+/**
+ * A model-like view of part of a widget's state, for a view mounted inside another (Compare's two
+ * stream grids and its patching grid): get(name) reads `part()[name]` where the part has it
+ * (its data), else the widget's trait, renamed through `rename` ({selected: "patch_selected"});
+ * set / on / off / send go to the widget under the renamed names. createStore() takes it as a model.
+ */
+export function scopedModel(model, part, rename = {}) {
+  const name = (n) => rename[n] || n;
+  const event = (ev) => String(ev).replace(/^change:(.+)$/, (_, n) => `change:${name(n)}`);
+  return {
+    get(n) {
+      const p = part() || {};
+      return n in p ? p[n] : model.get(name(n));
+    },
+    set: (n, v) => model.set(name(n), v),
+    save_changes: () => model.save_changes(),
+    on: (ev, f) => model.on(event(ev), f),
+    off: (ev, f) => model.off(ev == null ? ev : event(ev), f),
+    send: (...args) => model.send(...args),
+    get __rw_offline() {
+      return model.__rw_offline;
+    },
+  };
+}

@@ -1,15 +1,16 @@
 // All CSS, scoped under .rw-root (styles must not leak into the notebook). Colours come from the
 // palette (colors.js) as custom properties; views set only data-driven values (a cell's colour, a
 // bar's length) on elements, everything else is a class here.
-import { PART_COLORS, SIGN_COLORS, THEMES } from "./colors.js";
+import { PAIR_COLORS, PART_COLORS, SIGN_COLORS, THEMES } from "./colors.js";
 
 const vars = (theme) =>
   Object.entries(theme)
     .map(([name, value]) => `--rw-${name}: ${value};`)
     .join(" ");
-const partVars = Object.entries(PART_COLORS)
-  .map(([kind, value]) => `--rw-part-${kind}: ${value};`)
-  .join(" ");
+const partVars = [
+  ...Object.entries(PART_COLORS).map(([kind, value]) => `--rw-part-${kind}: ${value};`),
+  ...Object.entries(PAIR_COLORS).map(([side, value]) => `--rw-pair-${side}: ${value};`),
+].join(" ");
 
 /** Font families, also for text drawn on canvases. */
 export const SANS = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
@@ -95,6 +96,21 @@ export const CSS = `
 .rw-root .rw-part-attn { background: var(--rw-part-attn); }
 .rw-root .rw-part-mlp { background: var(--rw-part-mlp); }
 .rw-root .rw-part-other { background: var(--rw-part-other); }
+.rw-root .rw-pair-clean { background: var(--rw-pair-clean); }
+.rw-root .rw-pair-corrupt { background: var(--rw-pair-corrupt); }
+.rw-root svg .rw-pair-clean { fill: var(--rw-pair-clean); }
+.rw-root svg .rw-pair-corrupt { fill: var(--rw-pair-corrupt); }
+.rw-root svg .rw-pair-row { cursor: pointer; }
+.rw-root svg .rw-pair-row[aria-current=true] .rw-pair-band { fill: var(--rw-sel); fill-opacity: 0.12; }
+.rw-root svg .rw-pair-band { fill: transparent; }
+.rw-root svg .rw-ghost { fill: none; stroke: var(--rw-fg); stroke-width: 1; stroke-dasharray: 3 2;
+  pointer-events: none; }
+.rw-root .rw-edit .rw-edit-neuron { width: 6em; }
+.rw-root .rw-edit .rw-chip { cursor: pointer; }
+
+.rw-root .rw-compare { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 12px 16px; }
+.rw-root .rw-compare > .rw-full { grid-column: 1 / -1; }
+.rw-root.rw-narrow .rw-compare { grid-template-columns: minmax(0, 1fr); }
 
 .rw-root .rw-cellstrip { display: flex; gap: 1px; flex-wrap: wrap; }
 .rw-root .rw-strip-cell { width: 16px; height: 14px; border-radius: 2px; }

@@ -1,6 +1,7 @@
 // ContributionBars: one bar per layer (attention and MLP stacked) or per component, DLA or
 // log-prob increase, with the total and the model's own logit / log-prob beside it. Its parts:
 // the bar chart, the per-head heat map, the top-neuron table, the target picker and the summary.
+import { decodeArray } from "../shared/decode.js";
 import { checkbox, h, messageBox, segmented } from "../shared/dom.js";
 import { afterPaint, safely } from "../shared/lifecycle.js";
 import { promptStrip } from "../shared/prompt.js";
@@ -32,6 +33,18 @@ export function contributions(meta, t, position, method) {
     for (let c = 1; c < C; c++) out[c] = t.logp[c * T + position] - t.logp[(c - 1) * T + position];
   }
   return out;
+}
+
+/** The original run's contributions (an edited dashboard's ghost), or null without edits. */
+export function originalContributions(store, meta, t, position, method) {
+  const o = store.get("_original");
+  const entry = o && o.targets && o.targets[String(t.id)];
+  if (!entry) return null;
+  const original = {
+    dla: decodeArray(entry.dla, "original dla").data,
+    logp: decodeArray(entry.logp, "original logp").data,
+  };
+  return contributions(meta, original, position, method);
 }
 
 /**
@@ -134,7 +147,16 @@ export function mountContributionBars(root, store, opts = {}) {
     }
     const values = contributions(meta, t, p, method);
     const width = Math.max(260, Math.floor(root.clientWidth || 420));
-    drawBarChart(chart, barRows(meta, values, group), { width, method, openLayer, tooltip, onMlpClick: toggleLayer });
+    const before = originalContributions(store, meta, t, p, method);
+    const ghost = before && barRows(meta, before, group);
+    drawBarChart(chart, barRows(meta, values, group), {
+      width,
+      method,
+      openLayer,
+      tooltip,
+      onMlpClick: toggleLayer,
+      ghost,
+    });
     drawSummary(summary, meta, t, p, method, values);
     heads.show(t, p, method);
     root.dataset.rwOpenMlp = openLayer == null ? "" : String(openLayer);
@@ -144,7 +166,7 @@ export function mountContributionBars(root, store, opts = {}) {
   draw();
   const redraw = safely(() => draw());
   const offs = ["method", "target", "per_head", "_targets"].map((name) => store.on(name, redraw));
-  offs.push(store.on("_neurons", redrawAll));
+  offs.push(store.on("_neurons", redrawAll), store.on("_original", redrawAll));
   offs.push(store.on(follow === "selected" ? "selected" : "position", afterPaint(redraw)));
   return {
     resize: redraw,

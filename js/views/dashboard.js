@@ -8,6 +8,7 @@ import { mountContributionBars } from "./contribution_bars.js";
 import { mountLogitLens } from "./logit_lens.js";
 import { guard } from "../shared/lifecycle.js";
 import { promptStrip } from "../shared/prompt.js";
+import { createEditPanel } from "./edit_panel.js";
 
 export function mountDashboard(root, store) {
   root.setAttribute("data-rw", "dashboard");
@@ -40,6 +41,11 @@ export function mountDashboard(root, store) {
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
     guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip })),
   ].filter(Boolean);
+  // edit mode: its own module; the panel spans the dashboard's width
+  const editRoot = h("div", { class: "rw-view rw-full" });
+  root.querySelector(".rw-dash").appendChild(editRoot);
+  const edit = guard(editRoot, () => createEditPanel(editRoot, store, meta, tooltip));
+  if (edit) views.push(edit);
   function markPrompt(sel) {
     if (Array.isArray(sel)) prompt.mark(sel[1]);
   }

@@ -15,6 +15,8 @@
 >>> rw.AttentionPatterns(dec, layer=17)    # every head's pattern; click one to open it; head scores
 >>> rw.LogitLens(dec, tuned_lens=tl)       # logit lens | tuned lens toggle (``lens`` trait)
 >>> rw.StreamGrid(dec, saes={"mlp.14": sae}) # the vector pane's "features" mode (``pane_mode``)
+>>> rw.PatchingGrid(rw.patching(clean, corrupt, metric=rw.logit_diff(" Mary", " John")))
+>>> rw.Compare(clean, corrupt, metric=rw.logit_diff(" Mary", " John"))  # both grids, paired bars, patching
 
 All share one ESM bundle (``resid_widgets/static/widget.js``, built from ``js/`` by
 ``npm run build``) that dispatches on the ``_rw_view`` trait. Numbers travel as binary buffers
@@ -27,14 +29,18 @@ from ._base import ResidView
 from .attention_patterns import AttentionPatterns
 from .attention_sources import AttentionSources
 from .block_budget import BlockBudget
+from .compare import Compare
 from .contribution_bars import ContributionBars
 from .dashboard import Dashboard
 from .linking import link
 from .logit_lens import LogitLens
+from .patching_grid import PatchingGrid
 from .stream_grid import StreamGrid
 
 #: every view class, in the order the docs list them; each has a ``short_name`` (the CLI's ``--view``)
 VIEWS = (Dashboard, StreamGrid, ContributionBars, LogitLens, BlockBudget, AttentionSources, AttentionPatterns)
+#: the views of two prompts (a patching result, a clean/corrupt pair): not made from one Decomposition
+TWO_PROMPT_VIEWS = (PatchingGrid, Compare)
 
 __all__ = ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard", "BlockBudget", "AttentionSources",
-           "AttentionPatterns", "ResidView", "link", "VIEWS"]
+           "AttentionPatterns", "PatchingGrid", "Compare", "ResidView", "link", "VIEWS", "TWO_PROMPT_VIEWS"]

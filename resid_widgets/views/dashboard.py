@@ -6,17 +6,22 @@ import traitlets as t
 
 from .contribution_bars import ContributionBars
 from .lens_switch import LensSwitch
+from .edit_mode import EditMode
 from .logit_lens import LogitLens
 from .sae_panes import SAEPanes
 from .stream_grid import StreamGrid
 
 
-class Dashboard(LensSwitch, SAEPanes):
+class Dashboard(EditMode, LensSwitch, SAEPanes):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
     linking also works in a static snapshot. The bars follow the selected position.
 
     ``tuned_lens=tl``: the lens part switches between logit and tuned lens (``lens`` trait);
     ``saes={"mlp.14": sae}``: the grid's vector pane gets a "features" mode (``pane_mode``).
+
+    Edit mode (:class:`~resid_widgets.views.edit_mode.EditMode`): ``edits`` (synced list; set it,
+    or zero / project out / patch the selected component in the view) re-runs the prompt with
+    them, ``edited`` is that Decomposition; ``source=`` a second prompt's Decomposition to patch from.
     """
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)

@@ -2,8 +2,9 @@
 // negative parts left of the axis and positive parts right, a bar longer than the scale cut with an
 // arrow, MLP bars clickable (they open their layer's top neurons).
 import { PART_COLORS } from "../../shared/colors.js";
-import { h, s } from "../../shared/dom.js";
+import { s } from "../../shared/dom.js";
 import { fmt, fmtSigned } from "../../shared/format.js";
+import { swatchKey } from "../../shared/legend.js";
 import { barScale } from "../../shared/scale.js";
 
 const LABEL_W = 62;
@@ -46,12 +47,13 @@ function extent(row) {
 /**
  * Draw the chart of rows into el (replacing what it held).
  * opts: width (px), method ("dla" | "logprob"), openLayer (the MLP layer shown open, or null),
- * tooltip (makeTooltip), onMlpClick(layer).
+ * tooltip (makeTooltip), onMlpClick(layer), ghost (rows of the original run, same order, drawn as
+ * dashed outlines behind an edited run's bars; or null).
  */
-export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick }) {
+export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick, ghost = null }) {
   const rowH = rows.length > 40 ? 12 : 17;
   const H = TOP + rows.length * rowH + 4;
-  const extents = rows.map(extent);
+  const extents = rows.map((row, k) => Math.max(extent(row), ghost && ghost[k] ? extent(ghost[k]) : 0));
   const maxAbs = barScale(extents);
   const cut = (k) => extents[k] > maxAbs * 1.0001;
   const barW = width - LABEL_W - VALUE_W;
@@ -77,6 +79,7 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
     const g = s("g", { class: "rw-barrow" });
     g.appendChild(s("text", { x: LABEL_W - 4, y: y + rowH * 0.72, "text-anchor": "end" }, row.label));
     const total = row.parts.reduce((sum, part) => sum + part.value, 0);
+    const before = ghost && ghost[k] ? ghost[k].parts.reduce((sum, part) => sum + part.value, 0) : null;
     let pos = 0,
       neg = 0;
     for (const part of row.parts) {
@@ -90,6 +93,7 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
       const fill = PART_COLORS[part.kind] || PART_COLORS.other;
       const rect = s("rect", { x: x0, y: y + 2, width: Math.max(0.5, x1 - x0), height: rowH - 4, fill });
       const lines = [part.label, [unit, fmtSigned(v)], ["row total", fmtSigned(total)]];
+      if (before != null) lines.push(["original (ghost)", fmtSigned(before)]);
       if (part.kind === "mlp" && part.layer >= 0) {
         // an MLP bar expands into its top neurons
         lines.push(["click", "top neurons"]);
@@ -108,6 +112,7 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
       rect.addEventListener("mouseleave", () => tooltip.hide());
       g.appendChild(rect);
     }
+    if (before != null) g.appendChild(ghostOutline(ghost[k], zero, sx, lim, y, rowH));
     if (cut(k)) g.appendChild(cutArrow(pos * sx > lim ? zero + lim : zero - lim, pos * sx > lim, y, rowH));
     g.appendChild(
       s(
@@ -119,16 +124,23 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
     svg.appendChild(g);
   });
   svg.appendChild(s("line", { x1: zero, x2: zero, y1: TOP - 2, y2: H, class: "rw-axis" }));
-  const key = h("div", { class: "rw-chips" });
-  for (const [kind, label] of KEY) {
-    key.append(
-      h("span", { class: "rw-legend" }, h("span", { class: `rw-swatch rw-part-${kind}` }), h("span", { text: label })),
-    );
-  }
   let note = "  —  bars right of the axis push the target up, left push it down; click an MLP bar for its top neurons";
+  if (ghost) note += "; dashed outline = the original run, before the edits";
   if (extents.some((_, k) => cut(k))) note += "; ▶ = bar cut to keep the others readable (its value is on the right)";
-  key.append(h("span", { class: "rw-sub", text: note }));
-  el.replaceChildren(svg, key);
+  el.replaceChildren(svg, swatchKey(KEY, "rw-part-", note));
+}
+
+/** The original run's bar of a row, as a dashed outline from its negative to its positive end. */
+function ghostOutline(row, zero, sx, lim, y, rowH) {
+  let pos = 0,
+    neg = 0;
+  for (const part of row.parts) {
+    if (part.value >= 0) pos += part.value;
+    else neg += part.value;
+  }
+  const x0 = Math.max(zero - lim, zero + neg * sx),
+    x1 = Math.min(zero + lim, zero + pos * sx);
+  return s("rect", { class: "rw-ghost", x: x0, y: y + 1, width: Math.max(0.5, x1 - x0), height: rowH - 2 });
 }
 
 /** The arrow at the cut end (x) of a bar longer than the scale, pointing right or left. */
