@@ -1,6 +1,7 @@
 // BlockBudget: a slider over the block budget k = 0..L (blocks 0..k-1 active, the rest identity):
 // the top-k next-token distribution at one position as horizontal bars, p(target) per k, and the
 // drop-one effect of each block. Every k is precomputed in `_data`, so snapshots work offline.
+import { keepKeys, SLIDER_KEYS } from "../shared/keys.js";
 import { cssAt, signedT } from "../shared/colors.js";
 import { cellStrip } from "../shared/cellstrip.js";
 import { decodeArray } from "../shared/decode.js";
@@ -81,6 +82,7 @@ export function mountBlockBudget(root, store) {
   root.append(title, picker, sliderBar, bars, tline, strips, note);
 
   slider.addEventListener("input", () => store.set("budget", Number(slider.value)));
+  keepKeys(slider, () => false, { native: SLIDER_KEYS });
 
   // p(target) per k and drop-one per block, as strips of cells
   const tp = d.target_prob || [];

@@ -157,7 +157,7 @@ export function mountLogitLens(root, store, opts = {}) {
       b.addEventListener("click", () => {
         if (store.findTarget(text)) store.set("target", text);
         else {
-          store.ensureTarget(text).then(
+          store.ensureTarget(text, { onWait: (note) => (b.title = note) }).then(
             (t) => store.set("target", t),
             (e) => {
               b.title = String(e.message || e);

@@ -59,7 +59,8 @@ export function createPane(root, store, tooltip) {
       return;
     }
     body.replaceChildren(h("div", { class: "rw-note", text: "loading the vector…" }));
-    store.pane(c, i).then(
+    const onWait = (note) => my === token && body.replaceChildren(h("div", { class: "rw-note", text: note }));
+    store.pane(c, i, { onWait }).then(
       (p) => {
         if (my === token) (m === "raw" ? renderRaw : renderDecompose)(p, c, i);
       },

@@ -107,6 +107,8 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     # views that show the MLP breakdown (ContributionBars, Dashboard)
     _neurons = t.Dict().tag(sync=True)
     _neuron_breakdown = False
+    # views with a vector pane embed the selected cell's pane in their first payload
+    _first_pane = False
 
     # user state, readable and settable from Python
     selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
@@ -160,8 +162,20 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                 pass
         if self._neuron_breakdown and self._targets:
             self._add_neurons(self._targets[0]["id"], p)
+        if self._first_pane:
+            self._embed_first_pane()
         self.on_msg(self._on_custom)
         self._adopt()
+
+    def _embed_first_pane(self) -> None:
+        """The vector pane of the selected cell, in the synced state: the first paint needs no round
+        trip to a kernel that may be busy (Run All) for as long as the rest of the notebook runs."""
+        one = self._meta["C"] * self._meta["d_model"] * 2
+        try:
+            self._panes = P.panes_payload(self._dec, one, first=[self.selected[1]])[0]
+        except Exception as exc:  # the pane then comes from the kernel, as for any other cell
+            warnings.warn(f"{type(self).__name__}: the first vector pane is not embedded: {exc}", RuntimeWarning,
+                          stacklevel=3)
 
     def _release(self) -> None:
         self._dec = ClosedDecomposition()
@@ -288,10 +302,11 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                            for pos in dict.fromkeys([sel_pos, self._meta["position"]])
                            if neuron_key(tp["id"], pos) not in self._neurons]
         progress.expect(2 + len(neuron_keys) * neurons_units(self._meta["n_layers"]))
-        panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
+        panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]],
+                                      around=self._meta["position"])
         extra["_panes"] = panes
         extra["_panes_note"] = note
-        notes = [note]
+        notes = [note] if note else []  # all panes embedded: nothing to list as left out
         progress.done()
         # per-head values of the current target at the selected position (computed now if missing)
         try:

@@ -16,6 +16,7 @@ class Dashboard(ResidView):
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
+    _first_pane = True
     _neuron_breakdown = True
 
     def figure(self):

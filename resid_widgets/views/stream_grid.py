@@ -21,6 +21,7 @@ class StreamGrid(ResidView):
 
     _rw_view = t.Unicode("stream-grid").tag(sync=True)
     short_name = "grid"  # the CLI's --view
+    _first_pane = True
 
     def values(self, metric: str | None = None) -> np.ndarray:
         """The [C, T] matrix the grid colours by (``metric`` defaults to the current one)."""
