@@ -7,13 +7,14 @@ export const KEY_ALIASES = { h: "ArrowLeft", j: "ArrowDown", k: "ArrowUp", l: "A
 
 /**
  * Listen for keydown on el; handle(key, ev) returns true when the view handled the key (the key
- * is normalised: KEY_ALIASES applied; with Ctrl/Meta/Alt the key is never taken). `native` lists
+ * is normalised: KEY_ALIASES applied; with Ctrl/Meta/Alt/Shift the key is never taken, so
+ * Shift+Enter still runs the cell). `native` lists
  * keys the element acts on by itself (a slider's arrows): they are kept from the host without
  * preventDefault. Returns a function that removes the listener.
  */
 export function keepKeys(el, handle, { native = [], aliases = true } = {}) {
   const onKey = (ev) => {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.shiftKey || ev.isComposing) return;
     const key = (aliases && KEY_ALIASES[ev.key]) || ev.key;
     if (native.includes(ev.key)) {
       ev.stopPropagation();

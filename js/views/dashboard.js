@@ -40,11 +40,18 @@ export function mountDashboard(root, store) {
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
     guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip })),
   ].filter(Boolean);
-  function markPrompt(sel) {
-    if (Array.isArray(sel)) prompt.mark(sel[1]);
+  // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
+  function onSelected(sel) {
+    if (!Array.isArray(sel)) return;
+    prompt.mark(sel[1]);
+    if (store.get("position") !== sel[1]) store.set("position", sel[1]);
   }
-  markPrompt(store.get("selected"));
-  offs.push(store.on("selected", markPrompt));
+  function onPosition(p) {
+    const sel = store.get("selected") || [meta.C - 1, p];
+    if (Number.isInteger(p) && p >= 0 && p < meta.T && sel[1] !== p) store.set("selected", [sel[0], p]);
+  }
+  onSelected(store.get("selected"));
+  offs.push(store.on("selected", onSelected), store.on("position", onPosition));
   return {
     resize() {
       views.forEach((v) => v.resize && v.resize());

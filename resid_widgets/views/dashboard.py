@@ -12,12 +12,24 @@ from .stream_grid import StreamGrid
 
 class Dashboard(ResidView):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
-    linking also works in a static snapshot. The bars follow the selected position."""
+    linking also works in a static snapshot. The bars follow the selected position: ``position``
+    is always ``selected[1]`` (set either one, from Python or by a click, and the other follows)."""
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
     _first_pane = True
     _neuron_breakdown = True
+
+    @t.observe("selected")
+    def _position_follows_selection(self, change):
+        # the bars explain the selected column: `position` says which (both ways, see below)
+        if self._meta and self.position != change["new"][1]:
+            self.position = change["new"][1]
+
+    @t.observe("position")
+    def _selection_follows_position(self, change):
+        if self._meta and self.selected[1] != change["new"]:
+            self.selected = (self.selected[0], change["new"])
 
     def figure(self):
         from plotly.subplots import make_subplots

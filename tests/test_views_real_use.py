@@ -1,0 +1,63 @@
+"""Views in ordinary use (issue 11): the first vector pane without a round trip, the Dashboard's
+position following its selection both ways, and where a snapshot spends its pane budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resid_widgets.views import ContributionBars, Dashboard, LogitLens, StreamGrid
+from resid_widgets.views import payload as P
+from views_fixtures import FakeDecomposition, fake_dec  # noqa: F401
+
+
+@pytest.mark.parametrize("cls", [StreamGrid, Dashboard])
+def test_first_pane_is_in_the_first_payload(cls, fake_dec):
+    w = cls(fake_dec, position=2)
+    assert w._panes["positions"] == [2] == [w.selected[1]]
+    got = P.decode_payload(w._panes)  # [C, 1, d] float16
+    want = fake_dec.deltas[:, 2, :].numpy()
+    np.testing.assert_allclose(got[:, 0, :], want, rtol=2e-3, atol=2e-3)
+    # the kernel answers the same numbers for that position
+    header, data = P.pane_payload(fake_dec, 2)
+    np.testing.assert_allclose(np.frombuffer(data, np.float16).reshape(header["shape"]), got[:, 0, :])
+
+
+@pytest.mark.parametrize("cls", [ContributionBars, LogitLens])
+def test_views_without_a_pane_embed_none(cls, fake_dec):
+    assert cls(fake_dec)._panes == {}
+
+
+def test_dashboard_position_is_the_selected_column(fake_dec):
+    dash = Dashboard(fake_dec)
+    dash.selected = (1, 2)
+    assert dash.position == 2
+    dash.position = 4
+    assert dash.selected == (1, 4)
+    dash.position = -1  # counts from the end, as everywhere
+    assert dash.position == len(fake_dec.tokens) - 1
+    assert dash.selected[1] == dash.position
+
+
+def test_pane_order_target_first_then_spread():
+    order = P.pane_order(207, first=[206], around=100, n=30)
+    assert len(order) == len(set(order)) == 30
+    assert order[:9] == [206, 99, 101, 98, 102, 97, 103, 96, 104]
+    rest = sorted(order[9:])
+    gaps = np.diff([0] + rest + [206])
+    assert gaps.max() <= 2 * 207 // 20 + 1, "the remaining budget is spread over the prompt"
+    assert P.pane_order(5, first=[2], around=2) == [2, 1, 3, 0, 4]
+    assert P.pane_order(5, n=0) == []
+
+
+def test_snapshot_of_all_panes_lists_nothing_as_left_out():
+    dec = FakeDecomposition(T=6, n_layers=2)
+    w = StreamGrid(dec)
+    state = w._snapshot_state(10_000_000)
+    assert state["_panes"]["positions"] == list(range(6))
+    assert state["_panes_note"] == ""
+    assert not any("vector pane" in n for n in state["__notes__"])
+    small = w._snapshot_state(len(dec.labels) * dec.d_model * 2 * 2)
+    assert len(small["_panes"]["positions"]) == 2
+    assert "2 of 6 positions" in small["_panes_note"]
+    assert any("2 of 6 positions" in n for n in small["__notes__"])
