@@ -61,3 +61,26 @@ def test_snapshot_of_all_panes_lists_nothing_as_left_out():
     assert len(small["_panes"]["positions"]) == 2
     assert "2 of 6 positions" in small["_panes_note"]
     assert any("2 of 6 positions" in n for n in small["__notes__"])
+
+
+def test_block_budget_leaves_drop_one_of_a_long_prompt_for_later():
+    import resid_widgets as rw
+    from resid_widgets.views.block_budget import DROP_NOW_MAX_TOKENS
+    from views_fixtures import tiny_llama_decomposition
+
+    dec = tiny_llama_decomposition(T=DROP_NOW_MAX_TOKENS + 2)
+    lazy, eager = rw.BlockBudget(dec), rw.BlockBudget(dec, drop=True)
+    assert lazy._data["drop_pending"] and lazy._data["drop"] is None
+    assert eager._data["drop"] is not None and not eager._data["drop_pending"]
+    notes = lazy._snapshot_state()["__notes__"]
+    assert "drop-one effects not computed" in notes[0]
+    # the view's button sends {"type": "drop"}: the same numbers as computed at once
+    sent = []
+    lazy.send = lambda content, buffers=None: sent.append(content)
+    lazy._on_custom(lazy, {"type": "drop", "id": "rw1"}, [])
+    assert sent == [{"type": "drop", "id": "rw1", "ok": True}]
+    assert not lazy._data["drop_pending"]
+    np.testing.assert_allclose(lazy._data["drop"]["effect"], eager._data["drop"]["effect"], rtol=1e-5, atol=1e-6)
+    assert "__notes__" not in lazy._snapshot_state()
+    short = rw.BlockBudget(tiny_llama_decomposition(T=8))
+    assert short._data["drop"] is not None, "short prompts get the strip at once"

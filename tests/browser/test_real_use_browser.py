@@ -108,3 +108,19 @@ def test_dashboard_position_follows_the_selection_both_ways(open_page, rw):
     expect(grid).to_have_attribute("data-rw-selected", "2,6")
     expect(bars.locator(".rw-title")).to_contain_text("at position 6")
     pg.clean()
+
+
+def test_block_budget_drop_one_on_demand(open_page, rw):
+    import resid_widgets as rwp
+    from resid_widgets.views.block_budget import DROP_NOW_MAX_TOKENS
+    from views_fixtures import tiny_llama_decomposition
+
+    dec = tiny_llama_decomposition(T=DROP_NOW_MAX_TOKENS + 2)
+    w = rwp.BlockBudget(dec, k=4)
+    pg = open_page([w], kernel=True)
+    page = pg.page
+    view = page.locator('[data-rw="block-budget"]')
+    assert view.locator(".rw-budget-drop").count() == 0
+    view.locator('[data-rw-part="drop-button"]').click()
+    expect(view.locator(".rw-budget-drop > div")).to_have_count(dec.n_layers, timeout=30000)
+    pg.clean()
