@@ -103,8 +103,8 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     _panes_note = t.Unicode("").tag(sync=True)
     _rw_static = t.Bool(False).tag(sync=True)
     _error = t.Unicode("").tag(sync=True)
-    # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}; filled by the
-    # views that show the MLP breakdown (ContributionBars, Dashboard)
+    # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}; filled on demand
+    # (and in snapshots) by the views that show the MLP breakdown (ContributionBars, Dashboard)
     _neurons = t.Dict().tag(sync=True)
     _neuron_breakdown = False
     # views with a vector pane embed the selected cell's pane in their first payload
@@ -160,8 +160,8 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                     self.exclude_first = True
             except Exception:
                 pass
-        if self._neuron_breakdown and self._targets:
-            self._add_neurons(self._targets[0]["id"], p)
+        # top neurons (seconds of work for a large model) wait until an MLP bar is opened; a
+        # snapshot embeds them for the precomputed targets
         if self._first_pane:
             self._embed_first_pane()
         self.on_msg(self._on_custom)
