@@ -25,7 +25,7 @@ def test_first_pane_is_in_the_first_payload(cls, fake_dec):
 
 @pytest.mark.parametrize("cls", [ContributionBars, LogitLens])
 def test_views_without_a_pane_embed_none(cls, fake_dec):
-    assert cls(fake_dec)._panes == {}
+    assert not cls(fake_dec).has_trait("_panes")
 
 
 def test_dashboard_position_is_the_selected_column(fake_dec):
@@ -84,3 +84,28 @@ def test_block_budget_leaves_drop_one_of_a_long_prompt_for_later():
     assert "__notes__" not in lazy._snapshot_state()
     short = rw.BlockBudget(tiny_llama_decomposition(T=8))
     assert short._data["drop"] is not None, "short prompts get the strip at once"
+
+
+def test_each_view_declares_only_its_own_traits(fake_dec):
+    grid_only = {"metric", "normalize", "exclude_first", "pane_mode", "_panes", "_panes_note"}
+    bars_only = {"method", "per_head", "_neurons"}
+    lens_only = {"lens_color"}
+    has = {cls: {n for n in grid_only | bars_only | lens_only if cls(fake_dec).has_trait(n)}
+           for cls in (StreamGrid, ContributionBars, LogitLens, Dashboard)}
+    assert has[StreamGrid] == grid_only
+    assert has[ContributionBars] == bars_only
+    assert has[LogitLens] == lens_only
+    assert has[Dashboard] == grid_only | bars_only | lens_only
+    # a view without a pane embeds none in a snapshot (smaller files)
+    assert "_panes" not in ContributionBars(fake_dec)._snapshot_state()
+    assert "_panes" not in LogitLens(fake_dec)._snapshot_state()
+
+
+def test_every_view_is_exported_and_has_a_cli_name():
+    import resid_widgets as rw
+    from resid_widgets.views import VIEWS
+
+    names = {cls.__name__ for cls in VIEWS}
+    assert names <= set(rw.__all__) and all(getattr(rw, n) is getattr(rw.views, n) for n in names)
+    short = [cls.short_name for cls in VIEWS]
+    assert len(short) == len(set(short)) == len(VIEWS)

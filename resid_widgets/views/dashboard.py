@@ -5,20 +5,18 @@ from __future__ import annotations
 import traitlets as t
 
 from ._base import ResidView
-from .contribution_bars import ContributionBars
-from .logit_lens import LogitLens
-from .stream_grid import StreamGrid
+from .contribution_bars import BarsState, ContributionBars
+from .logit_lens import LensState, LogitLens
+from .stream_grid import GridState, StreamGrid
 
 
-class Dashboard(ResidView):
+class Dashboard(GridState, BarsState, LensState, ResidView):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
     linking also works in a static snapshot. The bars follow the selected position: ``position``
     is always ``selected[1]`` (set either one, from Python or by a click, and the other follows)."""
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
-    _first_pane = True
-    _neuron_breakdown = True
 
     @t.observe("selected")
     def _position_follows_selection(self, change):

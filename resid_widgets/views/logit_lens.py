@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._base import ResidView
+from ._base import LENS_COLOR, ResidView
 from .payload import decode_payload, display_token
 
 
-class LogitLens(ResidView):
+class LensState(t.HasTraits):
+    """The trait of the logit lens (LogitLens, Dashboard)."""
+
+    lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
+
+
+class LogitLens(LensState, ResidView):
     """Rows = states, columns = positions; colour = probability of the top token (``lens_color="top"``),
     of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k."""
 

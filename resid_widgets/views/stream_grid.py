@@ -5,11 +5,24 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
-from ._base import ResidView
+from ._base import METRICS, NORMALIZE, ResidView
 from .payload import display_token
 
 
-class StreamGrid(ResidView):
+class GridState(t.HasTraits):
+    """The traits of the grid and its vector pane (StreamGrid, Dashboard)."""
+
+    metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
+    normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
+    exclude_first = t.Bool(False).tag(sync=True)
+    pane_mode = t.Enum(("raw", "decompose", "project"), default_value="decompose").tag(sync=True)
+    # vector panes: {positions, [C, P, d] float16}; the selected cell's from the start (no round
+    # trip under Run All), more in snapshots (within their budget), the others from the kernel
+    _panes = t.Dict().tag(sync=True)
+    _panes_note = t.Unicode("").tag(sync=True)
+
+
+class StreamGrid(GridState, ResidView):
     """Residual stream as a grid of states x positions.
 
     Colour (``metric``): ``"norm"`` of the stream, ``"delta"`` norm of what the block wrote,
@@ -21,7 +34,6 @@ class StreamGrid(ResidView):
 
     _rw_view = t.Unicode("stream-grid").tag(sync=True)
     short_name = "grid"  # the CLI's --view
-    _first_pane = True
 
     def values(self, metric: str | None = None) -> np.ndarray:
         """The [C, T] matrix the grid colours by (``metric`` defaults to the current one)."""
