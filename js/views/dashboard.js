@@ -31,14 +31,18 @@ export function mountDashboard(root, store) {
     ),
     prompt,
   );
+  // compact (about 900 px tall): the grid across, then bars | lens | vector pane side by side
+  // (stacked on narrow outputs); the pane folds away
   const gridRoot = h("div", { class: "rw-view rw-full" });
   const barsRoot = h("div", { class: "rw-view" });
   const lensRoot = h("div", { class: "rw-view" });
-  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot));
+  const paneRoot = h("div", { class: "rw-view rw-dash-pane" });
+  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot, paneRoot));
+  const compact = { maxHeight: 250, minCellH: 4 };
   const views = [
-    guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip })),
+    guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
-    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip })),
+    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: { maxHeight: 380 } })),
   ].filter(Boolean);
   // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
   function onSelected(sel) {

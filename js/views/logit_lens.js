@@ -63,6 +63,7 @@ export function mountLogitLens(root, store, opts = {}) {
       maxCellH: 18,
       minCellH: 5,
       maxHeight: T <= 32 ? Math.max(480, C * 13) : 480,
+      ...(opts.layout || {}),
     },
     onSelect: (sel) => store.set("selected", sel),
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),

@@ -31,12 +31,28 @@ export function createPane(root, store, tooltip) {
     "order dimensions (or sources) by |value|",
   );
   const body = h("div", { class: "rw-pane-body" });
+  // the pane folds to its title line (the grid stays linked; unfolding shows the current cell)
+  const fold = h("button", {
+    class: "rw-btn",
+    type: "button",
+    "data-rw-part": "pane-fold",
+    "aria-expanded": "true",
+    title: "fold / unfold the vector pane",
+    text: "▾",
+  });
   const pane = h(
     "div",
-    { class: "rw-pane", "data-rw-part": "pane" },
-    h("div", { class: "rw-bar" }, title, mode, sortBox),
+    { class: "rw-pane", "data-rw-part": "pane", "data-rw-folded": "false" },
+    h("div", { class: "rw-bar" }, fold, title, h("span", { class: "rw-pane-tools" }, mode, sortBox)),
     body,
   );
+  fold.addEventListener("click", () => {
+    const folded = pane.getAttribute("data-rw-folded") !== "true";
+    pane.setAttribute("data-rw-folded", String(folded));
+    fold.setAttribute("aria-expanded", String(!folded));
+    fold.textContent = folded ? "▸" : "▾";
+    if (!folded) update();
+  });
   root.appendChild(pane);
   let token = 0;
 
