@@ -42,7 +42,8 @@ export function mountDashboard(root, store) {
   const views = [
     guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
-    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: { maxHeight: 380 } })),
+    // short prompts keep rows tall enough for the top token's text, in a box that scrolls
+    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: meta.T <= 32 ? {} : { maxHeight: 380 } })),
   ].filter(Boolean);
   // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
   function onSelected(sel) {

@@ -1,7 +1,7 @@
 // The vector pane of the selected cell: raw stream, decomposition by source (one heat strip per
 // component, dims optionally sorted by magnitude) or projection onto the target's unembedding
 // direction (each source -> one number, its direct logit attribution).
-import { cssAt, PART_COLORS, signedT } from "../shared/colors.js";
+import { divergingFill, PART_COLORS } from "../shared/colors.js";
 import { checkbox, h, messageBox, segmented, sizeCanvas } from "../shared/dom.js";
 import { fmt, fmtSigned } from "../shared/format.js";
 import { maxAbs, quantileSorted } from "../shared/scale.js";
@@ -164,6 +164,7 @@ export function createPane(root, store, tooltip) {
     const canvas = h("canvas");
     const g = sizeCanvas(canvas, width, H);
     const { fg, muted } = themeColors(root);
+    const dark = !!root.closest(".rw-dark");
     const bins = Math.min(d, Math.floor(stripW));
     const px = stripW / bins;
     g.font = `${rowH >= 13 ? 10 : 9}px system-ui, sans-serif`;
@@ -184,7 +185,7 @@ export function createPane(root, store, tooltip) {
           const x = v[order ? order[j] : j];
           if (Math.abs(x) > Math.abs(best)) best = x;
         }
-        g.fillStyle = cssAt("rdbu", signedT(best, scale));
+        g.fillStyle = divergingFill(best, scale, dark);
         g.fillRect(labelW + b * px, y, Math.ceil(px), rowH - (rowH >= 8 ? 1 : 0));
       }
     });

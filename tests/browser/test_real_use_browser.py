@@ -124,3 +124,25 @@ def test_block_budget_drop_one_on_demand(open_page, rw):
     view.locator('[data-rw-part="drop-button"]').click()
     expect(view.locator(".rw-budget-drop > div")).to_have_count(dec.n_layers, timeout=30000)
     pg.clean()
+
+
+@pytest.mark.parametrize("T", [10, 207])
+def test_dashboard_fits_a_laptop_screen(open_page, rw, T):
+    dec = FakeDecomposition(T=T, n_layers=30, d_model=64)
+    dash = rw.Dashboard(dec)
+    pg = open_page([dash], width="1200px")
+    page = pg.page
+    box = page.locator('[data-rw="dashboard"]').bounding_box()
+    assert box["height"] <= 1100, f"dashboard {box['height']:.0f} px tall at {T} tokens (was 2,214 px)"
+    # the bars keep a readable width and stay inside their column
+    bars = page.locator('[data-rw="contribution-bars"]')
+    svg = bars.locator("svg").first.bounding_box()
+    assert svg["x"] + svg["width"] <= bars.bounding_box()["x"] + bars.bounding_box()["width"] + 1
+    # the pane folds to its title line and unfolds
+    pane = page.locator('[data-rw-part="pane"]')
+    pane.locator('[data-rw-part="pane-fold"]').click()
+    expect(pane).to_have_attribute("data-rw-folded", "true")
+    assert pane.bounding_box()["height"] < 80
+    pane.locator('[data-rw-part="pane-fold"]').click()
+    pane.locator("canvas").wait_for(timeout=5000)
+    pg.clean()
