@@ -81,7 +81,7 @@ export const CSS = `
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
 .rw-root.rw-wide .rw-dash > .rw-dash-pane { grid-column: auto; }
 .rw-root .rw-dash-pane .rw-pane { margin-top: 0; }
-.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 470px; overflow-y: auto; }
+.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 400px; overflow-y: auto; }
 .rw-root .rw-dash-pane .rw-pane-body { max-height: 340px; overflow-y: auto; }
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-body,
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-tools { display: none; }

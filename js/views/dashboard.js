@@ -43,7 +43,7 @@ export function mountDashboard(root, store) {
     guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
     // short prompts keep rows tall enough for the top token's text, in a box that scrolls
-    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: meta.T <= 32 ? {} : { maxHeight: 380 } })),
+    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: meta.T <= 32 ? {} : { maxHeight: 320 } })),
   ].filter(Boolean);
   // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
   function onSelected(sel) {

@@ -49,7 +49,7 @@ function extent(row) {
  * tooltip (makeTooltip), onMlpClick(layer).
  */
 export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick }) {
-  const rowH = rows.length > 40 ? 10 : rows.length > 20 ? 12 : 17;
+  const rowH = rows.length > 20 ? 10 : 17;
   const H = TOP + rows.length * rowH + 4;
   const extents = rows.map(extent);
   const maxAbs = barScale(extents);
