@@ -143,7 +143,7 @@ def test_dashboard_fits_a_laptop_screen(open_page, rw, T):
     pane = page.locator('[data-rw-part="pane"]')
     pane.locator('[data-rw-part="pane-fold"]').click()
     expect(pane).to_have_attribute("data-rw-folded", "true")
-    assert pane.bounding_box()["height"] < 80
+    assert pane.bounding_box()["height"] < 120  # its title line (wrapped in a narrow column); open: ~470 px
     pane.locator('[data-rw-part="pane-fold"]').click()
     pane.locator("canvas").wait_for(timeout=5000)
     pg.clean()
