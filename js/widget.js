@@ -54,6 +54,9 @@ function render({ model, el }) {
   }
 
   applyTheme();
+  // the layout classes first: the views size their canvases from the columns they get
+  root.classList.toggle("rw-narrow", (root.clientWidth || 1000) < 760);
+  root.classList.toggle("rw-wide", (root.clientWidth || 1000) >= 1100);
   // the output area's width is known only once el is in the page
   mount();
   root.dataset.rwRenderMs = String(Math.round((performance.now() - t0) * 10) / 10);
@@ -66,8 +69,10 @@ function render({ model, el }) {
           cancelAnimationFrame(raf);
           raf = requestAnimationFrame(() => {
             const w = root.clientWidth;
-            root.classList.toggle("rw-narrow", w < 760);
-            if (Math.abs(w - lastW) >= 2 && view && view.resize) {
+            const layoutChanged =
+              root.classList.toggle("rw-narrow", w < 760) !== lastW < 760 ||
+              root.classList.toggle("rw-wide", w >= 1100) !== lastW >= 1100;
+            if ((layoutChanged || Math.abs(w - lastW) >= 2) && view && view.resize) {
               lastW = w;
               view.resize();
             }
@@ -75,7 +80,6 @@ function render({ model, el }) {
         })
       : null;
   ro && ro.observe(root);
-  root.classList.toggle("rw-narrow", (root.clientWidth || 1000) < 760);
   const unwatch = watchTheme(() => {
     if (applyTheme() && view && view.retheme) view.retheme();
   });

@@ -101,7 +101,8 @@ def test_bars_embed_top_neurons_of_the_default_target(dec):
 
     w = rw.ContributionBars(dec)
     tid = w._targets[0]["id"]
-    entry = w._neurons[f"{tid}:{T - 1}"]
+    assert w._neurons == {}, "computed when an MLP bar is opened, not up front"
+    entry = w._snapshot_state()["_neurons"][f"{tid}:{T - 1}"]
     L = dec.n_layers
     idx, dla, act = (decode_payload(entry[k]) for k in ("index", "dla", "act"))
     assert idx.shape == dla.shape == act.shape == (L, N_NEURONS)
@@ -140,8 +141,8 @@ def test_bars_neurons_message_and_snapshot(dec):
 
 
 def test_dashboard_has_neuron_breakdown_grid_does_not(dec):
-    assert rw.Dashboard(dec)._neurons
-    assert rw.StreamGrid(dec)._neurons == {}
+    assert rw.Dashboard(dec)._snapshot_state()["_neurons"]
+    assert "_neurons" not in rw.StreamGrid(dec)._snapshot_state()
 
 
 # ----------------------------------------------------------------------------- AttentionSources

@@ -309,9 +309,10 @@ def test_progress_counts_the_views_work():
     dash = rw.Dashboard(dec, targets=[5, 7])
     bar = CountingBar()
     export_html([dash, rw.StreamGrid(dec)], None, progress=bar)
-    # each view: vector panes, per-head values; the dashboard: top neurons of every target not yet
-    # computed (all but the first), each the neurons' DLA and one unit per layer
-    assert bar.total == 2 + 2 + (len(dash._targets) - 1) * (1 + 3)
+    # each view: vector panes, per-head values; the dashboard: top neurons of every target (none
+    # is computed before an MLP bar is opened), each the neurons' DLA and one unit per layer
+    assert dash._neurons == {}
+    assert bar.total == 2 + 2 + len(dash._targets) * (1 + 3)
     assert bar.n == bar.total and bar.refreshed >= 2
 
 

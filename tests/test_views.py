@@ -154,7 +154,8 @@ def test_snapshot_state_respects_budget(fake_dec):
     assert full["_rw_static"] is True
     assert full["_panes"]["positions"] == list(range(T))
     assert full["_panes"]["shape"] == [C, T, d] and full["_panes"]["dtype"] == "float16"
-    assert "all" in full["_panes_note"] and full["__notes__"]
+    # everything embedded: no note (the footer lists only what was left out)
+    assert full["_panes_note"] == "" and not any("vector pane" in n for n in full["__notes__"])
     per = C * d * 2
     part = w._snapshot_state(3 * per + 10)
     assert len(part["_panes"]["data"]) <= 3 * per + 10

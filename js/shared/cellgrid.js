@@ -4,6 +4,7 @@
 import { h, sizeCanvas } from "./dom.js";
 import { cellLayout, hitCell, moveSelection } from "./scale.js";
 import { canvasToken } from "./tokens.js";
+import { keepKeys } from "./keys.js";
 import { themeColors } from "./theme.js";
 
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
@@ -17,7 +18,11 @@ export function createCellGrid(root, opts) {
   // and assistive tools; events are handled on the container either way
   const hits = h("div", { class: "rw-hits" });
   const inner = h("div", { class: "rw-inner" }, cells, hits);
-  const scroll = h("div", { class: "rw-scroll", tabindex: "0", title: "click a cell, or use the arrow keys" }, inner);
+  const scroll = h(
+    "div",
+    { class: "rw-scroll", tabindex: "0", title: "click a cell, or use the arrow keys (or h j k l)" },
+    inner,
+  );
   const wrap = h("div", { class: "rw-gridwrap" }, labels, scroll);
   root.appendChild(wrap);
 
@@ -288,17 +293,14 @@ export function createCellGrid(root, opts) {
     else if (tooltip) tooltip.hide();
   });
   inner.addEventListener("mouseleave", () => tooltip && tooltip.hide());
-  scroll.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && opts.onActivate) {
+  keepKeys(scroll, (key) => {
+    if (key === "Enter" && opts.onActivate) {
       opts.onActivate(selected.slice());
-      ev.preventDefault();
-      return;
+      return true;
     }
-    const next = moveSelection(selected, ev.key, C, T);
-    if (next) {
-      ev.preventDefault();
-      select(next, true);
-    }
+    const next = moveSelection(selected, key, C, T);
+    if (next) select(next, true);
+    return !!next;
   });
 
   return {

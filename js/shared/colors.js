@@ -135,6 +135,18 @@ export function signedT(v, m) {
   return Math.max(0, Math.min(1, 0.5 + v / (2 * m)));
 }
 
+/**
+ * Theme-aware diverging fill of v on ±m: on a light background the RdBu scale (white at zero);
+ * on a dark one the side's full colour with opacity |v|/m, so zero is the background, not a
+ * white glare.
+ */
+export function divergingFill(v, m, dark) {
+  if (!dark) return cssAt("rdbu", signedT(v, m));
+  const c = rgbAt("rdbu", v >= 0 ? 0.9 : 0.1);
+  const a = Math.min(1, Math.abs(v) / m);
+  return Number.isFinite(a) && c ? `rgba(${c[0]},${c[1]},${c[2]},${a.toFixed(3)})` : "transparent";
+}
+
 /** Fill and readable text colour of a heat-map cell holding v on the RdBu scale ±m. */
 export function divergingCell(v, m) {
   const t = signedT(v, m);

@@ -1,4 +1,5 @@
 // Tiny DOM helpers. Text always goes through textContent (token text is data, never HTML).
+import { keepKeys, SELECT_KEYS } from "./keys.js";
 import { CSS } from "./style.js";
 
 /**
@@ -57,6 +58,7 @@ export function select(options, value, onchange, title) {
   for (const [v, label] of options) el.appendChild(h("option", { value: v, text: label }));
   el.value = value;
   el.addEventListener("change", () => onchange(el.value));
+  keepKeys(el, () => false, { native: SELECT_KEYS });
   return el;
 }
 

@@ -2,8 +2,8 @@
 // - decodes the binary payloads lazily (and again when Python sends new data),
 // - get/set/on for user state: set() writes the model and tells local listeners at once (so views
 //   inside one Dashboard stay linked even where the host model does not echo changes),
-// - request(): custom messages to the kernel, with a timeout and a "needs the kernel" answer when
-//   there is no kernel (static snapshot).
+// - request(): custom messages to the kernel; they wait as long as the kernel is busy (saying so)
+//   and answer "needs the kernel" at once when there is none (static snapshot).
 import { decodeArray } from "./decode.js";
 
 const DATA_TRAITS = ["_meta", "_arrays", "_targets", "_vocab", "_panes", "_rw_static", "_error"];
@@ -15,6 +15,10 @@ function same(a, b) {
 }
 
 export class NeedsKernel extends Error {}
+
+/** What a view shows while a request waits for a kernel that is still running other cells. */
+export const KERNEL_BUSY = "kernel busy: waiting for Python (the answer shows when it comes)";
+const WAIT_NOTE_MS = 700;
 
 export function createStore(model) {
   const listeners = new Map(); // name -> Set(cb)
@@ -101,14 +105,16 @@ export function createStore(model) {
 
   const isStatic = () => !!get("_rw_static") || model.__rw_offline === true;
 
-  function request(msg, timeoutMs = 8000) {
+  /**
+   * Ask the kernel; resolves to {content, buffers}. No time limit: under Run All the kernel answers
+   * only after the queued cells, so a request waits (opts.onWait(KERNEL_BUSY) after WAIT_NOTE_MS
+   * says so) and a late answer still arrives. A static snapshot rejects at once (NeedsKernel).
+   */
+  function request(msg, opts = {}) {
     if (isStatic()) return Promise.reject(new NeedsKernel("needs the kernel: this is a static snapshot"));
     const id = `rw${nextId++}`;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        reject(new NeedsKernel("needs the kernel: no answer from Python (is the kernel running?)"));
-      }, timeoutMs);
+      const timer = opts.onWait ? setTimeout(() => opts.onWait(KERNEL_BUSY), WAIT_NOTE_MS) : null;
       pending.set(id, { resolve, reject, timer });
       try {
         model.send({ ...msg, id });
@@ -191,18 +197,18 @@ export function createStore(model) {
   }
 
   /** Ask Python to precompute a target; resolves to its text. */
-  async function ensureTarget(text) {
+  async function ensureTarget(text, opts) {
     if (findTarget(text)) return findTarget(text).text;
-    const { content } = await request({ type: "target", target: text });
+    const { content } = await request({ type: "target", target: text }, opts);
     // the data arrives as a trait update, maybe just after the reply
     for (let i = 0; i < 50 && !findTarget(content.text); i++) await new Promise((r) => setTimeout(r, 20));
     return content.text;
   }
 
-  async function ensureHeads(text, position) {
+  async function ensureHeads(text, position, opts) {
     const t = target(text);
     if (t && t.heads[String(position)]) return t.heads[String(position)];
-    await request({ type: "heads", target: text, position });
+    await request({ type: "heads", target: text, position }, opts);
     for (let i = 0; i < 50; i++) {
       const t2 = target(text);
       if (t2 && t2.heads[String(position)]) return t2.heads[String(position)];
@@ -225,13 +231,13 @@ export function createStore(model) {
   }
 
   /** Deltas of every component at one position: embedded first, then the kernel. */
-  async function pane(state, position) {
+  async function pane(state, position, opts) {
     const hit = paneCache.get(position) || embeddedPane(position);
     if (hit) {
       paneCache.set(position, hit);
       return hit;
     }
-    const { content, buffers } = await request({ type: "pane", state, position });
+    const { content, buffers } = await request({ type: "pane", state, position }, opts);
     const a = decodeArray({ ...content, data: buffers[0] }, "pane");
     const out = { data: a.data, C: a.shape[0], d: a.shape[1] };
     paneCache.set(position, out);

@@ -78,6 +78,14 @@ export const CSS = `
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
+.rw-root .rw-dash > .rw-dash-pane { grid-column: 1 / -1; }
+.rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
+.rw-root.rw-wide .rw-dash > .rw-dash-pane { grid-column: auto; }
+.rw-root .rw-dash-pane .rw-pane { margin-top: 0; }
+.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 400px; overflow-y: auto; }
+.rw-root .rw-dash-pane .rw-pane-body { max-height: 340px; overflow-y: auto; }
+.rw-root .rw-pane[data-rw-folded="true"] .rw-pane-body,
+.rw-root .rw-pane[data-rw-folded="true"] .rw-pane-tools { display: none; }
 .rw-root .rw-dash > .rw-full { grid-column: 1 / -1; }
 .rw-root.rw-narrow .rw-dash { grid-template-columns: minmax(0, 1fr); }
 .rw-root .rw-dash-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; margin-bottom: 6px; }

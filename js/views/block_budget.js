@@ -1,6 +1,7 @@
 // BlockBudget: a slider over the block budget k = 0..L (blocks 0..k-1 active, the rest identity):
 // the top-k next-token distribution at one position as horizontal bars, p(target) per k, and the
 // drop-one effect of each block. Every k is precomputed in `_data`, so snapshots work offline.
+import { keepKeys, SLIDER_KEYS } from "../shared/keys.js";
 import { cssAt, signedT } from "../shared/colors.js";
 import { cellStrip } from "../shared/cellstrip.js";
 import { decodeArray } from "../shared/decode.js";
@@ -81,6 +82,7 @@ export function mountBlockBudget(root, store) {
   root.append(title, picker, sliderBar, bars, tline, strips, note);
 
   slider.addEventListener("input", () => store.set("budget", Number(slider.value)));
+  keepKeys(slider, () => false, { native: SLIDER_KEYS });
 
   // p(target) per k and drop-one per block, as strips of cells
   const tp = d.target_prob || [];
@@ -110,6 +112,33 @@ export function mountBlockBudget(root, store) {
     strips.append(dropRow.row, h("div", { class: "rw-note", text: legend }));
   } else if (d.drop_note) {
     strips.appendChild(h("div", { class: "rw-note", text: d.drop_note }));
+  } else if (d.drop_pending) {
+    strips.appendChild(dropButton());
+  }
+
+  /** Long prompts: the drop-one strip (n_layers forwards) is computed when asked for. */
+  function dropButton() {
+    const status = h("span", { class: "rw-sub" });
+    const live = !store.isStatic();
+    const button = h("button", {
+      class: "rw-btn",
+      type: "button",
+      "data-rw-part": "drop-button",
+      text: "compute drop-one effects",
+      title: `re-runs the model once per block (${L} runs) to show what removing each block does`,
+      disabled: !live,
+    });
+    if (!live) status.textContent = " not computed in this snapshot (needs the kernel)";
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      status.textContent = ` re-running the model ${L} times…`;
+      // the new _data remounts the view with the strip
+      store.request({ type: "drop" }, { onWait: (note) => (status.textContent = ` ${note}`) }).catch((e) => {
+        button.disabled = false;
+        status.textContent = ` ${e.message || e}`;
+      });
+    });
+    return h("div", { class: "rw-bar" }, button, status);
   }
   note.textContent = d.repeats_input
     ? "k=0 mostly predicts the input token itself (tied embeddings), not a bigram table."

@@ -32,25 +32,37 @@ export function mountDashboard(root, store) {
     ),
     prompt,
   );
+  // compact (about 900 px tall): the grid across, then bars | lens | vector pane side by side
+  // (stacked on narrow outputs); the pane folds away
   const gridRoot = h("div", { class: "rw-view rw-full" });
   const barsRoot = h("div", { class: "rw-view" });
   const lensRoot = h("div", { class: "rw-view" });
-  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot));
+  const paneRoot = h("div", { class: "rw-view rw-dash-pane" });
+  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot, paneRoot));
+  const compact = { maxHeight: 250, minCellH: 4 };
   const views = [
-    guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip })),
+    guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),
-    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip })),
+    // short prompts keep rows tall enough for the top token's text, in a box that scrolls
+    guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: meta.T <= 32 ? {} : { maxHeight: 320 } })),
   ].filter(Boolean);
   // edit mode: its own module; the panel spans the dashboard's width
   const editRoot = h("div", { class: "rw-view rw-full" });
   root.querySelector(".rw-dash").appendChild(editRoot);
   const edit = guard(editRoot, () => createEditPanel(editRoot, store, meta, tooltip));
   if (edit) views.push(edit);
-  function markPrompt(sel) {
-    if (Array.isArray(sel)) prompt.mark(sel[1]);
+  // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
+  function onSelected(sel) {
+    if (!Array.isArray(sel)) return;
+    prompt.mark(sel[1]);
+    if (store.get("position") !== sel[1]) store.set("position", sel[1]);
   }
-  markPrompt(store.get("selected"));
-  offs.push(store.on("selected", markPrompt));
+  function onPosition(p) {
+    const sel = store.get("selected") || [meta.C - 1, p];
+    if (Number.isInteger(p) && p >= 0 && p < meta.T && sel[1] !== p) store.set("selected", [sel[0], p]);
+  }
+  onSelected(store.get("selected"));
+  offs.push(store.on("selected", onSelected), store.on("position", onPosition));
   return {
     resize() {
       views.forEach((v) => v.resize && v.resize());

@@ -58,6 +58,7 @@ export function mountLogitLens(root, store, opts = {}) {
       maxCellH: 18,
       minCellH: 5,
       maxHeight: T <= 32 ? Math.max(480, C * 13) : 480,
+      ...(opts.layout || {}),
     },
     onSelect: (sel) => store.set("selected", sel),
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),
@@ -156,7 +157,7 @@ export function mountLogitLens(root, store, opts = {}) {
       b.addEventListener("click", () => {
         if (store.findTarget(text)) store.set("target", text);
         else {
-          store.ensureTarget(text).then(
+          store.ensureTarget(text, { onWait: (note) => (b.title = note) }).then(
             (t) => store.set("target", t),
             (e) => {
               b.title = String(e.message || e);

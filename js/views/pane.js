@@ -1,7 +1,7 @@
 // The vector pane of the selected cell: raw stream, decomposition by source (one heat strip per
 // component, dims optionally sorted by magnitude) or projection onto the target's unembedding
 // direction (each source -> one number, its direct logit attribution).
-import { cssAt, PART_COLORS, signedT } from "../shared/colors.js";
+import { divergingFill, PART_COLORS } from "../shared/colors.js";
 import { checkbox, h, messageBox, segmented, sizeCanvas } from "../shared/dom.js";
 import { fmt, fmtSigned } from "../shared/format.js";
 import { maxAbs, quantileSorted } from "../shared/scale.js";
@@ -35,12 +35,28 @@ export function createPane(root, store, tooltip) {
     "order dimensions (or sources) by |value|",
   );
   const body = h("div", { class: "rw-pane-body" });
+  // the pane folds to its title line (the grid stays linked; unfolding shows the current cell)
+  const fold = h("button", {
+    class: "rw-btn",
+    type: "button",
+    "data-rw-part": "pane-fold",
+    "aria-expanded": "true",
+    title: "fold / unfold the vector pane",
+    text: "▾",
+  });
   const pane = h(
     "div",
-    { class: "rw-pane", "data-rw-part": "pane" },
-    h("div", { class: "rw-bar" }, title, mode, sortBox),
+    { class: "rw-pane", "data-rw-part": "pane", "data-rw-folded": "false" },
+    h("div", { class: "rw-bar" }, fold, title, h("span", { class: "rw-pane-tools" }, mode, sortBox)),
     body,
   );
+  fold.addEventListener("click", () => {
+    const folded = pane.getAttribute("data-rw-folded") !== "true";
+    pane.setAttribute("data-rw-folded", String(folded));
+    fold.setAttribute("aria-expanded", String(!folded));
+    fold.textContent = folded ? "▸" : "▾";
+    if (!folded) update();
+  });
   root.appendChild(pane);
   let token = 0;
 
@@ -72,7 +88,8 @@ export function createPane(root, store, tooltip) {
       return;
     }
     body.replaceChildren(h("div", { class: "rw-note", text: "loading the vector…" }));
-    store.pane(c, i).then(
+    const onWait = (note) => my === token && body.replaceChildren(h("div", { class: "rw-note", text: note }));
+    store.pane(c, i, { onWait }).then(
       (p) => {
         if (my === token) (m === "raw" ? renderRaw : renderDecompose)(p, c, i);
       },
@@ -160,6 +177,7 @@ export function createPane(root, store, tooltip) {
     const canvas = h("canvas");
     const g = sizeCanvas(canvas, width, H);
     const { fg, muted } = themeColors(root);
+    const dark = !!root.closest(".rw-dark");
     const bins = Math.min(d, Math.floor(stripW));
     const px = stripW / bins;
     g.font = `${rowH >= 13 ? 10 : 9}px system-ui, sans-serif`;
@@ -180,7 +198,7 @@ export function createPane(root, store, tooltip) {
           const x = v[order ? order[j] : j];
           if (Math.abs(x) > Math.abs(best)) best = x;
         }
-        g.fillStyle = cssAt("rdbu", signedT(best, scale));
+        g.fillStyle = divergingFill(best, scale, dark);
         g.fillRect(labelW + b * px, y, Math.ceil(px), rowH - (rowH >= 8 ? 1 : 0));
       }
     });

@@ -112,7 +112,7 @@ export function mountStreamGrid(root, store, opts = {}) {
     rowLabels: labels,
     tokens,
     tooltip,
-    layout: { maxCellW: 120 },
+    layout: { maxCellW: 120, ...(opts.layout || {}) },
     ariaLabel: "residual stream grid: states by positions",
     selected: store.get("selected"),
     onSelect: (sel) => store.set("selected", sel),
@@ -185,7 +185,8 @@ export function mountStreamGrid(root, store, opts = {}) {
     return lines;
   }
 
-  const pane = opts.pane === false ? null : createPane(root, store, tooltip);
+  // opts.paneRoot: where the pane goes (the Dashboard puts it beside the bars and the lens)
+  const pane = opts.pane === false ? null : createPane(opts.paneRoot || root, store, tooltip);
 
   function recolor() {
     const metric = store.get("metric") || "norm";

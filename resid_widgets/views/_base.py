@@ -87,6 +87,11 @@ def checked_layer(value, n_layers: int | None) -> int:
 class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     """Base of StreamGrid, ContributionBars, LogitLens and Dashboard (not used directly).
 
+    The decomposition's data (``_meta``, ``_arrays``, ``_targets``, ``_vocab``) and the state they
+    all share (``selected``, ``target``, ``position``). What a view does more is keyed on its own
+    traits: a ``_panes`` trait (GridState) embeds the selected cell's vector pane and answers pane
+    requests, a ``_neurons`` trait (BarsState) answers neuron requests and embeds them in snapshots.
+
     ``close()`` lets go of the Decomposition and the data; in a notebook, re-running the cell
     that made a view closes it (see :mod:`resid_widgets.views.lifetime`).
     """
@@ -99,26 +104,13 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
     _arrays = t.Dict().tag(sync=True)
     _targets = t.List().tag(sync=True)
     _vocab = t.Dict().tag(sync=True)
-    _panes = t.Dict().tag(sync=True)
-    _panes_note = t.Unicode("").tag(sync=True)
     _rw_static = t.Bool(False).tag(sync=True)
     _error = t.Unicode("").tag(sync=True)
-    # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}; filled by the
-    # views that show the MLP breakdown (ContributionBars, Dashboard)
-    _neurons = t.Dict().tag(sync=True)
-    _neuron_breakdown = False
-
-    # user state, readable and settable from Python
+    # user state every view shares; each view module declares the traits only it uses (a
+    # ``*State`` mixin: GridState, BarsState, LensState) and the Dashboard takes all three
     selected = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     target = t.Union([t.Unicode(), t.Int()], default_value="").tag(sync=True)
-    method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
     position = WholeNumber(-1, " (a token position; negative counts from the end)").tag(sync=True)
-    metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
-    normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
-    exclude_first = t.Bool(False).tag(sync=True)
-    lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
-    pane_mode = t.Enum(("raw", "decompose", "project"), default_value="decompose").tag(sync=True)
-    per_head = t.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -150,7 +142,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         sel = kwargs.pop("selected", (C - 1, p))
         super().__init__(**data, target=tname, position=p, **kwargs)
         self._set_or_close(selected=tuple(sel))
-        if T > 1 and self.exclude_first is False and "exclude_first" not in kwargs:
+        if T > 1 and self.has_trait("exclude_first") and not self.exclude_first and "exclude_first" not in kwargs:
             # attention-sink: position 0 often dwarfs the rest (SmolLM2: ~22k vs ~170)
             try:
                 norms = P.decode_payload(data["_arrays"]["state_norm"])
@@ -158,14 +150,29 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                     self.exclude_first = True
             except Exception:
                 pass
-        if self._neuron_breakdown and self._targets:
-            self._add_neurons(self._targets[0]["id"], p)
+        # top neurons (seconds of work for a large model) wait until an MLP bar is opened; a
+        # snapshot embeds them for the precomputed targets
+        if self.has_trait("_panes"):
+            self._embed_first_pane()
         self.on_msg(self._on_custom)
         self._adopt()
 
+    def _embed_first_pane(self) -> None:
+        """The vector pane of the selected cell, in the synced state: the first paint needs no round
+        trip to a kernel that may be busy (Run All) for as long as the rest of the notebook runs."""
+        one = self._meta["C"] * self._meta["d_model"] * 2
+        try:
+            self._panes = P.panes_payload(self._dec, one, first=[self.selected[1]])[0]
+        except Exception as exc:  # the pane then comes from the kernel, as for any other cell
+            warnings.warn(f"{type(self).__name__}: the first vector pane is not embedded: {exc}", RuntimeWarning,
+                          stacklevel=3)
+
     def _release(self) -> None:
         self._dec = ClosedDecomposition()
-        self._arrays, self._targets, self._vocab, self._panes, self._neurons = {}, [], {}, {}, {}
+        self._arrays, self._targets, self._vocab = {}, [], {}
+        for name in ("_panes", "_neurons"):
+            if self.has_trait(name):
+                setattr(self, name, {})
 
     # ---------------------------------------------------------------- validation
     @t.validate("selected")
@@ -248,7 +255,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         kind = content.get("type")
         rid = content.get("id")
         try:
-            if kind == "pane":
+            if kind == "pane" and self.has_trait("_panes"):
                 pos = int(content.get("position", self.selected[1]))
                 header, data = P.pane_payload(self._dec, pos)
                 header.update(type="pane", id=rid, state=int(content.get("state", 0)))
@@ -264,7 +271,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                 P.add_heads(self._dec, next(x for x in new if x["id"] == tid), pos)
                 self._targets = new
                 self.send({"type": "heads", "id": rid, "ok": True, "position": pos})
-            elif kind == "neurons":
+            elif kind == "neurons" and self.has_trait("_neurons"):
                 tid = self._ensure_target(content.get("target"))["id"]
                 pos = checked_position(content.get("position", -1), self._meta["T"])
                 entry = self._add_neurons(tid, pos)
@@ -283,19 +290,22 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         progress = progress if progress is not None else Progress()
         sel_pos = self.selected[1] if self.selected else self._meta["position"]
         neuron_keys = []
-        if self._neuron_breakdown:
+        if self.has_trait("_neurons"):
             neuron_keys = [(tp["id"], pos) for tp in self._targets
                            for pos in dict.fromkeys([sel_pos, self._meta["position"]])
                            if neuron_key(tp["id"], pos) not in self._neurons]
         progress.expect(2 + len(neuron_keys) * neurons_units(self._meta["n_layers"]))
-        panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]])
-        extra["_panes"] = panes
-        extra["_panes_note"] = note
-        notes = [note]
+        notes = []
+        if self.has_trait("_panes"):
+            panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]],
+                                          around=self._meta["position"])
+            extra["_panes"] = panes
+            extra["_panes_note"] = note
+            notes += [note] if note else []  # all panes embedded: nothing to list as left out
         progress.done()
         # per-head values of the current target at the selected position (computed now if missing)
         try:
-            tp = self._target_entry()
+            tp = self._target_entry() if self.has_trait("per_head") else None
             if tp is not None:
                 new = [dict(x, heads=dict(x["heads"])) for x in self._targets]
                 mine = next(x for x in new if x["id"] == tp["id"])
@@ -305,7 +315,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         except Exception as exc:  # per-head is optional
             notes.append(f"per-head values left out ({type(exc).__name__}: {exc})")
         progress.done()
-        if self._neuron_breakdown:
+        if self.has_trait("_neurons"):
             # top neurons per MLP layer for every precomputed target at the selected position
             try:
                 before = dict(self._neurons)

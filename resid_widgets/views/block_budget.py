@@ -13,9 +13,23 @@ from ._base import WholeNumber
 from .payload import array_payload, display_token
 
 
-def budget_payload(dec, position: int = -1, k: int = 10, target=None, drop: bool = True) -> dict:
+#: prompts up to this many tokens get their drop-one effects at once (n_layers forwards are quick);
+#: longer ones on demand (a button in the view, or ``BlockBudget.compute_drop()``)
+DROP_NOW_MAX_TOKENS = 48
+
+
+def drop_payload(dec, tid: int, pos: int) -> dict:
+    """The drop-one strip's data (re-runs the model once per block)."""
+    d = drop_one(dec, target=tid, position=pos)
+    return {"effect": [float(x) for x in d.effect.tolist()], "full_logprob": float(d.full_logprob),
+            "top": [str(x) for x in d.top_texts]}
+
+
+def budget_payload(dec, position: int = -1, k: int = 10, target=None, drop: bool | None = None) -> dict:
     """Everything the BlockBudget view shows: top-k ids/probs for every budget 0..L (and optional
-    drop-one effects), small: (L+1)·k ids + probs."""
+    drop-one effects), small: (L+1)·k ids + probs. ``drop``: True computes the drop-one effects
+    now, False never, None now for prompts of up to ``DROP_NOW_MAX_TOKENS`` tokens and else on
+    demand (``drop_pending`` in the payload)."""
     pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None or target == "" else dec.target_id(target)
     res = block_budget(dec, position=pos, k=k, target=tid)
@@ -39,15 +53,13 @@ def budget_payload(dec, position: int = -1, k: int = 10, target=None, drop: bool
         "vocab": vocab,
         "drop": None,
         "drop_note": "",
+        "drop_pending": False,
     }
-    if drop:
+    if drop is None and len(dec.tokens) > DROP_NOW_MAX_TOKENS:
+        data["drop_pending"] = True  # n_layers forwards of a long prompt: only when asked for
+    elif drop or drop is None:
         try:
-            d = drop_one(dec, target=tid, position=pos)
-            data["drop"] = {
-                "effect": [float(x) for x in d.effect.tolist()],
-                "full_logprob": float(d.full_logprob),
-                "top": [str(x) for x in d.top_texts],
-            }
+            data["drop"] = drop_payload(dec, tid, pos)
         except Exception as exc:  # needs the model (re-runs); optional
             data["drop_note"] = f"drop-one effects left out ({type(exc).__name__}: {exc})"
     return data
@@ -59,7 +71,9 @@ class BlockBudget(AnalysisView):
 
     All budgets are precomputed (they are the logit lens of the states after each block), so the
     slider also works in an offline snapshot. ``budget`` (synced) is the slider's value; with the
-    model available a strip shows each block's drop-one effect on log p(target). ``position``
+    model available a strip shows each block's drop-one effect on log p(target) (``drop=None``:
+    at once for short prompts, else when the view's button or :meth:`compute_drop` asks, since it
+    re-runs the model once per block). ``position``
     (synced; or click a token) recomputes at another position; with ``target=None`` the target
     is the top prediction there.
     """
@@ -69,13 +83,39 @@ class BlockBudget(AnalysisView):
     budget = WholeNumber(0, " of blocks k in 0..n_layers (negative counts from the end)").tag(sync=True)
 
     def __init__(self, dec, position: int = -1, k: int = 10, target: Any = None, *, budget: int | None = None,
-                 drop: bool = True, **kwargs: Any):
+                 drop: bool | None = None, **kwargs: Any):
         self._dec = dec
         self._options = dict(k=k, target=target, drop=drop)
         if not self._start(position, **kwargs):
             return
         L = self._data["n_layers"]
         self._set_or_close(budget=L if budget is None else budget)
+        self.on_msg(self._on_custom)
+
+    def compute_drop(self) -> None:
+        """Compute the drop-one strip now if it was left for later (long prompts); the view shows it."""
+        self._check_open()
+        d = self._data
+        if not d.get("drop_pending"):
+            return
+        new = dict(d, drop_pending=False)
+        try:
+            new["drop"] = drop_payload(self._dec, d["target_id"], d["position"])
+        except Exception as exc:  # needs the model (re-runs)
+            new["drop_note"] = f"drop-one effects left out ({type(exc).__name__}: {exc})"
+        self._data = new
+
+    def _on_custom(self, _widget, content, buffers):
+        if isinstance(content, dict) and content.get("type") == "drop":
+            self.compute_drop()
+            self.send({"type": "drop", "id": content.get("id"), "ok": True})
+
+    def _snapshot_state(self, budget_bytes: int = 8_000_000) -> dict:
+        state = super()._snapshot_state(budget_bytes)
+        if self._data.get("drop_pending"):
+            state["__notes__"] = ["drop-one effects not computed (call compute_drop() before the export, or "
+                                  "click the view's button in a notebook)"]
+        return state
 
     def _payload(self, position: int) -> dict:
         return budget_payload(self._dec, position, **self._options)

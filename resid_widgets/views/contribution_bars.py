@@ -9,7 +9,17 @@ from ._base import ResidView
 from .payload import decode_payload, display_token
 
 
-class ContributionBars(ResidView):
+class BarsState(t.HasTraits):
+    """The traits of the contribution bars (ContributionBars, Dashboard)."""
+
+    method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
+    per_head = t.Bool(False).tag(sync=True)
+    # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}: computed when an
+    # MLP bar is opened (a kernel request) and embedded in snapshots
+    _neurons = t.Dict().tag(sync=True)
+
+
+class ContributionBars(BarsState, ResidView):
     """One bar per layer (stacked attention + MLP) or per component, DLA or log-prob increase.
 
     ``target`` defaults to the model's top prediction at ``position``; ``method`` is ``"dla"``
@@ -19,7 +29,6 @@ class ContributionBars(ResidView):
 
     _rw_view = t.Unicode("contribution-bars").tag(sync=True)
     short_name = "bars"  # the CLI's --view
-    _neuron_breakdown = True
 
     def values(self, method: str | None = None, position: int | None = None) -> np.ndarray:
         """[C] contributions of every component at ``position`` for the current target."""

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import traitlets as t
 
-from .contribution_bars import ContributionBars
-from .lens_switch import LensSwitch
+from ._base import ResidView  # noqa: F401  (the base of every view, through the mixins below)
+from .contribution_bars import BarsState, ContributionBars
 from .edit_mode import EditMode
-from .logit_lens import LogitLens
+from .lens_switch import LensSwitch
+from .logit_lens import LensState, LogitLens
 from .sae_panes import SAEPanes
-from .stream_grid import StreamGrid
+from .stream_grid import GridState, StreamGrid
 
 
-class Dashboard(EditMode, LensSwitch, SAEPanes):
+class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState):
     """All three views in one root. Selection (state, position) and target are shared in JS, so
-    linking also works in a static snapshot. The bars follow the selected position.
+    linking also works in a static snapshot. The bars follow the selected position: ``position``
+    is always ``selected[1]`` (set either one, from Python or by a click, and the other follows).
 
     ``tuned_lens=tl``: the lens part switches between logit and tuned lens (``lens`` trait);
     ``saes={"mlp.14": sae}``: the grid's vector pane gets a "features" mode (``pane_mode``).
@@ -26,7 +28,17 @@ class Dashboard(EditMode, LensSwitch, SAEPanes):
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
-    _neuron_breakdown = True
+
+    @t.observe("selected")
+    def _position_follows_selection(self, change):
+        # the bars explain the selected column: `position` says which (both ways, see below)
+        if self._meta and self.position != change["new"][1]:
+            self.position = change["new"][1]
+
+    @t.observe("position")
+    def _selection_follows_position(self, change):
+        if self._meta and self.selected[1] != change["new"]:
+            self.selected = (self.selected[0], change["new"])
 
     def figure(self):
         from plotly.subplots import make_subplots

@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
+from ._base import LENS_COLOR
 from .lens_switch import LensSwitch
 from .payload import display_token
 
 
-class LogitLens(LensSwitch):
+class LensState(t.HasTraits):
+    """The trait of the logit lens (LogitLens, Dashboard)."""
+
+    lens_color = t.Enum(LENS_COLOR, default_value="top").tag(sync=True)
+
+
+class LogitLens(LensSwitch, LensState):
     """Rows = states, columns = positions; colour = probability of the top token (``lens_color="top"``),
     of ``target`` (``"target"``) or of the actual next token (``"next"``); hover shows the top-k.
 

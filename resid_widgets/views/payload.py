@@ -30,6 +30,7 @@ __all__ = [
     "build_payload",
     "target_payload",
     "pane_payload",
+    "pane_order",
     "panes_payload",
     "component_kinds",
     "display_token",
@@ -358,17 +359,49 @@ def pane_payload(dec, position: int) -> tuple[dict, bytes]:
     return pay, data
 
 
-def panes_payload(dec, budget_bytes: int, first: Iterable[int] = ()) -> tuple[dict, str]:
-    """As many positions' deltas as fit ``budget_bytes`` (float16), most useful positions first."""
+def pane_order(T: int, first: Iterable[int] = (), around: int | None = None, n: int | None = None) -> list[int]:
+    """Positions in the order a snapshot spends its pane budget on them: ``first`` (the selected
+    and the shown position), then the neighbours of ``around`` (nearest first, up to 4 each side),
+    then evenly spread over the prompt (so a reader finds a pane wherever they click); ``n`` caps
+    the length."""
+    n = T if n is None else max(0, min(int(n), T))
+    order: list[int] = []
+
+    def add(q: int) -> None:
+        q = q + T if q < 0 else q
+        if 0 <= q < T and q not in order and len(order) < n:
+            order.append(q)
+
+    for q in first:
+        add(int(q))
+    if around is not None:
+        a = int(around) + T if int(around) < 0 else int(around)
+        for step in range(1, 5):
+            add(a - step)
+            add(a + step)
+    add(T - 1)
+    left = n - len(order)
+    if left > 0:
+        # evenly: every stride-th position, then the gaps halved, until the budget is spent
+        stride = max(1, T // max(1, left))
+        while len(order) < n:
+            for q in range(0, T, stride):
+                add(q)
+            if stride == 1:
+                break
+            stride = max(1, stride // 2)
+    return order
+
+
+def panes_payload(dec, budget_bytes: int, first: Iterable[int] = (), around: int | None = None) -> tuple[dict, str]:
+    """As many positions' deltas as fit ``budget_bytes`` (float16), in :func:`pane_order`.
+
+    Returns (the ``_panes`` trait: ``positions`` and a [C, P, d] float16 array; a note that says
+    which positions are embedded, empty when all are)."""
     C, T, d = len(dec.labels), len(dec.tokens), int(dec.d_model)
     per = C * d * 2
     n_fit = max(0, int(budget_bytes) // per) if per else 0
-    order: list[int] = []
-    for q in list(first) + [T - 1] + list(range(T - 2, -1, -1)):
-        q = q + T if q < 0 else q
-        if 0 <= q < T and q not in order:
-            order.append(q)
-    keep = sorted(order[:n_fit])
+    keep = sorted(pane_order(T, first, around, n_fit))
     if not keep:
         note = f"no vector panes embedded (one position needs {per:,} bytes, budget {int(budget_bytes):,})"
         return {}, note
@@ -376,10 +409,10 @@ def panes_payload(dec, budget_bytes: int, first: Iterable[int] = ()) -> tuple[di
     pay = array_payload(d_arr, "float16")
     pay["positions"] = keep
     if len(keep) == T:
-        note = f"all {T} positions' vector panes embedded (float16)"
+        note = ""
     else:
         note = (
-            f"vector panes embedded for {len(keep)} of {T} positions (float16, budget "
+            f"vector panes embedded for {len(keep)} of {T} positions (marked on the grid; float16, budget "
             f"{int(budget_bytes):,} bytes); the others need the kernel"
         )
     return pay, note

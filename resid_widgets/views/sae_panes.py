@@ -63,7 +63,6 @@ class SAEPanes(ResidView):
     """Base of the views with a vector pane (StreamGrid, Dashboard): ``saes=`` (see the module
     doc) and ``sae_k`` (features shown as their own rows, default 20)."""
 
-    pane_mode = t.Enum(PANE_MODES, default_value="decompose").tag(sync=True)
     _features_meta = t.Dict().tag(sync=True)
     _features = t.Dict().tag(sync=True)
 

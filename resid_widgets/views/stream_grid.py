@@ -5,11 +5,25 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
+from ._base import METRICS, NORMALIZE
 from .payload import display_token
-from .sae_panes import SAEPanes
+from .sae_panes import PANE_MODES, SAEPanes
 
 
-class StreamGrid(SAEPanes):
+class GridState(t.HasTraits):
+    """The traits of the grid and its vector pane (StreamGrid, Dashboard)."""
+
+    metric = t.Enum(METRICS, default_value="norm").tag(sync=True)
+    normalize = t.Enum(NORMALIZE, default_value="quantile").tag(sync=True)
+    exclude_first = t.Bool(False).tag(sync=True)
+    pane_mode = t.Enum(PANE_MODES, default_value="decompose").tag(sync=True)  # "features" needs saes=
+    # vector panes: {positions, [C, P, d] float16}; the selected cell's from the start (no round
+    # trip under Run All), more in snapshots (within their budget), the others from the kernel
+    _panes = t.Dict().tag(sync=True)
+    _panes_note = t.Unicode("").tag(sync=True)
+
+
+class StreamGrid(SAEPanes, GridState):
     """Residual stream as a grid of states x positions.
 
     Colour (``metric``): ``"norm"`` of the stream, ``"delta"`` norm of what the block wrote,

@@ -3,6 +3,7 @@
 // framed. Hover shows (destination, source, α); a click or ↑/↓ picks the destination row.
 import { h, sizeCanvas } from "../../shared/dom.js";
 import { fmt } from "../../shared/format.js";
+import { keepKeys } from "../../shared/keys.js";
 import { hitCell, niceStep } from "../../shared/scale.js";
 import { MONO, SANS } from "../../shared/style.js";
 import { canvasToken, tokenEl, tokenLabel } from "../../shared/tokens.js";
@@ -153,12 +154,11 @@ export function createOpenedHead({ tokens, tooltip, onRow, width }) {
     const hit = cellAt(ev);
     if (hit) onRow(hit[0]);
   });
-  canvas.addEventListener("keydown", (ev) => {
-    const step = { ArrowUp: -1, ArrowDown: 1 }[ev.key];
-    if (!step || !geometry) return; // other keys reach the notebook
-    ev.preventDefault();
-    ev.stopPropagation();
+  keepKeys(canvas, (key) => {
+    const step = { ArrowUp: -1, ArrowDown: 1 }[key];
+    if (!step || !geometry) return false; // other keys reach the notebook
     onRow(Math.max(0, Math.min(T - 1, geometry.row + step)));
+    return true;
   });
 
   return { el, show, clear };

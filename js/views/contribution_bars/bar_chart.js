@@ -51,7 +51,7 @@ function extent(row) {
  * dashed outlines behind an edited run's bars; or null).
  */
 export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick, ghost = null }) {
-  const rowH = rows.length > 40 ? 12 : 17;
+  const rowH = rows.length > 20 ? 10 : 17;
   const H = TOP + rows.length * rowH + 4;
   const extents = rows.map((row, k) => Math.max(extent(row), ghost && ghost[k] ? extent(ghost[k]) : 0));
   const maxAbs = barScale(extents);

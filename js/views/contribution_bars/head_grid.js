@@ -30,7 +30,9 @@ export function createHeadPanel(store, root, tooltip, { onArrive }) {
       el.replaceChildren(messageBox(`per-head values are not available: ${entry.error}`, "info"));
     } else {
       el.replaceChildren(h("div", { class: "rw-note", text: "per-head values: asking the kernel…" }));
-      store.ensureHeads(t.text, p).then(
+      const onWait = (note) =>
+        my === token && el.replaceChildren(h("div", { class: "rw-note", text: `per-head values: ${note}` }));
+      store.ensureHeads(t.text, p, { onWait }).then(
         () => my === token && onArrive(),
         (e) =>
           my === token &&

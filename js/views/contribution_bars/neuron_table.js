@@ -44,7 +44,9 @@ export function createNeuronPanel(store, meta, { onClose, onArrive }) {
       el.replaceChildren(head, ...table(entry, layer, t, p));
     } else {
       el.replaceChildren(head, h("div", { class: "rw-note", text: "top neurons: asking the kernel…" }));
-      store.request({ type: "neurons", target: t.text, position: p }).then(
+      const onWait = (note) =>
+        my === token && el.replaceChildren(head, h("div", { class: "rw-note", text: `top neurons: ${note}` }));
+      store.request({ type: "neurons", target: t.text, position: p }, { onWait }).then(
         async () => {
           for (let i = 0; i < 50 && !(store.get("_neurons") || {})[key]; i++)
             await new Promise((r) => setTimeout(r, 20));

@@ -1,6 +1,7 @@
 // Choosing the target of ContributionBars: a text field (a token typed as it is shown: "·Paris")
 // and one chip per precomputed target; a target that is not precomputed is asked of the kernel.
 import { h } from "../../shared/dom.js";
+import { keepKeys } from "../../shared/keys.js";
 import { displayToken, tokenFromDisplay, tokenLabel } from "../../shared/tokens.js";
 
 const SOURCES = { top: "top prediction", next: "an actual next token", alt: "runner-up prediction" };
@@ -17,12 +18,16 @@ export function createTargetPicker(store) {
   const bar = h("div", { class: "rw-bar" }, h("span", { class: "rw-sub", text: "target" }), input, status);
   const chips = h("div", { class: "rw-chips" });
 
-  input.addEventListener("keydown", (ev) => {
-    if (ev.key !== "Enter") return;
-    ev.preventDefault();
-    const text = tokenFromDisplay(input.value);
-    if (text) choose(text);
-  });
+  keepKeys(
+    input,
+    (key) => {
+      if (key !== "Enter") return false;
+      const text = tokenFromDisplay(input.value);
+      if (text) choose(text);
+      return true;
+    },
+    { aliases: false },
+  );
 
   function choose(text) {
     const shown = displayToken(text);
@@ -33,7 +38,7 @@ export function createTargetPicker(store) {
       return;
     }
     status.textContent = "asking the kernel…";
-    store.ensureTarget(text).then(
+    store.ensureTarget(text, { onWait: (note) => (status.textContent = note) }).then(
       (t) => {
         status.textContent = "";
         store.set("target", t);
