@@ -9,6 +9,7 @@ from importlib import metadata as _metadata
 from .adapters import Adapter, register_adapter, supported_families
 from .core import Decomposition, NeuronContribution
 from .engine import decompose
+from .backends.nnsight import RemoteDecomposition, decompose_remote
 from .errors import (AdditivityError, NonFiniteWarning, PromptError, ReadoutError, ResidWidgetsError, TargetError,
                      TokenizerError, UnsupportedModelError)
 from .lens import LensResult
@@ -28,7 +29,7 @@ __all__ = [
     "PromptError", "ReadoutError", "ResidWidgetsError", "TargetError", "TokenizerError", "UnsupportedModelError", "buffers", "decompose", "export_html",
     "models",
     "register_adapter", "supported_families",
-    "SAEFeatures", "SparseAutoencoder", "TunedLens",
+    "SAEFeatures", "SparseAutoencoder", "TunedLens", "RemoteDecomposition", "decompose_remote",
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------
