@@ -202,7 +202,12 @@ def decompose_remote(lm, prompt, tokenizer=None, *, k: int = 10, target=None, re
     Raises:
         AdditivityError / ReadoutError: as ``rw.decompose`` (fp32 models; warnings otherwise).
     """
-    from ..engine import FP32_READOUT_LIMIT, HALF_READOUT_LIMIT, enforce_additivity, report_nonfinite
+    from ..engine import (
+        FP32_READOUT_LIMIT,
+        HALF_READOUT_LIMIT,
+        enforce_additivity,
+        report_nonfinite,
+    )
 
     model, adapter, tokenizer, token_ids = _prepare(lm, prompt, tokenizer, adapter)
     vocab = getattr(model.config, "vocab_size", None)
