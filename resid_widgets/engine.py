@@ -177,8 +177,9 @@ def _first(value) -> torch.Tensor:
 class _Collector:
     """Hooks that write each capture straight into preallocated buffers.
 
-    Deltas go into ``deltas`` [C, T, d] fp32 (one copy each, on the device the embedding
-    computes on, so a GPU model pays one host transfer at the end); a running sum of them is
+    Deltas go into ``deltas`` [C, T, d] (one copy each, on the device the embedding computes
+    on; fp32 on the CPU, the model's dtype on an accelerator, moved to the host as fp32 only
+    when first read: no host round trip inside the run); a running fp32 sum of them is
     compared with the stream the model itself passes into every block and into the final norm
     (additivity). Per-layer captures (the output projections' inputs) go into one
     [n_layers, T, width] buffer per kind in the model's dtype on the CPU, and are kept by
@@ -200,6 +201,12 @@ class _Collector:
         self._scratch: torch.Tensor | None = None
         self._streams_seen = 0
 
+    def delta_dtype(self, model_dtype: torch.dtype) -> torch.dtype:
+        """fp32 on the CPU (the Decomposition's own dtype: no copy later). On an accelerator the
+        model's dtype: each delta is a model-dtype tensor, so this is exact, halves the memory
+        of bf16 deltas and leaves the fp32 CPU copy to the first read (``dec.deltas``)."""
+        return torch.float32 if self.device.type == "cpu" else model_dtype
+
     # -- writing ---------------------------------------------------------------------------
     def _count(self, key):
         self.calls[key] = self.calls.get(key, 0) + 1
@@ -212,7 +219,8 @@ class _Collector:
         if self.deltas is None:
             # empty, not zeros: every row is written once (the call counts check it), and
             # zero-filling [C, T, d] costs page faults for nothing
-            self.deltas = buffers.empty((self.n_embed + 2 * self.n_layers, *value.shape), torch.float32, self.device)
+            self.deltas = buffers.empty((self.n_embed + 2 * self.n_layers, *value.shape),
+                                        self.delta_dtype(value.dtype), self.device)
             self._rows = self.deltas.unbind(0)
             self.running = torch.zeros(value.shape, dtype=torch.float32, device=self.device)
         row = self._rows[component]
@@ -367,7 +375,8 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
                 "the final norm or the unembedding holds NaN/inf, or the stream overflowed. Lens values and "
                 "attributions are NaN/inf where the logits are."), stacklevel=4)
         return
-    final = dec.deltas[:, -1].sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
+    last = dec._device_deltas()[:, -1].float().cpu()  # [C, d]: no full copy of the deltas yet
+    final = last.sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
     V = ro.vocab_size
     top = model_row.topk(min(READOUT_CHECK_TOP, V)).indices
     spread = torch.linspace(0, V - 1, min(READOUT_CHECK_SPREAD, V), device=top.device).long()
@@ -381,7 +390,7 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
     lens_err = float((lens - model_row[tokens]).abs().max()) / scale
     tid = int(top[0])
     direction = dec._readout_direction(tid, -1, reference=final)
-    dla = float((dec.deltas[:, -1] @ direction).sum()) + dec.dla_constant(tid)
+    dla = float((last @ direction).sum()) + dec.dla_constant(tid)
     dla_err = abs(float(ro.cap(torch.tensor(dla))) - float(model_row[tid])) / scale
     err = max(lens_err, dla_err)
     exact = dec.dtype == torch.float32 and _exact_fp32_matmuls(ro.device)
@@ -439,7 +448,7 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     dec = Decomposition(
         tokens=[tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
         else [f"<{int(t)}>" for t in token_ids],
-        token_ids=token_ids, labels=labels, deltas=col.deltas.cpu(), logits=logits.detach(),
+        token_ids=token_ids, labels=labels, deltas=col.deltas, logits=logits.detach(),
         readout=readout, n_heads=n_heads, head_inputs=per_layer["z"], neuron_acts=per_layer["acts"],
         weights=LayerWeights(layers, adapter, model), post_norm_inputs=post_inputs,
         parallel_residual=adapter.is_parallel(config), tokenizer=tokenizer, model=model, adapter=adapter,

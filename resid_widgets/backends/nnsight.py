@@ -119,8 +119,8 @@ def decompose_nnsight(lm, prompt, tokenizer=None, *, adapter: Adapter | None = N
         layers = require_module(model, adapter.layers, "decoder layers", adapter)
         device = saved["deltas"].device
         col = _Collector(max(1, len(adapter.embeddings)), len(layers), device)
-        col.deltas = saved["deltas"].float()
-        col.running = col.deltas.sum(0)
+        col.deltas = saved["deltas"].to(col.delta_dtype(saved["deltas"].dtype))
+        col.running = col.deltas.sum(0, dtype=torch.float32)
         col.stream_norms = saved["stream_norms"]
         col.per_layer = {key: saved[key] for key in ("z", "acts", "attn_post_in", "mlp_post_in") if key in saved}
         col.calls = {"layer_in": len(layers), "attn": len(layers), "mlp": len(layers), "final_in": 1}
