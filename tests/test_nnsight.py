@@ -59,6 +59,26 @@ def test_tokenizer_defaults_to_the_wrappers():
     assert dec.contributions("w9").shape == (len(dec.labels),)
 
 
+def test_language_model_loaded_from_a_folder(tmp_path):
+    """LanguageModel("org/name") starts with its weights on meta and loads them on first use."""
+    model = build("qwen2")
+    model.config.bos_token_id, model.config.eos_token_id = 1, 2
+    model.save_pretrained(tmp_path)
+    tok = word_tokenizer(VOCAB)
+    ids = random_ids(9)
+    ref = rw.decompose(model, ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        remote_lm = nnsight.LanguageModel(str(tmp_path), tokenizer=tok)
+        local_lm = nnsight.LanguageModel(str(tmp_path), tokenizer=tok)
+    assert any(p.is_meta for p in wrapped_model(remote_lm).parameters())
+    r = rw.decompose_remote(remote_lm, ids, remote="local")  # spec from the meta skeleton
+    torch.testing.assert_close(r.deltas, ref.deltas)
+    dec = rw.decompose(local_lm, ids)
+    torch.testing.assert_close(dec.deltas, ref.deltas)
+    torch.testing.assert_close(dec.head_deltas(0), ref.head_deltas(0))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_remote_trace_matches_hf_path(family):
     """The very trace sent to NDIF, run as nnsight's local dry run of the request."""

@@ -109,9 +109,9 @@ def decompose_nnsight(lm, prompt, tokenizer=None, *, adapter: Adapter | None = N
     """
     from ..engine import _assemble, _Collector, require_loaded
 
-    model, adapter, tokenizer, token_ids = _prepare(lm, prompt, tokenizer, adapter)
     if getattr(lm, "dispatched", True) is False:
-        lm.dispatch()  # loads the weights, as the wrapper's first trace would
+        lm.dispatch()  # loads the weights (LanguageModel("org/name") starts on meta), as a first trace would
+    model, adapter, tokenizer, token_ids = _prepare(lm, prompt, tokenizer, adapter)
     require_loaded(model)
     s = trace_spec(model, adapter, full=True)
     with model_left_as_found(model):
@@ -123,6 +123,7 @@ def decompose_nnsight(lm, prompt, tokenizer=None, *, adapter: Adapter | None = N
         col.running = col.deltas.sum(0, dtype=torch.float32)
         col.stream_norms = saved["stream_norms"]
         col.per_layer = {key: saved[key] for key in ("z", "acts", "attn_post_in", "mlp_post_in") if key in saved}
+        # record() read each module once, in order (nnsight raises if one does not run)
         col.calls = {"layer_in": len(layers), "attn": len(layers), "mlp": len(layers), "final_in": 1}
         return _assemble(model, adapter, layers, require_module(model, adapter.final_norm, "final norm", adapter),
                          require_module(model, adapter.unembed, "unembedding", adapter), token_ids, tokenizer,

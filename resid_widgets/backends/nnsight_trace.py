@@ -90,7 +90,7 @@ def record(lm, s: dict) -> dict:
 
 
 def _record(lm, s):
-    L, n_embed = s["n_layers"], max(1, len(s["embeddings"]))
+    L = s["n_layers"]
     deltas, gaps, per_layer = [], [], {"z": [], "acts": [], "attn_post_in": [], "mlp_post_in": []}
     running = None
 
@@ -128,7 +128,6 @@ def _record(lm, s):
         "logits_top": top.values.detach(), "logits_top_ids": top.indices.int().detach(),
         "logits_lse": torch.logsumexp(logits, -1).detach(),
     }
-    assert len(deltas) == n_embed + 2 * L
     if s["full"]:
         out["logits"] = logits.detach()
         out.update({key: torch.stack(v) for key, v in per_layer.items() if v})
