@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 import torch
+from models_zoo import FAMILIES, VOCAB, build, random_ids, word_tokenizer
 
 import resid_widgets as rw
-from models_zoo import FAMILIES, VOCAB, build, random_ids, word_tokenizer
 from resid_widgets.backends import nnsight_trace
 from resid_widgets.backends.nnsight import _trace, trace_spec, wrapped_model
 
@@ -136,7 +136,7 @@ def test_remote_target_by_text_and_the_trace_ships_by_value():
     torch.testing.assert_close(r.dla, ref.dla_grid(9))
     # registered for pickling by value: the server needs no resid_widgets for record()
     from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
-    assert nnsight_trace.__name__ in _PICKLE_BY_VALUE_MODULES
+    assert {nnsight_trace.__name__, "resid_widgets.norms"} <= _PICKLE_BY_VALUE_MODULES
 
 
 def test_remote_readout_check_rejects_a_wrong_adapter():

@@ -132,7 +132,7 @@ def test_gpu_bench_tiny_runs_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_smollm2_at_4096_tokens(smollm2, monkeypatch):
     """SmolLM2 at T=4096 on the CPU: decompose, lens, grid and dashboard, memory by the shapes."""
-    model, tok = smollm2
+    model, _ = smollm2
     dec = rw.decompose(model, ids(T_LONG, model.config.vocab_size))
     held = dec.memory_bytes()
     assert {k: held[k] for k in expected_bytes(model, T_LONG)} == expected_bytes(model, T_LONG)

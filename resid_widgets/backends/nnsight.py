@@ -28,6 +28,7 @@ from ..adapters.base import Adapter, adapter_for, get_module, require_module
 from ..core import TargetResolver
 from ..errors import ReadoutError, UnsupportedModelError
 from ..model_state import model_left_as_found
+from .. import norms
 from . import nnsight_trace
 
 
@@ -82,7 +83,8 @@ def _trace(lm, token_ids: torch.Tensor, s: dict, remote) -> dict:
     import nnsight
 
     record = nnsight_trace.record
-    if remote:  # ship record's source with the request: the server has no resid_widgets
+    if remote:  # ship record's source (and Norm's) with the request: the server has no resid_widgets
+        nnsight.register(norms)
         nnsight.register(nnsight_trace)
     kwargs = {"remote": remote} if remote else {}
     with lm.trace(token_ids[None], **kwargs):

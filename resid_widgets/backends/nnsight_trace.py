@@ -1,9 +1,10 @@
 """The code that runs *inside* an nnsight trace, locally or on NDIF.
 
-Self-contained on purpose: it imports only torch and reads the model through the envoy tree,
-so :func:`record` can ship by value to a server that has no resid_widgets installed
-(``nnsight.register`` of this module, done by :mod:`resid_widgets.backends.nnsight`). Its only
-inputs are the envoy and a :func:`spec` of plain Python values (module paths, norm kind, k).
+Self-contained on purpose: it imports only torch and :mod:`resid_widgets.norms` (torch only),
+and reads the model through the envoy tree, so :func:`record` can ship by value to a server
+that has no resid_widgets installed (``nnsight.register`` of both modules, done by
+:mod:`resid_widgets.backends.nnsight`). Its only inputs are the envoy and a :func:`spec` of
+plain Python values (module paths, norm kind, k).
 
 What leaves the trace (``.save()``), per run of C components, T positions, L layers:
 
@@ -23,6 +24,8 @@ Never saved: weight matrices, [*, V] tensors other than the full logits of ``spe
 from __future__ import annotations
 
 import torch
+
+from ..norms import Norm
 
 # Rows of [rows, V] logits the in-trace lens holds at once (a 262k vocabulary: 1 GiB in fp32).
 LENS_CHUNK_ELEMENTS = 2**28
@@ -57,19 +60,6 @@ def _first(value):
 def _input(envoy):
     args, kwargs = envoy.inputs
     return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
-
-
-def _inv_scale(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
-    if kind == "layer":
-        return torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + eps)
-    return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-def _norm(x: torch.Tensor, kind: str, gain: torch.Tensor, bias, eps: float) -> torch.Tensor:
-    """fp32 RMSNorm / LayerNorm of each row of x [N, d] (as resid_widgets.norms.Norm computes it)."""
-    centred = x - x.mean(-1, keepdim=True) if kind == "layer" else x
-    y = centred * _inv_scale(x, kind, eps) * gain
-    return y if bias is None else y + bias
 
 
 def _cap(z: torch.Tensor, softcap):
@@ -148,7 +138,8 @@ def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, s: di
             else weight.float().to(W.device) + s["norm_offset"])
     nb = getattr(final_norm, "bias", None)
     nbias = None if nb is None else nb.float().to(W.device)
-    kind, eps, cap, k = s["norm_kind"], s["norm_eps"], s["softcap"], min(s["k"], V)
+    norm = Norm(s["norm_kind"], gain, nbias, s["norm_eps"])  # the final norm, in fp32
+    cap, k = s["softcap"], min(s["k"], V)
 
     states = deltas.to(W.device, torch.float32).cumsum(0)  # [C, T, d]
     C, T, d = states.shape
@@ -161,7 +152,7 @@ def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, s: di
     step = max(1, LENS_CHUNK_ELEMENTS // V)
     for start in range(0, C * T, step):
         rows = slice(start, min(start + step, C * T))
-        z = _norm(flat[rows], kind, gain, nbias, eps) @ W32.t()
+        z = norm(flat[rows]) @ W32.t()
         if b32 is not None:
             z = z + b32
         z = _cap(z, cap)
@@ -177,9 +168,7 @@ def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, s: di
     check = (last[ids] - model_row[ids]).abs().max() / (1 + model_row.abs().max())
     # DLA: each delta through the final norm frozen at its position's final stream
     final = states[-1]  # [T, d]
-    r = W32[tid] * gain * _inv_scale(final, kind, eps)  # [T, d]: x . r == norm*(x) . W_U[tid]
-    if kind == "layer":
-        r = r - r.mean(-1, keepdim=True)  # centering is self-adjoint
+    r = norm.frozen_readout(W32[tid], final)  # [T, d]: x . r == norm*(x) . W_U[tid]
     dla = torch.einsum("ctd,td->ct", deltas.to(W.device, torch.float32), r)
     const = torch.zeros((), device=W.device)
     if nbias is not None:
