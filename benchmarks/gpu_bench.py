@@ -25,19 +25,19 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 import transformers as tf  # noqa: E402
 
 import resid_widgets as rw  # noqa: E402
+from bench_core import interleaved_medians, write_section  # noqa: E402
 
 GOALS = {"decompose": 1.3, "lens": 1.5}
 SECTION = ("<!-- gpu_bench: begin -->", "<!-- gpu_bench: end -->")
@@ -69,19 +69,15 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_medians(fns: dict, reps: int, device: str) -> dict:
-    for fn in fns.values():  # warm-up (kernels, allocator)
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            gc.collect()
+def synced(fns: dict, device: str) -> dict:
+    """The functions, each followed by a device synchronisation (so its time covers its kernels)."""
+    def one(fn):
+        def call():
+            out = fn()
             sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            return out
+        return call
+    return {name: one(fn) for name, fn in fns.items()}
 
 
 def peak_bytes(fn, device: str) -> int | None:
@@ -120,7 +116,7 @@ def run(args) -> dict:
             warnings.simplefilter("ignore")  # bf16: the self-checks warn at the model's own rounding
             return rw.decompose(model, ids)
 
-    times = interleaved_medians({"forward": forward, "decompose": decompose}, args.reps, device)
+    times = interleaved_medians(synced({"forward": forward, "decompose": decompose}, device), args.reps)
     peak_forward = peak_bytes(forward, device)
     peak_decompose = peak_bytes(decompose, device)
     dec = decompose()
@@ -141,7 +137,7 @@ def run(args) -> dict:
         dec._lens_cache.clear()
         return dec.logit_lens(k=10)
 
-    times.update(interleaved_medians({"lens": lens, "gemm": gemm}, args.reps, device))
+    times.update(interleaved_medians(synced({"lens": lens, "gemm": gemm}, device), args.reps))
     peak_lens = peak_bytes(lens, device)
     result = lens()
     # sanity: the lens's top token against the bf16 logits' argmax, on the last chunk of rows
@@ -193,8 +189,6 @@ def main(argv=None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.write and not args.tiny:
-        from bench_core import write_section
-
         report = "\n".join([SECTION[0], "## GPU: 7B-class model (benchmarks/gpu_bench.py)", "",
                             f"torch {result['torch']}, transformers {result['transformers']}; random weights, "
                             f"{result['states']} states x {result['T']} positions, vocabulary {result['vocab']}.", "",
