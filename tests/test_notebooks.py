@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -22,7 +21,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NB_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_residual_stream.ipynb", "02_where_paris_comes_from.ipynb", "03_heads_and_induction.ipynb"]
-MAX_SECONDS = 300  # "under a few minutes" each (SmolLM2 conversion excluded: cached by then)
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
@@ -151,7 +149,7 @@ def _needs_views():
 
 @pytest.fixture(scope="session")
 def smollm2_cached():
-    """Convert SmolLM2 once before timing the notebooks (the first conversion takes ~35 s)."""
+    """Convert SmolLM2 once, before the first notebook needs it (the first conversion takes ~35 s)."""
     import resid_widgets as rw
 
     rw.models.smollm2()
@@ -166,15 +164,12 @@ def test_notebook_runs_offline(name, tmp_path, monkeypatch, smollm2_cached):
     _needs_views()
     _kernel_env(monkeypatch)
     nb = load(name)
-    t0 = time.perf_counter()
     execute(nb, tmp_path)
-    elapsed = time.perf_counter() - t0
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
         if o.get("output_type") == "error" or (o.get("output_type") == "stream" and o.get("name") == "stderr" and "Traceback" in o.get("text", ""))
     ]
     assert errors == [], errors
-    assert elapsed < MAX_SECONDS, f"{name} took {elapsed:.0f} s"
     snap = tmp_path / "snapshots" / name.replace(".ipynb", ".html")
     assert snap.is_file(), "the notebook must end by writing its snapshot"
     assert snap.stat().st_size <= 5_000_000
