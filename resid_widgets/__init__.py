@@ -9,6 +9,7 @@ from importlib import metadata as _metadata
 from .adapters import Adapter, register_adapter, supported_families
 from .core import Decomposition, NeuronContribution
 from .engine import decompose
+from .backends.nnsight import RemoteDecomposition, decompose_remote
 from .errors import (AdditivityError, NonFiniteWarning, PromptError, ReadoutError, ResidWidgetsError, TargetError,
                      TokenizerError, UnsupportedModelError)
 from .lens import LensResult
@@ -32,6 +33,7 @@ __all__ = [
     "register_adapter", "supported_families",
     "SAEFeatures", "SnapshotMixin", "SparseAutoencoder", "TunedLens", "analysis",
     "Add", "EditError", "Patch", "PatchingError", "PatchingResult", "ProjectOut", "Zero", "logit_diff", "patching",
+    "RemoteDecomposition", "decompose_remote",
 ]
 
 # ---- views (anywidget front end; resid_widgets/views/) ---------------------------------------

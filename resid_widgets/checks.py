@@ -77,7 +77,8 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
                 "the final norm or the unembedding holds NaN/inf, or the stream overflowed. Lens values and "
                 "attributions are NaN/inf where the logits are."), stacklevel=4)
         return
-    final = dec.deltas[:, -1].sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
+    last = dec._device_deltas()[:, -1].float().cpu()  # [C, d]: no full copy of the deltas yet
+    final = last.sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
     V = ro.vocab_size
     top = model_row.topk(min(READOUT_CHECK_TOP, V)).indices
     spread = torch.linspace(0, V - 1, min(READOUT_CHECK_SPREAD, V), device=top.device).long()
@@ -91,7 +92,7 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
     lens_err = float((lens - model_row[tokens]).abs().max()) / scale
     tid = int(top[0])
     direction = dec.readout_direction(tid, -1, reference=final)
-    dla = float((dec.deltas[:, -1] @ direction).sum()) + dec.dla_constant(tid)
+    dla = float((last @ direction).sum()) + dec.dla_constant(tid)
     dla_err = abs(float(ro.cap(torch.tensor(dla))) - float(model_row[tid])) / scale
     err = max(lens_err, dla_err)
     exact = dec.dtype == torch.float32 and _exact_fp32_matmuls(ro.device)

@@ -134,7 +134,8 @@ class Decomposition:
         self.tokens = list(tokens)
         self.token_ids = token_ids
         self.labels = list(labels)
-        self.deltas = deltas
+        # on an accelerator: the model's dtype, on its device, until first read (see .deltas)
+        self._deltas_raw = deltas
         self._logits = logits
         self.readout = readout
         self.n_heads = n_heads
@@ -179,6 +180,16 @@ class Decomposition:
         return self._logits[self.position_index(position)]
 
     @property
+    def deltas(self) -> torch.Tensor:
+        """[C, T, d_model] float32 on the CPU: what each component added."""
+        self._deltas_raw = self._on_cpu(self._deltas_raw)
+        return self._deltas_raw
+
+    def _device_deltas(self) -> torch.Tensor:
+        """The deltas where the run left them (a GPU model: its device and dtype), not copied."""
+        return self._deltas_raw
+
+    @property
     def logits(self) -> torch.Tensor:
         """[T, vocab] float32: the model's own output logits."""
         self._logits = self._on_cpu(self._logits)
@@ -206,6 +217,27 @@ class Decomposition:
             out = buffers.empty(self.deltas.shape, self.deltas.dtype, self.deltas.device)
             self._states = torch.cumsum(self.deltas, 0, out=out)
         return self._states
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes of tensor data this Decomposition holds, per part: ``deltas`` [C, T, d],
+        ``states`` (0 until first read), ``logits`` [T, V], ``head_inputs`` [L, T, H*d_head],
+        ``neuron_acts`` [L, T, d_ff], ``post_norm_inputs`` and ``lens`` (cached lens results,
+        [C, T, k] each). Counts what is held, wherever it is (CPU or accelerator); the
+        readout's weights belong to the model and are not counted."""
+        def size(value) -> int:
+            if isinstance(value, torch.Tensor):
+                return value.numel() * value.element_size()
+            if isinstance(value, dict):
+                return sum(size(v) for v in value.values())
+            if isinstance(value, (list, tuple)):
+                return sum(size(v) for v in value)
+            return 0
+
+        return {"deltas": size(self._deltas_raw), "states": size(self._states), "logits": size(self._logits),
+                "head_inputs": size(self._head_inputs_raw), "neuron_acts": size(self._neuron_acts_raw),
+                "post_norm_inputs": size(self._post_norm_inputs_raw),
+                "lens": sum(r.nbytes() + (0 if r.reads(self._states) else size(r._flat))  # own states
+                            for r in self._lens_cache.values())}
 
     @property
     def n_tokens(self) -> int:
@@ -291,10 +323,19 @@ class Decomposition:
             raise ValueError(f"k={k} must be between 1 and the vocabulary size {self.vocab_size}")
         key = (k, lens)  # one result kept per lens (a TunedLens compares by identity)
         if key not in self._lens_cache:
-            states = self.states if lens is None else lens.transform(self)
+            states = self._lens_states() if lens is None else lens.transform(self)
             self._lens_cache = {c: r for c, r in self._lens_cache.items() if c[1] is not lens}
             self._lens_cache[key] = LensResult(states, self.readout, k, self._targets)
         return self._lens_cache[key]
+
+    def _lens_states(self) -> torch.Tensor:
+        """The states the lens reads: :attr:`states`, or where the deltas still sit on the
+        readout's accelerator, their fp32 cumulative sum there (no host round trip)."""
+        raw = self._deltas_raw
+        not_read = raw.dtype != torch.float32 or raw.device.type != "cpu"  # still as the run left it
+        if self._states is None and not_read and raw.device == self.readout.device:
+            return torch.cumsum(raw, 0, dtype=torch.float32)
+        return self.states
 
     def sae_features(self, sae, state=None, position: int = -1, k: int = 20, target=None, **kwargs):
         """One state at ``position`` split exactly into sparse-autoencoder features, decoder bias

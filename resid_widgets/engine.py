@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .adapters.base import Adapter
+from .backends import nnsight as nnsight_backend
 from .backends.huggingface import decompose_huggingface
 from .backends.transformer_lens import decompose_transformer_lens
 from .core import Decomposition
@@ -25,7 +26,8 @@ def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) 
         model: a Hugging Face causal LM of a supported family (GPT-2, GPT-NeoX/Pythia, Llama,
             Mistral, Qwen2/3, SmolLM, Gemma 1/2/3, Phi-3, OLMo 1/2/3), also dispatched with
             accelerate's ``device_map``; or a TransformerLens ``HookedTransformer`` /
-            ``TransformerBridge``. Runs of one model from several threads take turns.
+            ``TransformerBridge``; or an ``nnsight.LanguageModel`` of one (for a model on NDIF
+            see ``rw.decompose_remote``). Runs of one model from several threads take turns.
         prompt: text (needs ``tokenizer``), or token ids (a list, LongTensor or numpy array of
             shape [T] or [1, T]).
         tokenizer: the model's tokenizer, used to tokenize text and decode token texts; one that
@@ -40,6 +42,8 @@ def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) 
         :class:`Decomposition` with ``deltas``/``states`` [C, T, d_model] (float32, CPU) and
         ``logits`` [T, vocab], C = 1 (+1 for learned positions) + 2 * n_layers.
     """
+    if nnsight_backend.is_nnsight(model):
+        return nnsight_backend.decompose_nnsight(model, prompt, tokenizer, adapter=adapter)
     if not isinstance(model, torch.nn.Module):
         raise UnsupportedModelError(f"model must be a torch.nn.Module (a causal LM), not {type(model).__name__}")
     if is_transformer_lens(model):

@@ -167,6 +167,16 @@ class LensResult:
         self.top_probs = (top_logits.cpu() - self._lse[:, None]).exp_().view(C, T, k)
         self._entropy: torch.Tensor | None = None
 
+    def nbytes(self) -> int:
+        """Bytes of the results held ([C, T, k] ids and probabilities, [C, T] log-sum-exp and
+        entropy); the states it reads are the Decomposition's, not counted here."""
+        held = (self.top_ids, self.top_probs, self._lse, self._entropy)
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
+
+    def reads(self, states: torch.Tensor | None) -> bool:
+        """Whether this result reads ``states`` (rather than holding states of its own)."""
+        return states is not None and self._flat.data_ptr() == states.data_ptr()
+
     @property
     def logsumexp(self) -> torch.Tensor:
         return self._lse.view(self._shape)

@@ -41,7 +41,7 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
     L = len(layers)
     n_embed = max(1, len(adapter.embeddings))
     device = module_device(model.get_input_embeddings())
-    col = _DeltaRecorder(n_embed, L, device)
+    col = DeltaRecorder(n_embed, L, device)
 
     def layer_input(i):
         def seen(x):
@@ -76,7 +76,7 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
             out = model(input_ids=token_ids[None].to(device), use_cache=False)
         finally:
             col.remove()
-        return _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
+        return assemble_decomposition(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col, out.logits[0])
 
 
 
@@ -94,11 +94,12 @@ def require_loaded(model: torch.nn.Module) -> None:
         "or model.to_empty(device='cpu') followed by model.load_state_dict(...).")
 
 
-class _DeltaRecorder:
+class DeltaRecorder:
     """Hooks that write each capture straight into preallocated buffers.
 
-    Deltas go into ``deltas`` [C, T, d] fp32 (one copy each, on the device the embedding
-    computes on, so a GPU model pays one host transfer at the end); a running sum of them is
+    Deltas go into ``deltas`` [C, T, d] (one copy each, on the device the embedding computes
+    on; fp32 on the CPU, the model's dtype on an accelerator, moved to the host as fp32 only
+    when first read: no host round trip inside the run); a running fp32 sum of them is
     compared with the stream the model itself passes into every block and into the final norm
     (additivity). Per-layer captures (the output projections' inputs) go into one
     [n_layers, T, width] buffer per kind in the model's dtype on the CPU, and are kept by
@@ -121,6 +122,12 @@ class _DeltaRecorder:
         self._streams_seen = 0
 
     # -- writing ---------------------------------------------------------------------------
+    def delta_dtype(self, model_dtype: torch.dtype) -> torch.dtype:
+        """fp32 on the CPU (the Decomposition's own dtype: no copy later). On an accelerator the
+        model's dtype: each delta is a model-dtype tensor, so this is exact, halves the memory
+        of bf16 deltas and leaves the fp32 CPU copy to the first read (``dec.deltas``)."""
+        return torch.float32 if self.device.type == "cpu" else model_dtype
+
     def _count(self, key):
         self.calls[key] = self.calls.get(key, 0) + 1
 
@@ -132,7 +139,8 @@ class _DeltaRecorder:
         if self.deltas is None:
             # empty, not zeros: every row is written once (the call counts check it), and
             # zero-filling [C, T, d] costs page faults for nothing
-            self.deltas = buffers.empty((self.n_embed + 2 * self.n_layers, *value.shape), torch.float32, self.device)
+            self.deltas = buffers.empty((self.n_embed + 2 * self.n_layers, *value.shape),
+                                        self.delta_dtype(value.dtype), self.device)
             self._rows = self.deltas.unbind(0)
             self.running = torch.zeros(value.shape, dtype=torch.float32, device=self.device)
         row = self._rows[component]
@@ -194,7 +202,7 @@ class _DeltaRecorder:
         self.handles.clear()
 
 
-def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: _DeltaRecorder, logits):
+def assemble_decomposition(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: DeltaRecorder, logits):
     L = len(layers)
     expected = {"layer_in": L, "attn": L, "mlp": L, "final_in": 1}
     if any(col.calls.get(k, 0) != n for k, n in expected.items()):
@@ -230,7 +238,7 @@ def _assemble(model, adapter, layers, final_norm, unembed, token_ids, tokenizer,
     dec = Decomposition(
         tokens=[tokenizer.decode([int(t)]) for t in token_ids] if tokenizer is not None
         else [f"<{int(t)}>" for t in token_ids],
-        token_ids=token_ids, labels=labels, deltas=col.deltas.cpu(), logits=logits.detach(),
+        token_ids=token_ids, labels=labels, deltas=col.deltas, logits=logits.detach(),
         readout=readout, n_heads=n_heads, head_inputs=per_layer["z"], neuron_acts=per_layer["acts"],
         weights=LayerWeights(layers, adapter, model), post_norm_inputs=post_inputs,
         parallel_residual=adapter.is_parallel(config), tokenizer=tokenizer, model=model, adapter=adapter,
