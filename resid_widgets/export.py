@@ -380,7 +380,8 @@ def snapshot_html(
     runtime = _runtime_js()
     collector = _WidgetBundle(budget_bytes)
     roots = [collector.add(w) for w in widgets]
-    fixed = len(runtime) + sum(len(e) for e in collector.esm) + sum(len(c) for c in collector.css) + 8192
+    # in UTF-8 bytes, as the budget is: the bundle's non-ASCII text (… − ‖) takes 2-3 bytes a character
+    fixed = sum(len(part.encode("utf-8")) for part in (runtime, *collector.esm, *collector.css)) + 8192
     collector.enrich(fixed, progress)
 
     models_out = {}

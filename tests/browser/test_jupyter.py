@@ -1,6 +1,7 @@
 """Live JupyterLab: a Dashboard of a tiny random Llama in a real notebook. A click on a grid cell
 reaches the kernel; setting `selected` from Python moves the highlight (data-rw-selected); a
-StreamGrid and a LogitLens in separate outputs, joined by rw.link, follow one selection."""
+StreamGrid and a LogitLens in separate outputs, joined by rw.link, follow one selection; the
+dashboard's edit mode zeroes a component through the kernel and undoes it."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from IPython.display import display
 grid, lens = rwv.StreamGrid(dec), rwv.LogitLens(dec)
 links = rw.link(grid, lens)
 display(grid, lens)"""
+EDITS = 'print("EDITS", [e["kind"] + " " + e["component"] for e in dash.edits], "EDITED", dash.edited is not None)'
 
 
 def _free_port() -> int:
@@ -56,7 +58,7 @@ def _free_port() -> int:
 def _notebook(path: Path) -> None:
     cells = [
         {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-        for src in (SETUP, READ, SET, LINKED)
+        for src in (SETUP, READ, SET, LINKED, EDITS)
     ]
     nb = {
         "cells": cells,
@@ -172,6 +174,20 @@ def test_dashboard_live_in_jupyterlab(lab):
         assert lone_lens.get_attribute("data-rw-selected") == "4,7"
         lone_grid.locator('[data-rw-cell="3,5"]').click()
         expect(lone_lens).to_have_attribute("data-rw-selected", "3,5", timeout=30000)
+        # edit mode, live: zero mlp.0 (grid row 2) through the kernel, see it in Python, undo it
+        panel = dash.locator('[data-rw="edit-panel"]')
+        grid.locator('[data-rw-cell="2,7"]').click()
+        expect(panel).to_have_attribute("data-rw-component", "mlp.0", timeout=10000)
+        panel.locator('[data-rw-edit="zero"]').click()
+        expect(panel).to_have_attribute("data-rw-edits", "1", timeout=60000)
+        assert "zero mlp.0" in panel.locator('[data-rw="edit-list"]').inner_text()
+        dash.locator("svg .rw-ghost").first.wait_for(timeout=30000)  # the original run as ghost outlines
+        _run_cell(page, 4)
+        out = page.locator(".jp-Notebook .jp-Cell").nth(4).locator(".jp-OutputArea-output")
+        out.first.wait_for(timeout=30000)
+        assert "EDITS ['zero mlp.0'] EDITED True" in out.first.inner_text()
+        panel.locator('[data-rw-edit="undo"]').click()
+        expect(panel).to_have_attribute("data-rw-edits", "0", timeout=60000)
         rw_errors = [e for e in errors if "resid_widgets" in e or "widget" in e.lower()]
         assert rw_errors == []
         browser.close()
