@@ -130,7 +130,8 @@ def zero_effects(dec, target_id: int, position: int, progress=None) -> dict:
         if kind not in ("attn", "mlp"):
             continue
         ed = dec.edit(Zero(label))
-        lp = P._np(ed.logit_lens(k=1).logprob(target_id)).astype(np.float32)[:, position]
+        # the lens at this one position only ([C, V] logits, not the whole [C, T] lens)
+        lp = P._np(ed.lens_logprob(ed.states[:, position], target_id)).astype(np.float32)
         logits = ed.logits[position].double()
         out[label] = {
             "dla": P.array_payload(P._np(ed.contributions(target_id, position)).astype(np.float32), "float32"),
