@@ -180,7 +180,9 @@ def _smollm2_cached() -> bool:
 
 def _make_view(view: str, dec: Any, targets: Sequence[str] | None, position: int):
     cls = _view_classes()[view]
-    accepts = inspect.signature(cls).parameters
+    # the mixins' __init__ pass **kwargs on: what the view accepts is what any __init__ on its MRO names
+    accepts = {name for klass in cls.__mro__ if "__init__" in vars(klass)
+               for name in inspect.signature(klass.__init__).parameters}
     kwargs: dict[str, Any] = {"position": position}
     if targets:
         if "target" not in accepts:

@@ -310,9 +310,10 @@ def test_progress_counts_the_views_work():
     bar = CountingBar()
     export_html([dash, rw.StreamGrid(dec)], None, progress=bar)
     # each view: vector panes, per-head values; the dashboard: top neurons of every target (none
-    # is computed before an MLP bar is opened), each the neurons' DLA and one unit per layer
+    # is computed before an MLP bar is opened), each the neurons' DLA and one unit per layer, and
+    # its edit mode's zero-ablation effect of each attention and MLP layer
     assert dash._neurons == {}
-    assert bar.total == 2 + 2 + len(dash._targets) * (1 + 3)
+    assert bar.total == 2 + 2 + len(dash._targets) * (1 + 3) + 2 * dec.n_layers
     assert bar.n == bar.total and bar.refreshed >= 2
 
 

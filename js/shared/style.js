@@ -78,9 +78,9 @@ export const CSS = `
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
-.rw-root .rw-dash > .rw-dash-pane { grid-column: 1 / -1; }
+.rw-root .rw-dash > .rw-dash-side { grid-column: 1 / -1; display: flex; flex-direction: column; gap: 8px; }
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
-.rw-root.rw-wide .rw-dash > .rw-dash-pane { grid-column: auto; }
+.rw-root.rw-wide .rw-dash > .rw-dash-side { grid-column: auto; }
 .rw-root .rw-dash-pane .rw-pane { margin-top: 0; }
 .rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 400px; overflow-y: auto; }
 .rw-root .rw-dash-pane .rw-pane-body { max-height: 340px; overflow-y: auto; }

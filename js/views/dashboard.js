@@ -38,7 +38,9 @@ export function mountDashboard(root, store) {
   const barsRoot = h("div", { class: "rw-view" });
   const lensRoot = h("div", { class: "rw-view" });
   const paneRoot = h("div", { class: "rw-view rw-dash-pane" });
-  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot, paneRoot));
+  // the vector pane and the edit panel share the third column
+  const sideRoot = h("div", { class: "rw-dash-side" }, paneRoot);
+  root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot, sideRoot));
   const compact = { maxHeight: 250, minCellH: 4 };
   const views = [
     guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
@@ -46,9 +48,9 @@ export function mountDashboard(root, store) {
     // short prompts keep rows tall enough for the top token's text, in a box that scrolls
     guard(lensRoot, () => mountLogitLens(lensRoot, store, { tooltip, layout: meta.T <= 32 ? {} : { maxHeight: 320 } })),
   ].filter(Boolean);
-  // edit mode: its own module; the panel spans the dashboard's width
-  const editRoot = h("div", { class: "rw-view rw-full" });
-  root.querySelector(".rw-dash").appendChild(editRoot);
+  // edit mode: its own module, under the vector pane
+  const editRoot = h("div", { class: "rw-view" });
+  sideRoot.appendChild(editRoot);
   const edit = guard(editRoot, () => createEditPanel(editRoot, store, meta, tooltip));
   if (edit) views.push(edit);
   // `position` is the selected column, both ways (the bars explain it; Python reads dash.position)
