@@ -254,3 +254,26 @@ class OfflinePage:
 
     def close(self):
         self.context.close()
+
+
+class Page:
+    """A page of views written by write_page and opened in ``browser``, with an optional fake kernel."""
+
+    def __init__(self, browser, tmp_path, widgets, kernel=False, extras=None, dark=False, width="1100px", name="page"):
+        self.widgets = widgets
+        path = write_page(tmp_path / f"{name}.html", widgets, extras=extras, dark=dark, width=width)
+        self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        if kernel:
+            attach_kernel(self.page, widgets)
+        self.page.goto(path.as_uri())
+        self.page.wait_for_function("window.rwReady === true", timeout=15000)
+        assert self.page.evaluate("window.rwErrors") == []
+
+    def clean(self):
+        assert self.errors == [], self.errors
+
+    def close(self):
+        self.page.close()

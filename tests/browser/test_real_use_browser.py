@@ -11,7 +11,6 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 from playwright.sync_api import expect  # noqa: E402
 
 from .harness import have_chromium, push_state  # noqa: E402
-from .test_views_browser import Page  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,26 +18,6 @@ pytestmark = [
 ]
 
 from views_fixtures import FakeDecomposition  # noqa: E402
-
-
-@pytest.fixture
-def open_page(browser, tmp_path):
-    pages = []
-
-    def _open(widgets, **kw):
-        pages.append(Page(browser, tmp_path, widgets, name=f"p{len(pages)}", **kw))
-        return pages[-1]
-
-    yield _open
-    for pg in pages:
-        pg.close()
-
-
-@pytest.fixture
-def rw():
-    import resid_widgets.views as v
-
-    return v
 
 
 def test_first_pane_needs_no_round_trip_and_a_busy_kernel_is_waited_for(open_page, rw):

@@ -10,7 +10,7 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 
 from playwright.sync_api import expect  # noqa: E402
 
-from .harness import attach_kernel, have_chromium, push_state, write_page
+from .harness import have_chromium, push_state
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,48 +18,6 @@ pytestmark = [
 ]
 
 from views_fixtures import FakeDecomposition  # noqa: E402
-
-
-class Page:
-    def __init__(self, browser, tmp_path, widgets, kernel=False, extras=None, dark=False, width="1100px", name="page"):
-        self.widgets = widgets
-        path = write_page(tmp_path / f"{name}.html", widgets, extras=extras, dark=dark, width=width)
-        self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        self.errors = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        if kernel:
-            attach_kernel(self.page, widgets)
-        self.page.goto(path.as_uri())
-        self.page.wait_for_function("window.rwReady === true", timeout=15000)
-        assert self.page.evaluate("window.rwErrors") == []
-
-    def clean(self):
-        assert self.errors == [], self.errors
-
-    def close(self):
-        self.page.close()
-
-
-@pytest.fixture
-def open_page(browser, tmp_path):
-    pages = []
-
-    def _open(widgets, **kw):
-        pg = Page(browser, tmp_path, widgets, name=f"p{len(pages)}", **kw)
-        pages.append(pg)
-        return pg
-
-    yield _open
-    for pg in pages:
-        pg.close()
-
-
-@pytest.fixture
-def rw():
-    import resid_widgets.views as v
-
-    return v
 
 
 def canvas_colours(page, selector):
