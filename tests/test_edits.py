@@ -57,10 +57,14 @@ def reference_run(model, ids, hooks):
             h.remove()
 
 
-def recorded(model, ids, module):
-    """What ``module`` outputs (first element) in a plain forward of ``ids``, [1, T, ...]."""
+def recorded(model, ids, module, on="output"):
+    """What ``module`` outputs (first element), or with ``on="input"`` receives (first argument), in
+    a plain forward of ``ids``: [1, T, ...]. Hand-placed hooks, independent of resid_widgets."""
     seen = []
-    h = module.register_forward_hook(lambda m, a, o: seen.append(_first(o).detach().clone()))
+    if on == "output":
+        h = module.register_forward_hook(lambda m, a, o: seen.append(_first(o).detach().clone()))
+    else:
+        h = module.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
     try:
         with torch.no_grad():
             model(input_ids=ids[None], use_cache=False)
@@ -69,39 +73,38 @@ def recorded(model, ids, module):
     return seen[0]
 
 
-def recorded_input(model, ids, module):
-    seen = []
-    h = module.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
-    try:
-        with torch.no_grad():
-            model(input_ids=ids[None], use_cache=False)
-    finally:
-        h.remove()
-    return seen[0]
+def zero_neuron(index):
+    """Reference hook: the down-projection's input with one neuron's activation zeroed."""
+    def hook(x):
+        x[..., index] = 0
+        return x
+    return hook
+
+
+def add_at_last(vector, scale):
+    """Reference hook: ``scale * vector`` added to the output at the last position."""
+    def hook(x):
+        x[:, -1] += scale * vector
+        return x
+    return hook
+
+
+def project_out(unit):
+    """Reference hook: the output with its component along ``unit`` (norm 1) removed."""
+    return lambda x: x - (x @ unit)[..., None] * unit
 
 
 def cases(family, model, other_ids, v):
     """[(id, edits, reference hooks)] covering every edit kind."""
     u = v / v.norm()
 
-    def project(x):
-        return x - (x @ u)[..., None] * u
-
     def head_zero(x):
         x.view(*x.shape[:-1], H, -1)[:, -1, 2] = 0
         return x
 
-    def neuron_zero(x):
-        x[..., 5] = 0
-        return x
-
-    def add_last(x):
-        x[:, -1] += 4.0 * v
-        return x
-
     src_attn1 = recorded(model, other_ids, _module(model, family, 1, "attn"))
-    src_z0 = recorded_input(model, other_ids, _module(model, family, 0, "o_proj"))
-    src_acts1 = recorded_input(model, other_ids, _module(model, family, 1, "down"))
+    src_z0 = recorded(model, other_ids, _module(model, family, 0, "o_proj"), on="input")
+    src_acts1 = recorded(model, other_ids, _module(model, family, 1, "down"), on="input")
 
     def patch_attn(x):
         x[:, -3:] = src_attn1[:, -3:]
@@ -121,16 +124,16 @@ def cases(family, model, other_ids, v):
     return [
         ("zero-mlp", [rw.Zero("mlp.1")], [(_module(model, family, 1, "mlp"), "post", lambda x: x * 0)]),
         ("zero-head", [rw.Zero("attn.0", head=2, positions=[-1])], [(_module(model, family, 0, "o_proj"), "pre", head_zero)]),
-        ("zero-neuron", [rw.Zero("mlp.0", neuron=5)], [(_module(model, family, 0, "down"), "pre", neuron_zero)]),
+        ("zero-neuron", [rw.Zero("mlp.0", neuron=5)], [(_module(model, family, 0, "down"), "pre", zero_neuron(5))]),
         ("zero-embed", [rw.Zero("embed")], [embed_hook]),
-        ("project-out", [rw.ProjectOut("mlp.0", direction=3 * v)], [(_module(model, family, 0, "mlp"), "post", project)]),
-        ("add", [rw.Add("attn.1", vector=v, scale=4.0, positions=[-1])], [(_module(model, family, 1, "attn"), "post", add_last)]),
+        ("project-out", [rw.ProjectOut("mlp.0", direction=3 * v)], [(_module(model, family, 0, "mlp"), "post", project_out(u))]),
+        ("add", [rw.Add("attn.1", vector=v, scale=4.0, positions=[-1])], [(_module(model, family, 1, "attn"), "post", add_at_last(v, 4.0))]),
         ("patch", "source", [(_module(model, family, 1, "attn"), "post", patch_attn)]),
         ("patch-head", "source-head", [(_module(model, family, 0, "o_proj"), "pre", patch_head)]),
         ("patch-neuron", "source-neuron", [(_module(model, family, 1, "down"), "pre", patch_neuron)]),
         ("several", [rw.Zero("mlp.0"), rw.Add("attn.1", vector=v, scale=4.0, positions=[-1])],
          [(_module(model, family, 0, "mlp"), "post", lambda x: x * 0),
-          (_module(model, family, 1, "attn"), "post", add_last)]),
+          (_module(model, family, 1, "attn"), "post", add_at_last(v, 4.0))]),
     ]
 
 
@@ -302,14 +305,6 @@ def test_smollm2_edits_match_hooked_reruns(smollm2):
         x[:, -1, 3 * dh:4 * dh] = 0
         return x
 
-    def neuron(x):
-        x[..., 1233] = 0
-        return x
-
-    def add(x):
-        x[:, -1] += 4.0 * v
-        return x
-
     def patch(x):
         x[:, -3:] = src_attn14[:, -3:]
         return x
@@ -317,9 +312,9 @@ def test_smollm2_edits_match_hooked_reruns(smollm2):
     checks = [
         (rw.Zero("mlp.20"), (layers[20].mlp, "post", lambda x: x * 0)),
         (rw.Zero("attn.5", head=3, positions=[-1]), (layers[5].self_attn.o_proj, "pre", head3)),
-        (rw.Zero("mlp.29", neuron=1233), (layers[29].mlp.down_proj, "pre", neuron)),
-        (rw.ProjectOut("mlp.10", direction=v), (layers[10].mlp, "post", lambda x: x - (x @ u)[..., None] * u)),
-        (rw.Add("attn.12", vector=v, scale=4.0, positions=[-1]), (layers[12].self_attn, "post", add)),
+        (rw.Zero("mlp.29", neuron=1233), (layers[29].mlp.down_proj, "pre", zero_neuron(1233))),
+        (rw.ProjectOut("mlp.10", direction=v), (layers[10].mlp, "post", project_out(u))),
+        (rw.Add("attn.12", vector=v, scale=4.0, positions=[-1]), (layers[12].self_attn, "post", add_at_last(v, 4.0))),
         (rw.Patch("attn.14", source=corrupt, positions=[-3, -2, -1]), (layers[14].self_attn, "post", patch)),
     ]
     for edit, hook in checks:
