@@ -77,7 +77,7 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
                 "the final norm or the unembedding holds NaN/inf, or the stream overflowed. Lens values and "
                 "attributions are NaN/inf where the logits are."), stacklevel=4)
         return
-    last = dec._device_deltas()[:, -1].float().cpu()  # [C, d]: no full copy of the deltas yet
+    last = dec.device_deltas()[:, -1].float().cpu()  # [C, d]: no full copy of the deltas yet
     final = last.sum(0)  # [d] the last state, without the [C, T, d] cumulative sum
     V = ro.vocab_size
     top = model_row.topk(min(READOUT_CHECK_TOP, V)).indices

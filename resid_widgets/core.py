@@ -185,8 +185,10 @@ class Decomposition:
         self._deltas_raw = self._on_cpu(self._deltas_raw)
         return self._deltas_raw
 
-    def _device_deltas(self) -> torch.Tensor:
-        """The deltas where the run left them (a GPU model: its device and dtype), not copied."""
+    def device_deltas(self) -> torch.Tensor:
+        """[C, T, d_model] the deltas where the run left them, not copied: fp32 on the CPU; on an
+        accelerator its device and the model's dtype (``deltas`` is the fp32 CPU copy, made on
+        first read). For checks that need one position without copying the whole tensor."""
         return self._deltas_raw
 
     @property

@@ -94,10 +94,10 @@ def test_accelerator_path_keeps_model_dtype_deltas_until_read(monkeypatch):
     model = long_context_llama(vocab=512, dtype=torch.bfloat16)
     prompt = ids(64, 512)
     ref = rw.decompose(model, prompt)
-    assert ref._device_deltas().dtype == torch.float32  # the CPU default: fp32 at once
+    assert ref.device_deltas().dtype == torch.float32  # the CPU default: fp32 at once
     monkeypatch.setattr(huggingface.DeltaRecorder, "delta_dtype", lambda self, model_dtype: model_dtype)
     dec = rw.decompose(model, prompt)
-    assert dec._device_deltas().dtype == torch.bfloat16
+    assert dec.device_deltas().dtype == torch.bfloat16
     assert dec.memory_bytes()["deltas"] == ref.memory_bytes()["deltas"] // 2
     assert dec.additivity_error == ref.additivity_error
     lens, ref_lens = dec.logit_lens(k=5), ref.logit_lens(k=5)  # read from the raw deltas
