@@ -180,7 +180,8 @@ def test_dashboard_live_in_jupyterlab(lab):
         expect(panel).to_have_attribute("data-rw-component", "mlp.0", timeout=10000)
         panel.locator('[data-rw-edit="zero"]').click()
         expect(panel).to_have_attribute("data-rw-edits", "1", timeout=60000)
-        assert "zero mlp.0" in panel.locator('[data-rw="edit-list"]').inner_text()
+        # the edit's name comes from the kernel with the edited run: wait for it
+        expect(panel.locator('[data-rw="edit-list"]')).to_contain_text("zero mlp.0", timeout=60000)
         dash.locator("svg .rw-ghost").first.wait_for(timeout=30000)  # the original run as ghost outlines
         _run_cell(page, 4)
         out = page.locator(".jp-Notebook .jp-Cell").nth(4).locator(".jp-OutputArea-output")
