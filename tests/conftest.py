@@ -6,7 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from models_zoo import FAMILIES, build  # noqa: E402
-from views_fixtures import fake_dec, fake_dec_factory, llama_dec  # noqa: E402, F401  (fixtures for every test module)
+from views_fixtures import llama_dec, view_dec  # noqa: E402, F401  (fixtures for every test module)
 
 
 @pytest.fixture(params=FAMILIES)

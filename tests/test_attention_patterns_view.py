@@ -80,10 +80,12 @@ def test_defaults_follow_the_scores():
 
 
 def test_a_decomposition_without_a_model_shows_a_message():
-    from views_fixtures import FakeDecomposition
+    from views_fixtures import view_decomposition
 
+    dec = view_decomposition()
+    dec.adapter = None  # what a TransformerLens model's Decomposition holds (backends/transformer_lens.py)
     with pytest.warns(RuntimeWarning, match="cannot show"):
-        w = rw.AttentionPatterns(FakeDecomposition())
+        w = rw.AttentionPatterns(dec)
     assert "Hugging Face model" in w._error
     assert w._snapshot_state(1000) == {"_rw_static": True}
 

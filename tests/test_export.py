@@ -1,7 +1,7 @@
 """Offline HTML snapshots: rw.export_html / widget.to_html.
 
 The generic exporter is tested on small AnyWidgets defined here; the resid_widgets views are
-tested with the fake decomposition of tests/views_fixtures.py (fast) and, marked slow, with
+tested with a tiny random model's decomposition (tests/views_fixtures.py, fast) and, marked slow, with
 SmolLM2 on a 64-token prompt (size budget).  Browser tests open the file over file:// in
 Debian's chromium with every non-file request blocked and counted.
 """
@@ -401,16 +401,16 @@ def test_bundle_has_no_bare_imports_or_fetches():
 
 
 @pytest.fixture
-def fake_dec():
-    from views_fixtures import FakeDecomposition
+def view_dec():
+    from views_fixtures import view_decomposition
 
-    return FakeDecomposition(T=8, n_layers=4)
+    return view_decomposition(T=8, n_layers=4)
 
 
 @pytest.mark.browser
-def test_views_snapshot_offline(tmp_path, open_offline, fake_dec):
+def test_views_snapshot_offline(tmp_path, open_offline, view_dec):
     rw = _views()
-    widgets = [rw.Dashboard(fake_dec), rw.StreamGrid(fake_dec), rw.ContributionBars(fake_dec, target=" Paris"), rw.LogitLens(fake_dec)]
+    widgets = [rw.Dashboard(view_dec), rw.StreamGrid(view_dec), rw.ContributionBars(view_dec, target=" Paris"), rw.LogitLens(view_dec)]
     out = export_html(widgets, tmp_path / "views.html")
     text = out.read_text(encoding="utf-8")
     assert len(re.findall(r'<script type="application/json" id="rw-esm-\d+">', text)) == 1, "four views, one bundle"
@@ -423,10 +423,10 @@ def test_views_snapshot_offline(tmp_path, open_offline, fake_dec):
 
 
 @pytest.mark.browser
-def test_views_interactive_offline(tmp_path, open_offline, fake_dec):
+def test_views_interactive_offline(tmp_path, open_offline, view_dec):
     """Grid clicks, raw/decompose, lens tooltips, method and precomputed targets: no kernel."""
     rw = _views()
-    out = export_html(rw.Dashboard(fake_dec, targets=[" Paris"]), tmp_path / "dash.html")
+    out = export_html(rw.Dashboard(view_dec, targets=[" Paris"]), tmp_path / "dash.html")
     pg = open_offline(out)
     page = pg.page
     page.wait_for_selector('[data-rw="stream-grid"] [data-rw-cell]', timeout=10_000)
@@ -510,9 +510,9 @@ def test_runtime_is_inlinable_and_offline():
 @pytest.mark.browser
 def test_views_over_budget_say_what_needs_the_kernel(tmp_path, open_offline):
     rw = _views()
-    from views_fixtures import FakeDecomposition
+    from views_fixtures import view_decomposition
 
-    dash = rw.Dashboard(FakeDecomposition(T=40, n_layers=6, d_model=64))
+    dash = rw.Dashboard(view_decomposition(T=40, n_layers=6, d_model=64))
     with pytest.warns(UserWarning, match="over the budget"):
         out = export_html(dash, tmp_path / "tight.html", budget_bytes=30_000)
     text = out.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ import traitlets
 
 from resid_widgets.views import ContributionBars, Dashboard, LogitLens, StreamGrid
 from resid_widgets.views import payload as P
-from views_fixtures import FakeDecomposition
+from views_fixtures import view_decomposition
 
 VIEWS = [StreamGrid, ContributionBars, LogitLens, Dashboard]
 NAMES = {StreamGrid: "stream-grid", ContributionBars: "contribution-bars", LogitLens: "logit-lens", Dashboard: "dashboard"}
@@ -23,15 +23,15 @@ def _buffers(widget):
 
 
 @pytest.mark.parametrize("cls", VIEWS)
-def test_view_state_is_binary_and_topk_only(cls, fake_dec):
-    w = cls(fake_dec)
+def test_view_state_is_binary_and_topk_only(cls, view_dec):
+    w = cls(view_dec)
     assert w._rw_view == NAMES[cls]
     assert w._error == ""
     paths, bufs = _buffers(w)
     assert ["_arrays", "state_norm", "data"] in paths
     assert all(isinstance(b, (bytes, memoryview)) for b in bufs)
     # no JSON lists of numbers for the arrays, and never a full vocabulary row
-    C, T, V = len(fake_dec.labels), len(fake_dec.tokens), fake_dec.vocab_size
+    C, T, V = len(view_dec.labels), len(view_dec.tokens), view_dec.vocab_size
     for p in w._arrays.values():
         assert isinstance(p["data"], bytes)
         assert V not in p["shape"][-1:] or p["shape"][-1] == w._meta["k"]
@@ -61,33 +61,33 @@ def test_display_token():
     assert P.display_token("") == "∅"
 
 
-def test_defaults_selected_target_position(fake_dec):
-    w = StreamGrid(fake_dec)
-    C, T = len(fake_dec.labels), len(fake_dec.tokens)
+def test_defaults_selected_target_position(view_dec):
+    w = StreamGrid(view_dec)
+    C, T = len(view_dec.labels), len(view_dec.tokens)
     assert w.selected == (C - 1, T - 1)
     assert w.position == T - 1
-    top = fake_dec.token_text(fake_dec.top_prediction(-1))
+    top = view_dec.token_text(view_dec.top_prediction(-1))
     assert w.target == top
     sources = [t["source"] for t in w._targets]
     assert sources[0] == "top" and "next" in sources
     # SmolLM2-like attention sink at position 0 -> excluded from the colour scale by default
     assert w.exclude_first is True
-    assert StreamGrid(FakeDecomposition(sink=False)).exclude_first is False
+    assert StreamGrid(view_decomposition(sink=False)).exclude_first is False
 
 
-def test_selected_from_python_validates(fake_dec):
-    w = StreamGrid(fake_dec)
+def test_selected_from_python_validates(view_dec):
+    w = StreamGrid(view_dec)
     w.selected = (3, 2)
     assert w.selected == (3, 2)
     w.selected = [-1, 0]
-    assert w.selected == (len(fake_dec.labels) - 1, 0)
+    assert w.selected == (len(view_dec.labels) - 1, 0)
     with pytest.raises(traitlets.TraitError):
         w.selected = (99, 0)
     assert w.get_state("selected")["selected"] in ([6, 0], (6, 0))
 
 
-def test_target_by_text_or_id_precomputes(fake_dec):
-    w = ContributionBars(fake_dec)
+def test_target_by_text_or_id_precomputes(view_dec):
+    w = ContributionBars(view_dec)
     n = len(w._targets)
     w.target = " Paris"
     assert w.target == " Paris" and len(w._targets) == n + 1
@@ -96,7 +96,7 @@ def test_target_by_text_or_id_precomputes(fake_dec):
     with pytest.raises(traitlets.TraitError):
         w.target = "not a token"
     # a target given at construction is precomputed and selected
-    w = ContributionBars(fake_dec, target=" Paris")
+    w = ContributionBars(view_dec, target=" Paris")
     entry = w._find_target(" Paris")
     assert entry is not None and entry["id"] == 1 and w.target == " Paris"
 
@@ -130,26 +130,26 @@ def _replies(w, content):
     return out
 
 
-def test_kernel_messages_pane_target_heads(fake_dec):
-    w = Dashboard(fake_dec)
-    C, d = len(fake_dec.labels), fake_dec.d_model
+def test_kernel_messages_pane_target_heads(view_dec):
+    w = Dashboard(view_dec)
+    C, d = len(view_dec.labels), view_dec.d_model
     [(c, bufs)] = _replies(w, {"type": "pane", "state": 2, "position": 3, "id": "a"})
     assert c["type"] == "pane" and c["id"] == "a" and c["shape"] == [C, d] and c["dtype"] == "float16"
     arr = np.frombuffer(bufs[0], dtype="<f2").reshape(C, d)
-    np.testing.assert_allclose(arr, fake_dec.deltas[:, 3].numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(arr, view_dec.deltas[:, 3].numpy(), rtol=1e-2, atol=1e-2)
     [(c, _)] = _replies(w, {"type": "target", "target": " Paris", "id": "b"})
     assert c["ok"] and c["text"] == " Paris" and w._find_target(" Paris")
     [(c, _)] = _replies(w, {"type": "target", "target": "no such", "id": "c"})
-    assert c["ok"] is False and "not a single token" in c["error"]
+    assert c["ok"] is False and "'no such' is 2 tokens" in c["error"]
     [(c, _)] = _replies(w, {"type": "heads", "target": " Paris", "position": 1, "id": "d"})
     assert c["ok"] and "1" in w._find_target(" Paris")["heads"]
     h = P.decode_payload(w._find_target(" Paris")["heads"]["1"]["dla"])
-    assert h.shape == (fake_dec.n_layers, fake_dec.n_heads + 1)
+    assert h.shape == (view_dec.n_layers, view_dec.n_heads + 1)
 
 
-def test_snapshot_state_respects_budget(fake_dec):
-    w = StreamGrid(fake_dec)
-    C, T, d = len(fake_dec.labels), len(fake_dec.tokens), fake_dec.d_model
+def test_snapshot_state_respects_budget(view_dec):
+    w = StreamGrid(view_dec)
+    C, T, d = len(view_dec.labels), len(view_dec.tokens), view_dec.d_model
     full = w._snapshot_state(10_000_000)
     assert full["_rw_static"] is True
     assert full["_panes"]["positions"] == list(range(T))
@@ -166,34 +166,31 @@ def test_snapshot_state_respects_budget(fake_dec):
 
 
 @pytest.mark.parametrize("cls", VIEWS)
-def test_figure(cls, fake_dec):
+def test_figure(cls, view_dec):
     import plotly.graph_objects as go
 
-    fig = cls(fake_dec).figure()
+    fig = cls(view_dec).figure()
     assert isinstance(fig, go.Figure) and len(fig.data) >= 1
 
 
-def test_grid_values_per_metric(fake_dec):
-    w = StreamGrid(fake_dec)
-    np.testing.assert_allclose(w.values("norm"), fake_dec.states.norm(dim=-1).numpy(), rtol=1e-5)
-    np.testing.assert_allclose(w.values("delta"), fake_dec.deltas.norm(dim=-1).numpy(), rtol=1e-5)
-    tid = fake_dec.target_id(w.target)
-    np.testing.assert_allclose(w.values("prob"), fake_dec.logit_lens(1).prob(tid).numpy(), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(w.values("dla"), fake_dec.dla_grid(tid).cumsum(0).numpy(), rtol=1e-4, atol=1e-4)
+def test_grid_values_per_metric(view_dec):
+    w = StreamGrid(view_dec)
+    np.testing.assert_allclose(w.values("norm"), view_dec.states.norm(dim=-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(w.values("delta"), view_dec.deltas.norm(dim=-1).numpy(), rtol=1e-5)
+    tid = view_dec.target_id(w.target)
+    np.testing.assert_allclose(w.values("prob"), view_dec.logit_lens(1).prob(tid).numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(w.values("dla"), view_dec.dla_grid(tid).cumsum(0).numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_input_shows_a_message_not_an_exception():
-    class Empty(FakeDecomposition):
-        pass
-
-    dec = Empty(T=3)
+    dec = view_decomposition(T=3)
     dec.labels = []
     with pytest.warns(RuntimeWarning, match="empty"):
         w = StreamGrid(dec)
     assert "empty" in w._error
-    with pytest.warns(RuntimeWarning, match="not a single token"):
-        bad = ContributionBars(FakeDecomposition(), target="two tokens")
-    assert "not a single token" in bad._error
+    with pytest.warns(RuntimeWarning, match="is 2 tokens"):
+        bad = ContributionBars(view_decomposition(), target="two tokens")
+    assert "'two tokens' is 2 tokens" in bad._error
 
 
 def test_real_llama_all_views(llama_dec):

@@ -8,34 +8,34 @@ import pytest
 
 from resid_widgets.views import ContributionBars, Dashboard, LogitLens, StreamGrid
 from resid_widgets.views import payload as P
-from views_fixtures import FakeDecomposition
+from views_fixtures import view_decomposition
 
 
 @pytest.mark.parametrize("cls", [StreamGrid, Dashboard])
-def test_first_pane_is_in_the_first_payload(cls, fake_dec):
-    w = cls(fake_dec, position=2)
+def test_first_pane_is_in_the_first_payload(cls, view_dec):
+    w = cls(view_dec, position=2)
     assert w._panes["positions"] == [2] == [w.selected[1]]
     got = P.decode_payload(w._panes)  # [C, 1, d] float16
-    want = fake_dec.deltas[:, 2, :].numpy()
+    want = view_dec.deltas[:, 2, :].numpy()
     np.testing.assert_allclose(got[:, 0, :], want, rtol=2e-3, atol=2e-3)
     # the kernel answers the same numbers for that position
-    header, data = P.pane_payload(fake_dec, 2)
+    header, data = P.pane_payload(view_dec, 2)
     np.testing.assert_allclose(np.frombuffer(data, np.float16).reshape(header["shape"]), got[:, 0, :])
 
 
 @pytest.mark.parametrize("cls", [ContributionBars, LogitLens])
-def test_views_without_a_pane_embed_none(cls, fake_dec):
-    assert not cls(fake_dec).has_trait("_panes")
+def test_views_without_a_pane_embed_none(cls, view_dec):
+    assert not cls(view_dec).has_trait("_panes")
 
 
-def test_dashboard_position_is_the_selected_column(fake_dec):
-    dash = Dashboard(fake_dec)
+def test_dashboard_position_is_the_selected_column(view_dec):
+    dash = Dashboard(view_dec)
     dash.selected = (1, 2)
     assert dash.position == 2
     dash.position = 4
     assert dash.selected == (1, 4)
     dash.position = -1  # counts from the end, as everywhere
-    assert dash.position == len(fake_dec.tokens) - 1
+    assert dash.position == len(view_dec.tokens) - 1
     assert dash.selected[1] == dash.position
 
 
@@ -51,7 +51,7 @@ def test_pane_order_target_first_then_spread():
 
 
 def test_snapshot_of_all_panes_lists_nothing_as_left_out():
-    dec = FakeDecomposition(T=6, n_layers=2)
+    dec = view_decomposition(T=6, n_layers=2)
     w = StreamGrid(dec)
     state = w._snapshot_state(10_000_000)
     assert state["_panes"]["positions"] == list(range(6))
@@ -86,19 +86,19 @@ def test_block_budget_leaves_drop_one_of_a_long_prompt_for_later():
     assert short._data["drop"] is not None, "short prompts get the strip at once"
 
 
-def test_each_view_declares_only_its_own_traits(fake_dec):
+def test_each_view_declares_only_its_own_traits(view_dec):
     grid_only = {"metric", "normalize", "exclude_first", "pane_mode", "_panes", "_panes_note"}
     bars_only = {"method", "per_head", "_neurons"}
     lens_only = {"lens_color"}
-    has = {cls: {n for n in grid_only | bars_only | lens_only if cls(fake_dec).has_trait(n)}
+    has = {cls: {n for n in grid_only | bars_only | lens_only if cls(view_dec).has_trait(n)}
            for cls in (StreamGrid, ContributionBars, LogitLens, Dashboard)}
     assert has[StreamGrid] == grid_only
     assert has[ContributionBars] == bars_only
     assert has[LogitLens] == lens_only
     assert has[Dashboard] == grid_only | bars_only | lens_only
     # a view without a pane embeds none in a snapshot (smaller files)
-    assert "_panes" not in ContributionBars(fake_dec)._snapshot_state()
-    assert "_panes" not in LogitLens(fake_dec)._snapshot_state()
+    assert "_panes" not in ContributionBars(view_dec)._snapshot_state()
+    assert "_panes" not in LogitLens(view_dec)._snapshot_state()
 
 
 def test_every_view_is_exported_and_has_a_cli_name():

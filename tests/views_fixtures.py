@@ -1,112 +1,80 @@
-"""Fixtures for the view tests: a small fake Decomposition with the engine's API.
+"""Fixtures for the view tests: real Decompositions of tiny random Llamas.
 
-The fake is exact about shapes and about the identities the views rely on (states == cumsum of
-deltas, DLA sums to the logit, log-prob contributions telescope); its numbers are random.
+``view_decomposition`` gives the views readable token texts through an in-memory word-level
+tokenizer whose vocabulary holds the cases the views must show as text, not HTML: " Paris", "\n",
+"<script>alert(1)</script>" and an ``<img onerror>`` tag (positions 1 and 2 of the prompt).
 """
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
-
-class FakeLens:
-    def __init__(self, dec, k):
-        self.dec = dec
-        logits = dec.states @ dec.W_U  # [C, T, V]
-        self.logp = torch.log_softmax(logits, -1)
-        probs = self.logp.exp()
-        self.top_probs, self.top_ids = probs.topk(k, dim=-1)
-
-    def prob(self, target):
-        return self.logp[..., self.dec.target_id(target)].exp()
-
-    def rank(self, target):
-        tid = self.dec.target_id(target)
-        return (self.logp > self.logp[..., tid : tid + 1]).sum(-1)
-
-    def entropy(self):
-        return -(self.logp.exp() * self.logp).sum(-1)
+# the tokens whose display the view tests check; the rest of the vocabulary is " tok5", "tok6", ...
+SPECIAL_WORDS = ["<unk>", " Paris", "\n", "<script>alert(1)</script>", '<img src=x onerror="window.__pwned=1">']
+SINK_SCALE = 100.0
 
 
-class FakeDecomposition:
-    def __init__(self, T=6, n_layers=3, d_model=16, vocab=50, n_heads=2, seed=0, sink=True, words=None):
-        g = torch.Generator().manual_seed(seed)
-        self.n_layers, self.n_heads, self.d_model, self.vocab_size = n_layers, n_heads, d_model, vocab
-        self.model_name = "fake-llama"
-        self.vocab = words or [(" " if i % 3 else "") + f"tok{i}" for i in range(vocab)]
-        self.vocab[1] = " Paris"
-        self.vocab[2] = "\n"
-        self.vocab[3] = "<script>alert(1)</script>"
-        self.vocab[4] = '<img src=x onerror="window.__pwned=1">'
-        self.token_ids = torch.randint(5, vocab, (T,), generator=g)
-        if T >= 3:
-            self.token_ids[1] = 3
-            self.token_ids[2] = 4
-        self.tokens = [self.vocab[int(i)] for i in self.token_ids]
-        self.labels = ["embed"] + [f"{k}.{l}" for l in range(n_layers) for k in ("attn", "mlp")]
-        C = len(self.labels)
-        self.deltas = torch.randn(C, T, d_model, generator=g)
-        if sink:
-            self.deltas[:, 0] *= 100.0
-        if C > 3:
-            self.deltas[3, 1] = 0.0  # a block that wrote nothing
-        self.states = self.deltas.cumsum(0)
-        self.W_U = torch.randn(d_model, vocab, generator=g) / d_model**0.5
-        self.logits = self.states[-1] @ self.W_U
-        self._head_split = torch.softmax(torch.randn(n_layers, n_heads, generator=g), -1)
+@functools.lru_cache(maxsize=None)
+def word_tokenizer(vocab: int):
+    """A word-level tokenizer of ``vocab`` tokens: SPECIAL_WORDS, then " tok5", "tok6", " tok7", ...
 
-    def token_text(self, i):
-        return self.vocab[int(i)]
+    Text splits before each space, so " Paris" is one token and "two tokens" two (unknown) ones.
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
-    def target_id(self, target):
-        if isinstance(target, int) or (hasattr(target, "item") and not isinstance(target, str)):
-            i = int(target)
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} out of range")
-            return i
-        if target in self.vocab:
-            return self.vocab.index(target)
-        raise ValueError(f"{target!r} is not a single token")
+    words = SPECIAL_WORDS + [(" " if i % 3 else "") + f"tok{i}" for i in range(len(SPECIAL_WORDS), vocab)]
+    backend = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[^ ]+| +"), behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
 
-    def top_prediction(self, position=-1):
-        return int(self.logits[position].argmax())
 
-    def logit_lens(self, k=10):
-        return FakeLens(self, k)
+def view_decomposition(T: int = 6, n_layers: int = 3, d_model: int = 16, vocab: int = 50, n_heads: int = 2,
+                       seed: int = 0, sink: bool = True):
+    """A real Decomposition of a tiny random Llama, with readable token texts.
 
-    def dla_grid(self, target):
-        return self.deltas @ self.W_U[:, self.target_id(target)]
+    Args:
+        T: prompt length; from 3 tokens on, positions 1 and 2 hold the ``<script>`` and ``<img>``
+            tokens.
+        n_layers, d_model, vocab, n_heads: the model's sizes (C = 1 + 2 * n_layers components).
+        seed: seeds the weights and the prompt.
+        sink: scale the embedding of the first token (used only at position 0) by SINK_SCALE, so
+            position 0's stream dwarfs the others like SmolLM2's attention sink.
 
-    def dla_constant(self, target, position=-1):
-        return 0.0
+    Returns:
+        :class:`~resid_widgets.Decomposition` of the prompt, with the tokenizer of
+        :func:`word_tokenizer`.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    def contributions(self, target, position=-1, method="dla"):
-        if method == "dla":
-            return self.dla_grid(target)[:, position]
-        lp = self.logit_lens(1).prob(target)[:, position].log()
-        out = torch.zeros_like(lp)
-        out[1:] = lp[1:] - lp[:-1]
-        return out
+    import resid_widgets as rw
 
-    def head_contributions(self, target, position=-1, method="dla"):
-        c = self.contributions(target, position, method)
-        attn = c[1::2][: self.n_layers]
-        heads = attn[:, None] * self._head_split
-        return torch.cat([heads, torch.zeros(self.n_layers, 1)], 1)
-
-    def logprob(self, target, position=-1):
-        return float(torch.log_softmax(self.logits[position], -1)[self.target_id(target)])
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
+        num_attention_heads=n_heads, num_key_value_heads=n_heads, max_position_embeddings=max(64, T + 8),
+        initializer_range=0.2,  # larger than the default 0.02: peaked next-token distributions
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    first = len(SPECIAL_WORDS)  # the first token's id: nowhere else in the prompt
+    token_ids = torch.randint(first + 1, vocab, (T,), generator=torch.Generator().manual_seed(seed))
+    token_ids[0] = first
+    if T >= 3:
+        token_ids[1] = SPECIAL_WORDS.index("<script>alert(1)</script>")
+        token_ids[2] = SPECIAL_WORDS.index('<img src=x onerror="window.__pwned=1">')
+    if sink:
+        with torch.no_grad():
+            model.get_input_embeddings().weight[first] *= SINK_SCALE
+    return rw.decompose(model, token_ids, tokenizer=word_tokenizer(vocab))
 
 
 @pytest.fixture
-def fake_dec():
-    return FakeDecomposition()
-
-
-@pytest.fixture
-def fake_dec_factory():
-    return FakeDecomposition
+def view_dec():
+    """The default :func:`view_decomposition` (6 tokens, 3 layers), fresh for each test."""
+    return view_decomposition()
 
 
 def tiny_llama_decomposition(T: int = 10, n_layers: int = 2, vocab: int = 97, d: int = 32, seed: int = 0):

@@ -166,11 +166,7 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
     text = dec.token_text(tid)
     if lens is None:
         lens = dec.logit_lens(k=1)
-    if hasattr(lens, "logprob"):
-        logp = _np(lens.logprob(tid)).astype(np.float32)
-    else:
-        prob = _np(lens.prob(tid)).astype(np.float64)
-        logp = np.log(np.clip(prob, 1e-45, None)).astype(np.float32)
+    logp = _np(lens.logprob(tid)).astype(np.float32)
     dla = _np(dec.dla_grid(tid)).astype(np.float32)
     logits = _np(dec.logits).astype(np.float32)
     logit = logits[:, tid]
@@ -187,7 +183,7 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
         "logit": array_payload(logit, "float32"),
         "logprob": array_payload(logprob, "float32"),
         "heads": {},
-        "dla_constant": float(dec.dla_constant(tid, -1)) if hasattr(dec, "dla_constant") else 0.0,
+        "dla_constant": float(dec.dla_constant(tid, -1)),
     }
     for p in head_positions:
         add_heads(dec, out, p)
@@ -216,53 +212,28 @@ def _next_prob(dec, lens, states=None) -> np.ndarray:
     """[C,T] probability of the actual next token at each position (NaN at the last one) under
     ``lens``, whose readout reads ``states`` [C, T, d] (default ``dec.states``; a tuned lens's
     translated states)."""
+    import torch
+
     ids = _np(dec.token_ids).reshape(-1).astype(np.int64)
     C, T = len(dec.labels), len(ids)
     out = np.full((C, T), np.nan, dtype=np.float32)
     if T < 2:
         return out
-    nxt = ids[1:]
-    readout = getattr(dec, "readout", None)
-    lse = getattr(lens, "logsumexp", None)
-    if readout is not None and lse is not None and all(hasattr(readout, a) for a in ("norm", "unembed", "cap")):
-        # exact, one batched pass: normed states . W_U[next token of each column]
-        try:
-            import torch
-
-            with torch.no_grad():
-                states = (dec.states if states is None else states)[:, : T - 1, :]
-                d = states.shape[-1]
-                dev = readout.unembed.device
-                x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)
-                nxt_t = torch.as_tensor(nxt, device=dev)
-                w = readout.unembed[nxt_t].to(torch.float32)  # [T-1, d]
-                z = torch.einsum("ctd,td->ct", x, w)
-                if getattr(readout, "unembed_bias", None) is not None:
-                    z = z + readout.unembed_bias[nxt_t].to(torch.float32)
-                z = readout.cap(z)
-                lp = z.cpu().double().numpy() - _np(lse).astype(np.float64)[:, : T - 1]
-            out[:, : T - 1] = np.exp(lp)
-            return out
-        except Exception:
-            out[:] = np.nan
-    # generic: the next token is often in the top-k; otherwise ask the lens per distinct token
-    top_ids = _np(lens.top_ids)
-    top_probs = _np(lens.top_probs).astype(np.float32)
-    hit = top_ids[:, :-1, :] == nxt[None, :, None]
-    found = hit.any(-1)
-    out[:, :-1] = np.where(found, (top_probs[:, :-1, :] * hit).sum(-1), np.nan)
-    missing_cols = np.unique(np.nonzero(~found)[1])
-    if len(missing_cols):
-        need: dict[int, list[int]] = {}
-        for t in missing_cols:
-            need.setdefault(int(nxt[t]), []).append(int(t))
-        if len(need) <= 64:
-            for tid, cols in need.items():
-                pr = _np(lens.prob(tid)).astype(np.float32)
-                for t in cols:
-                    col = out[:, t]
-                    miss = np.isnan(col)
-                    col[miss] = pr[miss, t]
+    readout = dec.readout
+    # exact, one batched pass: normed states . W_U[next token of each column]
+    with torch.no_grad():
+        states = (dec.states if states is None else states)[:, : T - 1, :]
+        d = states.shape[-1]
+        dev = readout.unembed.device
+        x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)
+        nxt_t = torch.as_tensor(ids[1:], device=dev)
+        w = readout.unembed[nxt_t].to(torch.float32)  # [T-1, d]
+        z = torch.einsum("ctd,td->ct", x, w)
+        if readout.unembed_bias is not None:
+            z = z + readout.unembed_bias[nxt_t].to(torch.float32)
+        z = readout.cap(z)
+        lp = z.cpu().double().numpy() - _np(lens.logsumexp).astype(np.float64)[:, : T - 1]
+    out[:, : T - 1] = np.exp(lp)
     return out
 
 
@@ -298,8 +269,8 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     p = _position(dec, position)
     states = dec.states
     deltas = dec.deltas
-    state_norm = _np(states.float().norm(dim=-1) if hasattr(states, "norm") else np.linalg.norm(_np(states), axis=-1))
-    delta_norm = _np(deltas.float().norm(dim=-1) if hasattr(deltas, "norm") else np.linalg.norm(_np(deltas), axis=-1))
+    state_norm = _np(states.float().norm(dim=-1))
+    delta_norm = _np(deltas.float().norm(dim=-1))
     k = max(1, min(int(k), int(dec.vocab_size)))
     lens = dec.logit_lens(k=k)
     top_ids = _np(lens.top_ids).astype(np.int64)

@@ -17,11 +17,11 @@ pytestmark = [
     pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium is not installed"),
 ]
 
-from views_fixtures import FakeDecomposition  # noqa: E402
+from views_fixtures import view_decomposition  # noqa: E402
 
 
 def test_first_pane_needs_no_round_trip_and_a_busy_kernel_is_waited_for(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=2)
+    dec = view_decomposition(T=8, n_layers=2)
     w = rw.StreamGrid(dec)
     pg = open_page([w], kernel=True)
     page = pg.page
@@ -46,7 +46,7 @@ def test_first_pane_needs_no_round_trip_and_a_busy_kernel_is_waited_for(open_pag
 
 
 def test_a_focused_view_keeps_only_its_own_keys(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=3)
+    dec = view_decomposition(T=8, n_layers=3)
     grid, lens = rw.StreamGrid(dec), rw.LogitLens(dec)
     pg = open_page([grid, lens], kernel=True)
     page = pg.page
@@ -67,7 +67,7 @@ def test_a_focused_view_keeps_only_its_own_keys(open_page, rw):
 
 
 def test_dashboard_position_follows_the_selection_both_ways(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=3)
+    dec = view_decomposition(T=8, n_layers=3)
     dash = rw.Dashboard(dec)
     pg = open_page([dash], kernel=True)
     page = pg.page
@@ -108,7 +108,7 @@ def test_block_budget_drop_one_on_demand(open_page, rw):
 @pytest.mark.parametrize("T", [10, 207])
 def test_dashboard_fits_a_laptop_screen(open_page, rw, T):
     # SmolLM2 (30 layers) at 1,200 px wide: 961 px at 10 tokens, 972 px at 207 (was 2,214 px)
-    dec = FakeDecomposition(T=T, n_layers=30, d_model=64)
+    dec = view_decomposition(T=T, n_layers=30, d_model=64)
     dash = rw.Dashboard(dec)
     pg = open_page([dash], width="1200px")
     page = pg.page

@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium is not installed"),
 ]
 
-from views_fixtures import FakeDecomposition  # noqa: E402
+from views_fixtures import view_decomposition  # noqa: E402
 
 
 def canvas_colours(page, selector):
@@ -30,7 +30,7 @@ def canvas_colours(page, selector):
 
 
 def test_all_views_render_non_blank(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=3)
+    dec = view_decomposition(T=8, n_layers=3)
     pg = open_page([rw.StreamGrid(dec), rw.ContributionBars(dec), rw.LogitLens(dec), rw.Dashboard(dec)])
     page = pg.page
     for name, n in (("stream-grid", 2), ("contribution-bars", 2), ("logit-lens", 2), ("dashboard", 1)):
@@ -53,7 +53,7 @@ def test_all_views_render_non_blank(open_page, rw):
 
 
 def test_token_text_is_data_not_html(open_page, rw):
-    dec = FakeDecomposition(T=6)
+    dec = view_decomposition(T=6)
     assert dec.tokens[1].startswith("<script>") and "onerror" in dec.tokens[2]
     pg = open_page([rw.Dashboard(dec)])
     page = pg.page
@@ -66,7 +66,7 @@ def test_token_text_is_data_not_html(open_page, rw):
 
 
 def test_click_keys_and_python_selection(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=3)
+    dec = view_decomposition(T=8, n_layers=3)
     w = rw.StreamGrid(dec)
     pg = open_page([w], kernel=True)
     page = pg.page
@@ -87,7 +87,7 @@ def test_click_keys_and_python_selection(open_page, rw):
 
 
 def test_dashboard_views_are_linked_without_a_kernel(open_page, rw):
-    dec = FakeDecomposition(T=8, n_layers=3)
+    dec = view_decomposition(T=8, n_layers=3)
     w = rw.Dashboard(dec)
     pg = open_page([w], extras=[w._snapshot_state(10_000_000)])
     page = pg.page
@@ -118,7 +118,7 @@ def test_dashboard_views_are_linked_without_a_kernel(open_page, rw):
 
 
 def test_pane_embedded_kernel_and_missing(open_page, rw):
-    dec = FakeDecomposition(T=6, n_layers=2)
+    dec = view_decomposition(T=6, n_layers=2)
     w1, w2, w3 = rw.StreamGrid(dec), rw.StreamGrid(dec), rw.StreamGrid(dec)
     per = len(dec.labels) * dec.d_model * 2
     extras = [w1._snapshot_state(10_000_000), w2._snapshot_state(per + 1), None]
@@ -147,7 +147,7 @@ def test_pane_embedded_kernel_and_missing(open_page, rw):
 
 
 def test_new_target_asks_kernel_or_says_it_needs_one(open_page, rw):
-    dec = FakeDecomposition(T=6, n_layers=2)
+    dec = view_decomposition(T=6, n_layers=2)
     live, static = rw.ContributionBars(dec), rw.ContributionBars(dec)
     pg = open_page([live, static], extras=[None, static._snapshot_state(1000)], kernel=True)
     page = pg.page
@@ -163,13 +163,13 @@ def test_new_target_asks_kernel_or_says_it_needs_one(open_page, rw):
 
 
 def test_bad_input_shows_a_message(open_page, rw):
-    dec = FakeDecomposition(T=5)
+    dec = view_decomposition(T=5)
     good = rw.LogitLens(dec)
     broken = rw.StreamGrid(dec)
     broken._arrays = {**broken._arrays, "state_norm": {**broken._arrays["state_norm"], "data": b"\x00" * 12}}
     empty = rw.ContributionBars(dec)
     empty._meta = {}
-    dec2 = FakeDecomposition(T=3)
+    dec2 = view_decomposition(T=3)
     dec2.labels = []
     with pytest.warns(RuntimeWarning):
         err = rw.Dashboard(dec2)
@@ -183,14 +183,14 @@ def test_bad_input_shows_a_message(open_page, rw):
 
 
 def test_dark_theme_followed(open_page, rw):
-    dec = FakeDecomposition(T=5)
+    dec = view_decomposition(T=5)
     pg = open_page([rw.StreamGrid(dec)], dark=True)
     assert "rw-dark" in pg.page.locator(".rw-root").first.get_attribute("class")
     pg.clean()
 
 
 def test_sink_excluded_and_legend_shown(open_page, rw):
-    dec = FakeDecomposition(T=6)
+    dec = view_decomposition(T=6)
     pg = open_page([rw.StreamGrid(dec)])
     page = pg.page
     assert page.locator('.rw-check input').first.is_checked()
@@ -200,7 +200,7 @@ def test_sink_excluded_and_legend_shown(open_page, rw):
 
 
 def test_large_grid_renders_and_scrolls(open_page, rw):
-    dec = FakeDecomposition(T=400, n_layers=8, d_model=16, vocab=60)
+    dec = view_decomposition(T=400, n_layers=8, d_model=16, vocab=60)
     pg = open_page([rw.Dashboard(dec)])
     page = pg.page
     assert page.locator("[data-rw-cell]").count() == 0  # no per-cell elements for big grids
@@ -213,7 +213,7 @@ def test_large_grid_renders_and_scrolls(open_page, rw):
 
 
 def test_per_head_from_kernel_or_snapshot(open_page, rw):
-    dec = FakeDecomposition(T=6, n_layers=3)
+    dec = view_decomposition(T=6, n_layers=3)
     live = rw.ContributionBars(dec)
     snap = rw.ContributionBars(dec)
     pg = open_page([live, snap], extras=[None, snap._snapshot_state(10_000_000)], kernel=True)
@@ -242,7 +242,7 @@ def test_smollm2_dashboard_reads_well(open_page, rw, paris):
 
 
 def test_cells_adapt_to_the_width(open_page, rw):
-    dec = FakeDecomposition(T=30, n_layers=2)
+    dec = view_decomposition(T=30, n_layers=2)
     pg = open_page([rw.StreamGrid(dec)], width="1000px")
     page = pg.page
     canvas = page.locator('[data-rw="stream-grid"] canvas.rw-cells')
@@ -270,7 +270,7 @@ def test_every_family_renders_in_the_browser(open_page, rw):
 
 
 def test_standalone_bars_pick_a_position(open_page, rw):
-    dec = FakeDecomposition(T=6, n_layers=2)
+    dec = view_decomposition(T=6, n_layers=2)
     w = rw.ContributionBars(dec)
     pg = open_page([w], kernel=True)
     page = pg.page
