@@ -8,8 +8,9 @@ a metric on the final logits of the last position.
 
 - one capture pass per prompt records each decoder layer's call (its inputs), the stream entering
   it, what its attention and MLP wrote, and the heads' outputs (the output projection's input);
-- a patch of layer l starts at layer l from the corrupted run's stored stream: layers before l
-  are not run again (they are unchanged), and only the last position is read out;
+- a patch of layer l starts at layer l from the corrupted run's stored stream
+  (:func:`resid_widgets.runner.run_layers`, the patch an :class:`~resid_widgets.runner.Edit`):
+  layers before l are not run again (they are unchanged), and only the last position is read out;
 - patches of one layer run side by side as batch rows (``batch_size`` rows per forward).
 
 An unpatched replay from layer 0 must reproduce the corrupted run's logits (checked), and the
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ import torch
 
 from .adapters.base import require_module
 from .errors import ResidWidgetsError, TargetError, UnsupportedModelError
-from .model_state import hooks, model_left_as_found
+from .runner import Capture, Edit, run_forward, run_layers
 
 COMPONENTS = ("attn", "mlp", "all", "heads", "resid")
 POSITIONS = ("each", "all")
@@ -169,17 +170,9 @@ class PatchingResult:
 # --------------------------------------------------------------------------------------------
 # Capture: one pass that records what the replays need
 # --------------------------------------------------------------------------------------------
-def _first(out):
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def _hidden(args, kwargs):
-    return args[0] if args else kwargs["hidden_states"]
-
-
 @dataclass
 class _Capture:
-    calls: list  # per layer (args, kwargs) of its call
+    calls: list  # per layer the ModuleCall of its call (batch of 1)
     block_in: list  # per layer [1, T, d] the stream entering it (model dtype)
     out: dict  # "attn"/"mlp" -> per layer [1, T, d] what the sub-layer added
     z: list  # per layer [1, T, H*dh] the output projection's input
@@ -191,14 +184,15 @@ class _Model:
 
     def __init__(self, dec):
         self.model, self.adapter = dec.model, dec.adapter
-        a = self.adapter
-        self.layers = require_module(self.model, a.layers, "decoder layers", a)
-        self.final_norm = require_module(self.model, a.final_norm, "final norm", a)
-        self.unembed = require_module(self.model, a.unembed, "unembedding", a)
-        self.writers = {kind: [require_module(layer, getattr(a, f"{kind}_post_norm") or getattr(a, kind),
-                                              f"{kind} output", a) for layer in self.layers]
+        adapter = self.adapter
+        self.layers = require_module(self.model, adapter.layers, "decoder layers", adapter)
+        self.final_norm = require_module(self.model, adapter.final_norm, "final norm", adapter)
+        self.unembed = require_module(self.model, adapter.unembed, "unembedding", adapter)
+        self.writers = {kind: [require_module(layer, getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind),
+                                              f"{kind} output", adapter) for layer in self.layers]
                         for kind in ("attn", "mlp")}
-        self.o_proj = [require_module(layer, a.attn_out_proj, "attention output projection", a) for layer in self.layers]
+        self.o_proj = [require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
+                       for layer in self.layers]
         self.softcap = getattr(self.model.config, "final_logit_softcapping", None)
         self.n_heads = dec.n_heads
 
@@ -213,57 +207,28 @@ class _Model:
         """One forward pass of ``token_ids`` [T] recording each layer's call, input, outputs and
         heads; with ``grad`` the recorded tensors stay in the autograd graph (from the embedding
         on), for attribution patching."""
-        L = len(self.layers)
-        calls, block_in, z = [None] * L, [None] * L, [None] * L
-        out = {"attn": [None] * L, "mlp": [None] * L}
-        keep = (lambda t: t) if grad else (lambda t: t.detach())
+        n_layers = len(self.layers)
+        capture = {}
+        for i, layer in enumerate(self.layers):
+            capture[("call", i)] = Capture(layer, on="call")
+            capture[("in", i)] = Capture(layer, on="input")
+            capture[("z", i)] = Capture(self.o_proj[i], on="input")
+            for kind in ("attn", "mlp"):
+                capture[(kind, i)] = Capture(self.writers[kind][i], on="output")
+        # the stream starts here: gradients flow from the embedding on, whatever the weights' requires_grad
+        leaf = [Edit(self.model.get_input_embeddings(), lambda value, inputs: value.detach().requires_grad_(True))]
+        run = run_forward(self.model, token_ids, leaf if grad else (), capture, logits=True, grad=grad)
+        got = run.captured
+        return _Capture(calls=[got[("call", i)] for i in range(n_layers)],
+                        block_in=[got[("in", i)] for i in range(n_layers)],
+                        out={kind: [got[(kind, i)] for i in range(n_layers)] for kind in ("attn", "mlp")},
+                        z=[got[("z", i)] for i in range(n_layers)],
+                        logits=run.logits[0, -1].float())
 
-        def on_layer(i):
-            def hook(module, args, kwargs):
-                calls[i] = (tuple(args[1:]) if args else (), {k: v for k, v in kwargs.items() if k != "hidden_states"})
-                block_in[i] = keep(_hidden(args, kwargs))
-            return hook
-
-        def on_out(kind, i):
-            def hook(module, args, o):
-                out[kind][i] = keep(_first(o))
-            return hook
-
-        def on_z(i):
-            def hook(module, args, kwargs):
-                z[i] = keep(_hidden(args, kwargs))
-            return hook
-
-        def leaf(module, args, o):  # the stream starts here: gradients flow from the embedding on
-            return o.detach().requires_grad_(True)
-
-        device = self.model.get_input_embeddings().weight.device
-        with model_left_as_found(self.model), hooks(self.model) as handles, torch.set_grad_enabled(grad):
-            if grad:
-                handles.append(self.model.get_input_embeddings().register_forward_hook(leaf))
-            for i, layer in enumerate(self.layers):
-                handles.append(layer.register_forward_pre_hook(on_layer(i), with_kwargs=True))
-                handles.append(self.o_proj[i].register_forward_pre_hook(on_z(i), with_kwargs=True))
-                for kind in out:
-                    handles.append(self.writers[kind][i].register_forward_hook(on_out(kind, i)))
-            logits = self.model(input_ids=token_ids[None].to(device), use_cache=False).logits[0, -1].float()
-        return _Capture(calls, block_in, out, z, logits if grad else logits.detach())
-
-    def replay(self, cap: _Capture, start: int, hidden: torch.Tensor, patches=()) -> torch.Tensor:
+    def replay(self, cap: _Capture, start: int, hidden: torch.Tensor, patches: Sequence[Edit] = ()) -> torch.Tensor:
         """Run layers ``start``.. on ``hidden`` [E, T, d] with each layer's recorded call tiled to
-        E rows, and ``patches`` (module, "pre"/"post", hook) in place; [E, V] fp32 last-position logits."""
-        from .analysis.circuit import _tiled
-
-        E = hidden.shape[0]
-        with model_left_as_found(self.model), hooks(self.model) as handles:
-            for module, when, hook in patches:
-                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True) if when == "pre"
-                               else module.register_forward_hook(hook))
-            h = hidden
-            for layer in range(start, len(self.layers)):
-                args, kwargs = cap.calls[layer]
-                h = _first(self.layers[layer](h, *_tiled(args, 1, E), **_tiled(kwargs, 1, E)))
-            return self.readout(h)
+        E rows, and the ``patches`` in place; [E, V] fp32 last-position logits."""
+        return run_layers(self.model, self.layers, start, hidden, cap.calls, patches, readout=self.readout).logits
 
 
 def _set_rows(t: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
@@ -277,25 +242,24 @@ def _set_rows(t: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor | None, src
     return t
 
 
-def _output_patch(rows, pos, src):
-    def hook(module, args, out):
-        new = _set_rows(_first(out), rows, pos, src)
-        return (new,) + tuple(out[1:]) if isinstance(out, tuple) else new
-    return hook
+def _output_patch(module, rows, pos, src) -> Edit:
+    """``module``'s output: row e takes ``src`` [T, d] at pos[e] (everywhere when ``pos`` is None)."""
+    return Edit(module, lambda value, inputs: _set_rows(value, rows, pos, src))
 
 
-def _head_patch(rows, pos, heads, src, n_heads):
-    """Pre-hook on the output projection: row e's head heads[e] takes the clean z (at pos[e])."""
-    def hook(module, args, kwargs):
-        z = _hidden(args, kwargs).clone()
+def _head_patch(o_proj, rows, pos, heads, src, n_heads) -> Edit:
+    """The output projection's input: row e's head heads[e] takes the clean z ``src`` [T, H*dh]
+    (at pos[e])."""
+    def patched(value, inputs):
+        z = value.clone()
         zv = z.view(*z.shape[:-1], n_heads, -1)  # [E, T, H, dh]
         sv = src.view(src.shape[0], n_heads, -1)  # [T, H, dh]
         if pos is None:
             zv[rows, :, heads] = sv[:, heads].transpose(0, 1).to(z.dtype)
         else:
             zv[rows, pos, heads] = sv[pos, heads].to(z.dtype)
-        return ((z,) + tuple(args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
-    return hook
+        return z
+    return Edit(o_proj, patched, on="input")
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,11 +396,10 @@ def _exact(parts: _Model, clean_cap: _Capture, corrupt_cap: _Capture, spec, posi
                     hidden = _set_rows(hidden, rows, pos, clean_cap.block_in[layer][0])
                 elif kind == "head":
                     heads = torch.tensor([c[3] for c in chunk])
-                    patches = ((parts.o_proj[layer], "pre",
-                                _head_patch(rows, pos, heads, clean_cap.z[layer][0], parts.n_heads)),)
+                    patches = (_head_patch(parts.o_proj[layer], rows, pos, heads, clean_cap.z[layer][0],
+                                           parts.n_heads),)
                 else:
-                    patches = ((parts.writers[kind][layer], "post",
-                                _output_patch(rows, pos, clean_cap.out[kind][layer][0])),)
+                    patches = (_output_patch(parts.writers[kind][layer], rows, pos, clean_cap.out[kind][layer][0]),)
                 values = fn(parts.replay(corrupt_cap, layer, hidden, patches))
                 for (r, _, _, _, t), v in zip(chunk, values.tolist()):
                     raw[r, 0 if t is None else t] = v

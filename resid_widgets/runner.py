@@ -7,10 +7,12 @@ re-runs the model with hooks. This module is the one place that does so for Hugg
   for some rows of the batch or for all of them: make a block the identity, zero a sub-layer's
   output, or write any tensor in (activation patching: ``Edit(module, lambda value, inputs:
   stored_value)``).
-- :class:`Capture` records what one module returns or receives (detached).
+- :class:`Capture` records what one module returns or receives (detached), or the rest of its
+  call (``on="call"``: a :class:`ModuleCall`, to run the module again later).
 - :func:`run_forward` runs one batch with its edits and captures; :func:`run_batches` runs many
   variants of one prompt (one batch row per variant), ``batch_size`` rows at a time, and
-  concatenates what was captured.
+  concatenates what was captured; :func:`run_layers` starts the forward at a decoder layer, from
+  a given stream and the layers' recorded calls (the layers before it are not run again).
 
 Every run holds the model's lock from its first hook to its last (runs of one model from several
 threads take turns, :mod:`resid_widgets.model_state`), runs in ``eval()`` mode under ``no_grad``,
@@ -31,8 +33,9 @@ and the first element of a tuple output as its output; the rest of a tuple is pa
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
@@ -84,6 +87,56 @@ def _row_mask(rows) -> torch.Tensor | None:
     if mask.dim() != 1:
         raise ValueError(f"Edit rows must be a 1-D boolean mask over the batch, got shape {tuple(mask.shape)}.")
     return mask
+
+
+def tile_batch(value, batch: int, copies: int):
+    """Every tensor of ``value`` (args, kwargs, nested) with a batch dimension of ``batch``
+    (dimension 0 of a tensor with 2+ dimensions), repeated ``copies`` times along it; tensors
+    that broadcast over the batch (dimension 0 of 1 where the batch is larger), and everything
+    else, pass unchanged. Whoever replays a call this way checks that an unedited replay
+    reproduces the recorded run."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() >= 2 and value.shape[0] == batch:
+            return value.repeat(copies, *([1] * (value.dim() - 1)))
+        return value
+    if isinstance(value, tuple):
+        return tuple(tile_batch(v, batch, copies) for v in value)
+    if isinstance(value, list):
+        return [tile_batch(v, batch, copies) for v in value]
+    if isinstance(value, dict):
+        return {k: tile_batch(v, batch, copies) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """What a module received besides its input tensor, recorded by ``Capture(module, on="call")``.
+
+    Attributes:
+        args: its positional arguments after the first (the input tensor).
+        kwargs: its keyword arguments other than ``hidden_states`` (attention mask, position
+            embeddings, ...).
+        batch: the batch size of the recorded input.
+    """
+
+    args: tuple
+    kwargs: dict
+    batch: int
+
+    def tiled(self, rows: int) -> "ModuleCall":
+        """The call for a batch of ``rows`` rows, a multiple of :attr:`batch`: every tensor with
+        the batch dimension repeated (see :func:`tile_batch`)."""
+        if rows % self.batch:
+            raise ValueError(f"a call recorded with a batch of {self.batch} cannot be replayed on {rows} rows: "
+                             "pass a multiple of it.")
+        copies = rows // self.batch
+        return ModuleCall(tile_batch(self.args, self.batch, copies), tile_batch(self.kwargs, self.batch, copies), rows)
+
+
+def _module_call(args: tuple, kwargs: dict) -> ModuleCall:
+    hidden = hidden_input(args, kwargs)
+    return ModuleCall(tuple(args[1:]) if args else (), {k: v for k, v in kwargs.items() if k != "hidden_states"},
+                      hidden.shape[0])
 
 
 @dataclass(frozen=True)
@@ -148,30 +201,36 @@ class Edit:
 
 @dataclass(frozen=True)
 class Capture:
-    """Record what ``module`` returns (``on="output"``) or receives (``on="input"``).
+    """Record what ``module`` returns (``on="output"``), receives (``on="input"``), or the rest of
+    its call (``on="call"``: a :class:`ModuleCall`, for :func:`run_layers`).
 
     Attributes:
         module: the module to watch.
-        on: "output" or "input".
+        on: "output", "input" or "call".
 
     The first call in a forward pass is kept (a module that runs twice keeps its first value).
     """
 
     module: torch.nn.Module
-    on: Literal["output", "input"] = "output"
+    on: Literal["output", "input", "call"] = "output"
 
     def __post_init__(self):
-        if self.on not in ("output", "input"):
-            raise ValueError(f"Capture on={self.on!r}: pass 'output' or 'input'.")
+        if self.on not in ("output", "input", "call"):
+            raise ValueError(f"Capture on={self.on!r}: pass 'output' or 'input' (or 'call' for the rest of the call).")
 
-    def register(self, handles: list, store: Callable[[torch.Tensor], None]) -> None:
-        """Place the hook on ``module``: ``store(tensor)`` receives each value, detached."""
+    def register(self, handles: list, store: Callable[[Any], None], keep_graph: bool = False) -> None:
+        """Place the hook on ``module``: ``store(value)`` receives each value, detached unless
+        ``keep_graph`` (a run with gradients)."""
+        keep = (lambda value: value) if keep_graph else (lambda value: value.detach())
         if self.on == "output":
             handles.append(self.module.register_forward_hook(
-                lambda module, args, out: store(first_output(out).detach())))
+                lambda module, args, out: store(keep(first_output(out)))))
+        elif self.on == "input":
+            handles.append(self.module.register_forward_pre_hook(
+                lambda module, args, kwargs: store(keep(hidden_input(args, kwargs))), with_kwargs=True))
         else:
             handles.append(self.module.register_forward_pre_hook(
-                lambda module, args, kwargs: store(hidden_input(args, kwargs).detach()), with_kwargs=True))
+                lambda module, args, kwargs: store(_module_call(args, kwargs)), with_kwargs=True))
 
 
 @dataclass
@@ -181,16 +240,44 @@ class ForwardRun:
     Attributes:
         captured: {name: tensor} per :class:`Capture`: [B, T, ...] from :func:`run_forward`;
             from :func:`run_batches`, [n_rows, ...] at ``position`` or [n_rows, T, ...], on the
-            device the model computed it on, in the model's dtype.
-        logits: [B, T, vocab] (or [n_rows, vocab] at ``position``) when asked for, else None.
+            device the model computed it on, in the model's dtype (a :class:`ModuleCall` for
+            ``on="call"``).
+        logits: [B, T, vocab] (or [n_rows, vocab] at ``position``) when asked for, else None;
+            from :func:`run_layers`, what its ``readout`` returned.
     """
 
-    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+    captured: dict[str, Any] = field(default_factory=dict)
     logits: torch.Tensor | None = None
 
 
+@contextmanager
+def _placed(model: torch.nn.Module, edits: Sequence[Edit], capture: Mapping[str, Capture],
+            grad: bool = False) -> Iterator[dict[str, Any]]:
+    """Within the block: the model's lock held, ``edits`` and ``capture`` hooked in, eval() and
+    no_grad (autograd on with ``grad``); yields {name: captured value}, complete on exit. Every
+    hook is removed and the model left as found on exit, also when the run raises."""
+    seen: dict[str, Any] = {}
+
+    def keeper(name):
+        def store(value):
+            seen.setdefault(name, value)
+        return store
+
+    with model_left_as_found(model), hooks(model) as handles, torch.set_grad_enabled(grad):
+        for edit in edits:
+            edit.register(handles)
+        for name, cap in capture.items():
+            cap.register(handles, keeper(name), keep_graph=grad)
+        yield seen
+    missing = [name for name in capture if name not in seen]
+    if missing:
+        raise RuntimeError(f"Captured modules did not run in the forward pass: {missing}. Capture modules that the "
+                           "model calls (its decoder layers, norms, projections).")
+
+
 def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence[Edit] = (),
-                capture: Mapping[str, Capture] | None = None, logits: bool = False) -> ForwardRun:
+                capture: Mapping[str, Capture] | None = None, logits: bool = False,
+                grad: bool = False) -> ForwardRun:
     """One forward pass of ``input_ids`` [B, T] (or [T]) with ``edits`` applied.
 
     Args:
@@ -199,33 +286,56 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
         edits: the changes, placed in order (two edits of one module apply one after the other).
         capture: {name: Capture}: what to record.
         logits: keep the model's output logits [B, T, vocab].
+        grad: run with autograd: the captures and logits stay in the graph (for gradients with
+            respect to activations, an edit can make one a leaf: ``value.detach().requires_grad_()``).
 
     Returns:
-        :class:`ForwardRun` with one tensor per capture.
+        :class:`ForwardRun` with one value per capture.
 
     Raises:
         RuntimeError: a captured module did not run (the path names a module outside the forward).
     """
-    capture = dict(capture or {})
     ids = input_ids[None] if input_ids.dim() == 1 else input_ids
-    seen: dict[str, torch.Tensor] = {}
-
-    def keeper(name):
-        def store(value):
-            seen.setdefault(name, value)
-        return store
-
-    with model_left_as_found(model), hooks(model) as handles:
-        for edit in edits:
-            edit.register(handles)
-        for name, cap in capture.items():
-            cap.register(handles, keeper(name))
+    with _placed(model, edits, dict(capture or {}), grad) as seen:
         out = model(input_ids=ids.to(input_device(model)), use_cache=False)
-    missing = [name for name in capture if name not in seen]
-    if missing:
-        raise RuntimeError(f"Captured modules did not run in the forward pass: {missing}. Capture modules that the "
-                           "model calls (its decoder layers, norms, projections).")
-    return ForwardRun(seen, out.logits.detach() if logits else None)
+    kept = None if not logits else out.logits if grad else out.logits.detach()
+    return ForwardRun(seen, kept)
+
+
+def run_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module], start: int, hidden: torch.Tensor,
+               calls: Sequence[ModuleCall], edits: Sequence[Edit] = (), capture: Mapping[str, Capture] | None = None,
+               readout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ForwardRun:
+    """The forward from decoder layer ``start`` on: ``layers[start:]`` run on the stream
+    ``hidden``, with ``edits`` applied; the layers before ``start`` are not run.
+
+    Exact when ``hidden`` is the stream a full forward gives layer ``start`` and ``calls`` were
+    recorded in that forward: the same layers see the same inputs.
+
+    Args:
+        model: the model the layers belong to (its lock is held, and it is left as found).
+        layers: its decoder layers, in order.
+        start: the first layer to run.
+        hidden: [E, T, d_model] the stream entering layer ``start``, one row per variant.
+        calls: per layer, its recorded call (``Capture(layer, on="call")``), tiled to E rows.
+        edits: the changes, placed in order.
+        capture: {name: Capture}: what to record.
+        readout: ``readout(stream)`` on the last layer's output [E, T, d_model], run while the
+            model is still held (e.g. final norm and unembedding); its result is ``logits``.
+
+    Returns:
+        :class:`ForwardRun` with one value per capture, and ``logits`` when ``readout`` is given.
+
+    Raises:
+        RuntimeError: a captured module did not run.
+    """
+    rows = hidden.shape[0]
+    with _placed(model, edits, dict(capture or {})) as seen:
+        stream = hidden
+        for index in range(start, len(layers)):
+            call = calls[index].tiled(rows)
+            stream = first_output(layers[index](stream, *call.args, **call.kwargs))
+        kept = readout(stream) if readout is not None else None
+    return ForwardRun(seen, kept)
 
 
 def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
@@ -251,6 +361,8 @@ def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1.")
+    if any(cap.on == "call" for cap in (capture or {}).values()):
+        raise ValueError("Capture(on='call') records one call, which batches cannot concatenate: use run_forward.")
     ids = input_ids.reshape(-1)
     parts: dict[str, list[torch.Tensor]] = {}
     kept_logits: list[torch.Tensor] = []

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from resid_widgets.runner import Capture, Edit, run_batches, run_forward
+from resid_widgets.runner import Capture, Edit, run_batches, run_forward, run_layers
 
 from models_zoo import build, random_ids
 
@@ -105,3 +105,37 @@ def test_wrong_row_mask_and_unknown_side_are_refused():
     assert _no_hooks(model)
     with pytest.raises(ValueError, match="pass 'output' or 'input'"):
         Capture(layers[0], on="outputs")
+
+
+def test_run_layers_from_a_recorded_stream_equals_the_full_forward():
+    """Starting at block 1 from the stream a full forward gave it, with the blocks' recorded calls
+    tiled to 3 rows, gives the full forward's final stream; an edit there acts as in a full run."""
+    model = build("llama")
+    layers, norm = _parts(model)
+    ids = random_ids(6)
+    capture = {("call", i): Capture(layer, on="call") for i, layer in enumerate(layers)}
+    full = run_forward(model, ids, capture={**capture, "block1_in": Capture(layers[1], on="input"),
+                                            "final": Capture(norm, on="input")}, logits=True)
+    calls = [full.captured[("call", i)] for i in range(len(layers))]
+    assert calls[1].batch == 1 and "position_embeddings" in calls[1].kwargs
+    hidden = full.captured["block1_in"].expand(3, -1, -1)
+    run = run_layers(model, layers, 1, hidden, calls, [Edit.zero(layers[1].mlp, rows=[False, True, False])],
+                     capture={"final": Capture(norm, on="input")}, readout=lambda stream: model.lm_head(norm(stream)))
+    torch.testing.assert_close(run.captured["final"][0], full.captured["final"][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run.logits[2], full.logits[0], rtol=1e-5, atol=1e-5)
+    edited = run_forward(model, ids, [Edit.zero(layers[1].mlp)], {"final": Capture(norm, on="input")})
+    torch.testing.assert_close(run.captured["final"][1], edited.captured["final"][0], rtol=1e-5, atol=1e-5)
+    assert _no_hooks(model)
+    with pytest.raises(ValueError, match="records one call"):
+        run_batches(model, ids, 2, lambda rows: [], capture)
+
+
+def test_grad_run_keeps_the_graph_from_a_leaf_edit():
+    model = build("llama")
+    layers, norm = _parts(model)
+    leaf = Edit(model.get_input_embeddings(), lambda value, inputs: value.detach().requires_grad_(True))
+    run = run_forward(model, random_ids(5), [leaf], {"embed": Capture(model.get_input_embeddings()),
+                                                    "final": Capture(norm, on="input")}, logits=True, grad=True)
+    (grad,) = torch.autograd.grad(run.logits[0, -1, 3], [run.captured["embed"]])
+    assert grad.shape == (1, 5, 32) and grad[0, -1].abs().sum() > 0
+    assert all(p.requires_grad for p in model.parameters()) and _no_hooks(model)

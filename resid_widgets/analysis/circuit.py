@@ -25,6 +25,7 @@ from ..adapters.base import Adapter, require_module
 from ..attention_capture import CaptureError, implementation_switched, recording, register_capture_implementation
 from ..weights import LayerWeights
 from ..model_state import model_left_as_found
+from ..runner import tile_batch
 from ._common import AnalysisError, Table, attention_pass, check_index, hooks, model_parts, plotly
 from .induction import repeated_random_tokens
 from .patterns import SCORE_KINDS, induction_sources, score_heads
@@ -288,31 +289,12 @@ class _Replay:
                 with torch.no_grad():
                     key_input = self.norm(edited)
                 handles.append(self.key.register_forward_hook(_replace_keys_hook(columns, key_input)))
-                args, kwargs = _tiled(args, B, E), _tiled(kwargs, B, E)
+                args, kwargs = tile_batch(args, B, E), tile_batch(kwargs, B, E)
             try:
                 with model_left_as_found(self.model), implementation_switched(self.model, self.implementation):
                     self.attn(*args, **kwargs)
             except CaptureError as exc:
                 raise AnalysisError(str(exc)) from None
-
-
-def _tiled(value, batch: int, copies: int):
-    """Every tensor of ``value`` (args, kwargs, nested) with a batch dimension of ``batch``
-    (dimension 0 of a tensor with 2+ dimensions), repeated ``copies`` times along it; tensors
-    that broadcast over the batch (dimension 0 of 1 where the batch is larger), and everything
-    else, pass unchanged. A replay that does not reproduce the clean weights is caught by the
-    unedited replay's check."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() >= 2 and value.shape[0] == batch:
-            return value.repeat(copies, *([1] * (value.dim() - 1)))
-        return value
-    if isinstance(value, tuple):
-        return tuple(_tiled(v, batch, copies) for v in value)
-    if isinstance(value, list):
-        return [_tiled(v, batch, copies) for v in value]
-    if isinstance(value, dict):
-        return {k: _tiled(v, batch, copies) for k, v in value.items()}
-    return value
 
 
 def _head_writes(weights: LayerWeights, adapter: Adapter, z: torch.Tensor, layer: int, H: int) -> torch.Tensor:
