@@ -85,7 +85,16 @@ class TargetResolver:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class NeuronContribution:
-    """One FFN neuron (subvalue ``act * W_out[:, index]``) at one position, for one target."""
+    """One FFN neuron (subvalue ``act * W_out[:, index]``) at one position, for one target.
+
+    Attributes:
+        layer, index: the neuron (its layer and its index in the FFN).
+        activation: its activation ``act`` at the position.
+        dla: the subvalue's direct logit attribution to the target.
+        logprob_increase: the exact log-prob increase of the target when the subvalue is added to
+            the stream before the FFN (None where it was not computed).
+        bs_top, bs_bottom: (token, value) pairs the subvalue promotes / suppresses most.
+    """
 
     layer: int
     index: int

@@ -144,6 +144,13 @@ class LensResult:
 
     ``top_ids`` / ``top_probs`` [C, T, k]; :meth:`prob`, :meth:`logprob`, :meth:`rank` [C, T] for a
     target; :meth:`entropy` [C, T]. Computed in chunks of rows: [C, T, vocab] never exists.
+    Made by :meth:`resid_widgets.Decomposition.logit_lens`.
+
+    Args:
+        states: [C, T, d_model] the states read (a Decomposition's, or a tuned lens's translation).
+        readout: the model's final norm + unembedding (+ soft-cap).
+        k: how many top tokens to keep per cell.
+        resolve_target: target (text or id) -> token id, e.g. the Decomposition's ``target_id``.
     """
 
     def __init__(self, states: torch.Tensor, readout: Readout, k: int,
@@ -179,6 +186,7 @@ class LensResult:
 
     @property
     def logsumexp(self) -> torch.Tensor:
+        """[C, T] log Σ_v exp(logit_v) of every cell (log-probabilities are logits minus it)."""
         return self._lse.view(self._shape)
 
     def logprob(self, target) -> torch.Tensor:

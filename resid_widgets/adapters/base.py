@@ -17,27 +17,37 @@ from ..errors import UnsupportedModelError
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where one model family keeps its residual stream.
+    """Where one model family keeps its residual stream (paths are dotted module paths,
+    alternatives split by ``|``).
 
-    Model-level paths: ``layers`` (the ModuleList of decoder blocks), ``final_norm``, ``unembed``.
-    Layer-level paths (relative to one block):
-
-    - ``attn`` / ``mlp``: modules whose output (first element when a tuple) is what the
-      sub-layer computes, before any post-norm.
-    - ``attn_post_norm`` / ``mlp_post_norm``: norms applied to that output before it is added
-      (Gemma 2/3, OLMo 2/3); their output is then the delta.
-    - ``attn_out_proj``: the linear map whose input is the concatenated head outputs [T, H*d_head].
-    - ``mlp_out_proj``: the linear map whose input is the neuron activations [T, d_ff].
-    - ``attn_norm`` / ``mlp_norm``: the pre-norms each sub-layer reads the stream through (None
-      where a sub-layer reads the stream itself, as in OLMo 2).
-    - ``mlp_key``: the linear map whose rows are the neurons' keys (the gate for gated FFNs);
-      ``mlp_key_rows`` = "first_half" where gate and up are fused (Phi-3).
-    - ``attn_key``: the linear map whose output holds the attention keys (before RoPE or a key
-      norm), read by the key-path ablations of ``rw.analysis.induction_circuit``;
-      ``attn_key_columns`` says which of its outputs are keys: None (all of them), "qkv" (fused
-      [queries | keys | values], GPT-2, Phi-3) or "qkv_per_head" (per head [q | k | v], GPT-NeoX).
-    - ``embeddings``: (label, path) pairs recorded as separate components (GPT-2's token and
-      learned position embeddings). Empty: the embedding is the input of the first block.
+    Attributes:
+        name: the family's name, as :func:`supported_families` lists it.
+        model_types: the ``config.model_type`` values it serves.
+        layers, final_norm, unembed: model-level paths: the ModuleList of decoder blocks, the
+            final norm, the unembedding.
+        attn, mlp: layer-level paths (relative to one block, as all below) of the modules whose
+            output (first element when a tuple) is what the sub-layer computes, before any
+            post-norm.
+        attn_post_norm, mlp_post_norm: norms applied to that output before it is added (Gemma
+            2/3, OLMo 2/3); their output is then the delta. None where there is none.
+        attn_out_proj: the linear map whose input is the concatenated head outputs [T, H*d_head].
+        mlp_out_proj: the linear map whose input is the neuron activations [T, d_ff].
+        attn_norm, mlp_norm: the pre-norms each sub-layer reads the stream through (None where a
+            sub-layer reads the stream itself, as in OLMo 2).
+        mlp_key: the linear map whose rows are the neurons' keys (the gate for gated FFNs);
+            ``mlp_key_rows`` = "first_half" where gate and up are fused (Phi-3).
+        attn_key: the linear map whose output holds the attention keys (before RoPE or a key
+            norm), read by the key-path ablations of ``rw.analysis.induction_circuit``;
+            ``attn_key_columns`` says which of its outputs are keys: None (all of them), "qkv"
+            (fused [queries | keys | values], GPT-2, Phi-3) or "qkv_per_head" (per head
+            [q | k | v], GPT-NeoX).
+        embeddings: (label, path) pairs recorded as separate components (GPT-2's token and
+            learned position embeddings). Empty: the embedding is the input of the first block.
+        norm_kind: "rms" or "layer"; norm_offset: added to the norm weight (Gemma: 1).
+        parallel_residual: whether attention and MLP read the same stream (GPT-NeoX), or a
+            function of the model config that says so.
+        max_positions_attrs: config attributes holding the longest prompt the model takes.
+        notes: free text about the family.
     """
 
     name: str
@@ -65,22 +75,31 @@ class Adapter:
     notes: str = ""
 
     def is_parallel(self, config) -> bool:
-        p = self.parallel_residual
-        return bool(p(config)) if callable(p) else bool(p)
+        """Whether a model of this family with ``config`` has a parallel residual."""
+        parallel = self.parallel_residual
+        return bool(parallel(config)) if callable(parallel) else bool(parallel)
 
 
 _REGISTRY: dict[str, Adapter] = {}
 
 
 def register_adapter(adapter: Adapter) -> Adapter:
-    """Make ``adapter`` the one used for every ``config.model_type`` it lists."""
+    """Make ``adapter`` the one used for every ``config.model_type`` it lists.
+
+    Args:
+        adapter: the family's declaration; it replaces any adapter registered for those types.
+
+    Returns:
+        ``adapter`` (so a module can register and keep it in one line).
+    """
     for model_type in adapter.model_types:
         _REGISTRY[model_type] = adapter
     return adapter
 
 
 def supported_families() -> list[str]:
-    return sorted({a.name for a in _REGISTRY.values()})
+    """The names of the registered families (built in and :func:`register_adapter`'s), sorted."""
+    return sorted({adapter.name for adapter in _REGISTRY.values()})
 
 
 def get_module(root: torch.nn.Module, path: str) -> torch.nn.Module | None:

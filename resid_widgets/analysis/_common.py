@@ -106,13 +106,14 @@ def model_parts(model: torch.nn.Module, adapter: Adapter | None = None):
 class AttentionCapture:
     """What every attention layer computed in one batched forward pass.
 
-    probs: per layer [B, H, T, T] fp32 CPU, softmax attention weights (causal mask, sliding
-        windows, soft-caps and q/k norms as the model applies them).
-    values: per layer [B, KV, T, d_head] fp32 CPU, the value vectors (bias included) the weights
-        multiply; query head h reads value head ``h // (H // KV)`` (grouped-query attention).
-    z: per layer [B, T, H*d_head] the input of the output projection (= Σ_j α v_j per head),
-        captured from the same pass; ``max_error`` is the relative error of Σ_j α v_j against it.
-    final: [B, T, d_model] the stream entering the final norm, from the same pass.
+    Attributes:
+        probs: per layer [B, H, T, T] fp32 CPU, softmax attention weights (causal mask, sliding
+            windows, soft-caps and q/k norms as the model applies them).
+        values: per layer [B, KV, T, d_head] fp32 CPU, the value vectors (bias included) the weights
+            multiply; query head h reads value head ``h // (H // KV)`` (grouped-query attention).
+        z: per layer [B, T, H*d_head] the input of the output projection (= Σ_j α v_j per head),
+            captured from the same pass; ``max_error`` is the relative error of Σ_j α v_j against it.
+        final: [B, T, d_model] the stream entering the final norm, from the same pass.
     """
 
     probs: list[torch.Tensor]
@@ -145,6 +146,22 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
     receives them (after RoPE / q-k norms; values are not rotated). Checked as described in
     :func:`attention_pass`. Keeps [L, B, H, T, T] fp32: for long prompts, reduce each layer as it
     runs with :func:`attention_pass` instead.
+
+    Args:
+        model: a Hugging Face causal LM of a supported family.
+        input_ids: LongTensor [B, T] (or [T]).
+        adapter: the family's :class:`~resid_widgets.Adapter` (default: the registered one).
+        check: the relative tolerance of the checks (default 1e-4 for fp32, 3e-2 for half
+            precision).
+        reference: [B, T, d_model] the stream entering the final norm, when the caller has it
+            (saves the plain forward pass of the check).
+
+    Returns:
+        :class:`AttentionCapture` with per layer probabilities [B, H, T, T] and values
+        [B, KV, T, d_head] (fp32, CPU).
+
+    Raises:
+        AnalysisError: a check failed (the capture did not compute attention as the model does).
     """
     n_layers = len(model_parts(model, adapter)[1])
     probs: list = [None] * n_layers

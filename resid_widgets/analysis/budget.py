@@ -76,7 +76,20 @@ def budget_state_indices(dec) -> list[int]:
 
 
 def block_budget(dec, position: int = -1, k: int = 10, target=None) -> BlockBudgetResult:
-    """Next-token distribution at ``position`` with only blocks 0..b-1 active, b = 0..L."""
+    """Next-token distribution at ``position`` with only blocks 0..b-1 active, b = 0..L.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+        position: the position whose prediction is read (negative counts from the end).
+        k: how many top tokens to keep per prefix of blocks.
+        target: a token (text or id) whose log-prob and rank are followed, or None.
+
+    Returns:
+        :class:`BlockBudgetResult` with one row per b = 0..L.
+
+    Raises:
+        ValueError: ``k`` is not between 1 and the vocabulary size.
+    """
     pos = dec.position_index(position)
     if not 1 <= k <= dec.vocab_size:
         raise ValueError(f"k={k} must be between 1 and the vocabulary size {dec.vocab_size}")
@@ -145,7 +158,18 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
     """Log p(target) at ``position`` with each block (``unit="block"``) or each attention / FFN
     sub-layer (``"attn"`` / ``"mlp"``, its delta zeroed) alone removed: L real forward passes,
     run as batches of copies of the prompt (truncated after ``position``: later tokens cannot
-    matter in a causal model). Default target: the model's top prediction."""
+    matter in a causal model).
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition` of a Hugging Face model.
+        target: a token (text or id); default the model's top prediction at ``position``.
+        position: the position read (negative counts from the end).
+        unit: "block", "attn" or "mlp": what one run removes.
+        batch_size: copies of the prompt per forward pass.
+
+    Returns:
+        :class:`DropOne` with the log-prob change of each of the L removals.
+    """
     if unit not in ("block", "attn", "mlp"):
         raise ValueError(f"unit must be 'block', 'attn' or 'mlp', not {unit!r}")
     model = require_model(dec)

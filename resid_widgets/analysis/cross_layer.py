@@ -59,7 +59,18 @@ class NeuronInputShares(Table):
 def neuron_input_shares(dec, layer: int, neuron: int, position: int = -1,
                         split_heads: bool = False) -> NeuronInputShares:
     """Split FFN neuron ``neuron`` of ``layer``'s pre-activation (gate for gated FFNs) at
-    ``position`` over the components of its input stream (see the module docstring)."""
+    ``position`` over the components of its input stream (see the module docstring).
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition` of a Hugging Face model.
+        layer: the neuron's layer (negative counts from the end).
+        neuron: its index in the FFN.
+        position: the position read (negative counts from the end).
+        split_heads: split each attention layer's share per head.
+
+    Returns:
+        :class:`NeuronInputShares` with [C] contributions and shares.
+    """
     l = dec.layer_index(layer)
     pos = dec.position_index(position)
     key_w, key_b = dec.weights.mlp_key(l)
@@ -142,7 +153,18 @@ class CrossLayer(Table):
 
 def cross_layer(dec, target, position: int = -1, n: int = 10, method: str = "logprob") -> CrossLayer:
     """Which lower components activate the ``n`` FFN neurons most important for ``target``:
-    each neuron's input shares weighted by its importance (log-prob increase or DLA), summed."""
+    each neuron's input shares weighted by its importance (log-prob increase or DLA), summed.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition` of a Hugging Face model.
+        target: the token (text or id) the neurons are important for.
+        position: the position read (negative counts from the end).
+        n: how many neurons (the most important over every layer).
+        method: the neurons' importance, "logprob" (exact log-prob increase) or "dla".
+
+    Returns:
+        :class:`CrossLayer`: the neurons and, per lower component, its weighted share.
+    """
     from .ffn import ffn_subvalues
 
     if method not in ("dla", "logprob"):

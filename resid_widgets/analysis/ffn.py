@@ -238,7 +238,23 @@ def neuron_subvalue(dec, layer: int, neuron: int, target=None, position: int = -
                     norm: str = "recomputed") -> dict:
     """One FFN neuron at ``position``: its activation, subvalue vector, BS top / bottom tokens and,
     with a ``target``, its DLA and exact log-prob increase (baseline: the stream before the FFN).
-    IndexError for a layer or neuron index out of range."""
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition` of a Hugging Face model.
+        layer: the neuron's layer.
+        neuron: its index in the FFN.
+        target: a token (text or id), or None for no DLA / log-prob increase.
+        position: the position read (negative counts from the end).
+        bs_k: how many top / bottom tokens of the subvalue (W_U · subvalue).
+        norm: "recomputed" (the logit lens) or "frozen" (the final norm at the real stream).
+
+    Returns:
+        dict with the activation, the subvalue [d_model], the BS tokens and, with a target,
+        its DLA and log-prob increase.
+
+    Raises:
+        IndexError: the layer or neuron index is out of range.
+    """
     l = dec.layer_index(layer)
     pos = dec.position_index(position)
     d_ff = dec.neuron_activations(l).shape[1]

@@ -68,8 +68,20 @@ class InductionScores(Table):
 
 def induction_prompt(vocab_size: int, n_tokens: int = 50, batch: int = 4, seed: int = 0, bos: int | None = None,
                      exclude=(), distinct: bool = False) -> torch.Tensor:
-    """[batch, (1) + 2 n_tokens] BOS + r + r with r uniform over the vocabulary minus ``exclude``
-    (``distinct``: no id twice within r, so the only repeats are the second copy's)."""
+    """BOS + r + r with r uniform over the vocabulary minus ``exclude``.
+
+    Args:
+        vocab_size: ids are drawn from 0..vocab_size-1.
+        n_tokens: the length of r.
+        batch: how many prompts.
+        seed: seeds the draw.
+        bos: the id put first, or None for no BOS.
+        exclude: ids never drawn (special tokens).
+        distinct: no id twice within r, so the only repeats are the second copy's.
+
+    Returns:
+        LongTensor [batch, (1) + 2 n_tokens].
+    """
     g = torch.Generator().manual_seed(seed)
     allowed = torch.ones(vocab_size, dtype=torch.bool)
     ex = [i for i in exclude if isinstance(i, int) and 0 <= i < vocab_size]
@@ -112,7 +124,19 @@ def induction_scores(model, n_tokens: int = 50, batch: int = 4, seed: int = 0, t
                      dla: bool = True) -> InductionScores:
     """Induction score of every head [L, H] (and the heads' DLA of the copied token) on
     BOS + r + r. BOS: the tokenizer's, else the config's, else none. Special tokens are not drawn.
-    One eager batched forward pass in all."""
+    One eager batched forward pass in all.
+
+    Args:
+        model: a Hugging Face causal LM of a supported family.
+        n_tokens: the length of r.
+        batch: how many random prompts.
+        seed: seeds r.
+        tokenizer: the model's tokenizer (its BOS and special tokens), if any.
+        dla: also compute each head's DLA of the copied token.
+
+    Returns:
+        :class:`InductionScores` with ``scores`` [L, H].
+    """
     adapter, layers = model_parts(model)
     ids, bos = repeated_random_tokens(model, adapter, tokenizer, n_tokens, batch, seed)
     off = 0 if bos is None else 1

@@ -60,7 +60,15 @@ class DirectPath(Table):
 
 
 def direct_path(dec, k: int = 5) -> DirectPath:
-    """The direct path (no blocks) at every position: top-``k`` next tokens of W_U · norm_f(e)."""
+    """The direct path (no blocks) at every position: top-``k`` next tokens of W_U · norm_f(e).
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+        k: how many top tokens per position.
+
+    Returns:
+        :class:`DirectPath` with [T, k] token texts and probabilities.
+    """
     e = dec.states[dec.n_embed - 1]  # [T, d]
     z = dec.readout.logits(e).cpu()
     logp = z - torch.logsumexp(z, -1, keepdim=True)
@@ -124,7 +132,19 @@ class BlockPaths(Table):
 
 
 def block_paths(dec, target=None, position: int = -1, k: int = 5, isolated: bool = False) -> BlockPaths:
-    """Single-block paths to ``target`` (default: the model's prediction) at ``position``."""
+    """Single-block paths to ``target`` (default: the model's prediction) at ``position``.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+        target: a token (text or id); default the model's top prediction at ``position``.
+        position: the position read (negative counts from the end).
+        k: how many top tokens of each path to keep.
+        isolated: also run each block alone on the bare embedding (every other block the
+            identity; one batched re-run of the model, see the module docstring).
+
+    Returns:
+        :class:`BlockPaths` with one row per block [L].
+    """
     pos = dec.position_index(position)
     tid = dec.top_prediction(pos) if target is None else dec.target_id(target)
     L = dec.n_layers
@@ -274,8 +294,17 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     A post-norm's gain (Gemma 2/3) is part of what a sub-layer writes, so it is applied to the
     columns. Head subspaces keep the directions whose singular values exceed ``rtol`` × the
     largest. ``ranks=True`` also computes each layer's numerical write rank (an eigen-decomposition
-    of a d_model × d_model matrix per sub-layer: seconds on a small CPU); otherwise
-    ``attn_rank`` / ``mlp_rank`` are the upper bounds min(d_model, dims).
+    of a d_model × d_model matrix per sub-layer); otherwise ``attn_rank`` / ``mlp_rank`` are the
+    upper bounds min(d_model, dims).
+
+    Args:
+        source: a Hugging Face causal LM of a supported family, or a
+            :class:`~resid_widgets.Decomposition` of one.
+        rtol: relative singular-value threshold of a head's output subspace.
+        ranks: also compute each sub-layer's numerical write rank.
+
+    Returns:
+        :class:`Bandwidth`: per layer the write dimensions, ranks and the heads' subspace overlaps.
     """
     if isinstance(source, Decomposition):
         weights, L, H, d = source.weights, source.n_layers, source.n_heads, source.d_model
