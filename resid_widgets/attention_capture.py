@@ -149,15 +149,15 @@ def recording(modules: list[torch.nn.Module],
         return record
 
     with _recorders_lock:
-        taken = [id(m) for m in modules if id(m) in _recorders]
+        taken = [id(module) for module in modules if id(module) in _recorders]
         if taken:
             raise CaptureError("another attention capture of this model is running: captures of one model run "
                                "one at a time.")
-        for i, m in enumerate(modules):
-            _recorders[id(m)] = recorder(i)
+        for i, module in enumerate(modules):
+            _recorders[id(module)] = recorder(i)
     try:
         yield
     finally:
         with _recorders_lock:
-            for m in modules:
-                _recorders.pop(id(m), None)
+            for module in modules:
+                _recorders.pop(id(module), None)

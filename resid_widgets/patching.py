@@ -1,6 +1,6 @@
 """Activation patching between a clean and a corrupted prompt (``rw.patching``).
 
-Denoising (METHODS.md, "Activation patching"): run the corrupted prompt with one component's
+Denoising (docs/METHODS.md, "Activation patching"): run the corrupted prompt with one component's
 output (at one position, or at every position) replaced by its value in the clean run, and read
 a metric on the final logits of the last position.
 

@@ -50,7 +50,7 @@ _NOT_LOADED = ("{name}'s weights are on the meta device and no accelerate hook l
 
 
 def _has_meta(module: torch.nn.Module) -> bool:
-    return any(p.device.type == "meta" for p in module.parameters(recurse=False))
+    return any(param.device.type == "meta" for param in module.parameters(recurse=False))
 
 
 def _loading_owner(module: torch.nn.Module, root: torch.nn.Module | None) -> torch.nn.Module | None:
@@ -60,7 +60,7 @@ def _loading_owner(module: torch.nn.Module, root: torch.nn.Module | None) -> tor
         return module
     if root is None:
         return None
-    path = next((name for name, m in root.named_modules() if m is module), None)
+    path = next((name for name, candidate in root.named_modules() if candidate is module), None)
     if not path:
         return None
     parts = path.split(".")
@@ -92,9 +92,9 @@ def module_device(module: torch.nn.Module) -> torch.device:
     device = getattr(hook, "execution_device", None)
     if device is not None:
         return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
-    for p in module.parameters():
-        if p.device.type != "meta":
-            return p.device
+    for param in module.parameters():
+        if param.device.type != "meta":
+            return param.device
     return torch.device("cpu")
 
 

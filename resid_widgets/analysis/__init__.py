@@ -1,4 +1,4 @@
-"""Analyses on top of a :class:`~resid_widgets.Decomposition`, from the papers named in METHODS.md
+"""Analyses on top of a :class:`~resid_widgets.Decomposition`, from the papers named in docs/METHODS.md
 (Yu & Ananiadou's neuron and head attribution; Elhage et al. 2021's paths, bandwidth and induction
 heads; the block budget of the lesson "The residual stream as the object").
 

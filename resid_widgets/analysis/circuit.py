@@ -1,5 +1,5 @@
 """The induction circuit, causally: which earlier heads the keys of each induction head read
-(K-composition; Elhage et al. 2021, Olsson et al. 2022; METHODS.md).
+(K-composition; Elhage et al. 2021, Olsson et al. 2022; docs/METHODS.md).
 
 On BOS + r + r (r = ``n_tokens`` distinct random ids), one eager pass gives every head's scores
 (:mod:`~resid_widgets.analysis.patterns`) and every head's output. For an induction head (l2, h2)

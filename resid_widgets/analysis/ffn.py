@@ -108,7 +108,7 @@ def ffn_subvalues(dec, target, position: int = -1, n: int = 20, layer: int | Seq
             plus the rows shown), "all" (every neuron of the covered
             layers; one vocabulary softmax per neuron: slow for many layers) or "none".
         bs_k: how many BS top / bottom tokens per listed neuron.
-        norm: "recomputed" (the logit lens, METHODS.md) or "frozen" (the final norm at the real
+        norm: "recomputed" (the logit lens, docs/METHODS.md) or "frozen" (the final norm at the real
             final stream's scale, as in the authors' notebooks) for the log-prob increases.
     """
     if rank_by not in ("dla", "logprob"):
@@ -198,12 +198,12 @@ def _first_order_logprob(dec, layers, acts, bases, pos: int, tid: int, norm: str
     ro = dec.readout
     with torch.enable_grad():
         h = bases.detach().to(ro.device).clone().requires_grad_(True)
-        n = ro.norm.to(ro.device)
+        final_norm = ro.norm.to(ro.device)
         if norm == "frozen":
-            x = n.frozen(h, dec.states[-1, pos].to(ro.device))
-            x = x if n.bias is None else x + n.bias
+            x = final_norm.frozen(h, dec.states[-1, pos].to(ro.device))
+            x = x if final_norm.bias is None else x + final_norm.bias
         else:
-            x = n(h)
+            x = final_norm(h)
         z = torch.nn.functional.linear(x, ro.unembed, ro.unembed_bias)
         if ro.softcap:  # out of place (Readout.cap works in place, which autograd cannot)
             z = ro.softcap * torch.tanh(z / ro.softcap)

@@ -1,4 +1,4 @@
-"""Attention patterns and head scores of a Decomposition's prompt, from one capture (METHODS.md,
+"""Attention patterns and head scores of a Decomposition's prompt, from one capture (docs/METHODS.md,
 "Attention patterns and composition").
 
 α[l, h, t, s] is the weight destination t gives source s (rows sum to 1 over the allowed sources

@@ -84,9 +84,9 @@ def require_loaded(model: torch.nn.Module) -> None:
     """UnsupportedModelError when weights sit on the meta device with nothing to load them.
     accelerate's hooks load offloaded weights for each forward: a model it dispatched (with
     ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes."""
-    if not any(p.is_meta for p in model.parameters()):
+    if not any(param.is_meta for param in model.parameters()):
         return
-    if getattr(model, "hf_device_map", None) is not None or any(hasattr(m, "_hf_hook") for m in model.modules()):
+    if getattr(model, "hf_device_map", None) is not None or any(hasattr(module, "_hf_hook") for module in model.modules()):
         return
     raise UnsupportedModelError(
         f"{type(model).__name__}'s weights are on the meta device (shapes only, no values), so it cannot run. "
@@ -190,15 +190,15 @@ class DeltaRecorder:
 
     # -- hooks -----------------------------------------------------------------------------
     def on_output(self, module, fn):
-        self.handles.append(module.register_forward_hook(lambda m, a, out: fn(first_output(out))))
+        self.handles.append(module.register_forward_hook(lambda module, args, out: fn(first_output(out))))
 
     def on_input(self, module, fn):
         self.handles.append(module.register_forward_pre_hook(
-            lambda m, args, kwargs: fn(hidden_input(args, kwargs)), with_kwargs=True))
+            lambda module, args, kwargs: fn(hidden_input(args, kwargs)), with_kwargs=True))
 
     def remove(self):
-        for h in self.handles:
-            h.remove()
+        for handle in self.handles:
+            handle.remove()
         self.handles.clear()
 
 

@@ -55,7 +55,7 @@ def _resolved(root: torch.nn.Module, path: str | None, what: str, adapter: Adapt
     if path is None:
         return None
     require_module(root, path, what, adapter)
-    return next(p for p in path.split("|") if get_module(root, p) is not None)
+    return next(option for option in path.split("|") if get_module(root, option) is not None)
 
 
 def trace_spec(model: torch.nn.Module, adapter: Adapter, *, k: int = 10, target: int | None = None,
@@ -81,7 +81,7 @@ def trace_spec(model: torch.nn.Module, adapter: Adapter, *, k: int = 10, target:
         softcap=getattr(model.config, "final_logit_softcapping", None), k=k, target=target, full=full, lens=lens)
 
 
-def _trace(lm, token_ids: torch.Tensor, s: dict, remote) -> dict:
+def _trace(lm, token_ids: torch.Tensor, spec: dict, remote) -> dict:
     """Run :func:`nnsight_trace.record` in one trace (remote: False, True or "local")."""
     import nnsight
 
@@ -91,7 +91,7 @@ def _trace(lm, token_ids: torch.Tensor, s: dict, remote) -> dict:
         nnsight.register(nnsight_trace)
     kwargs = {"remote": remote} if remote else {}
     with lm.trace(token_ids[None], **kwargs):
-        saved = nnsight.save(record(lm, s))
+        saved = nnsight.save(record(lm, spec))
     return dict(saved)
 
 
@@ -114,9 +114,9 @@ def decompose_nnsight(lm, prompt, tokenizer=None, *, adapter: Adapter | None = N
         lm.dispatch()  # loads the weights (LanguageModel("org/name") starts on meta), as a first trace would
     model, adapter, tokenizer, token_ids = _prepare(lm, prompt, tokenizer, adapter)
     require_loaded(model)
-    s = trace_spec(model, adapter, full=True)
+    spec = trace_spec(model, adapter, full=True)
     with model_left_as_found(model):
-        saved = _trace(lm, token_ids, s, remote=False)
+        saved = _trace(lm, token_ids, spec, remote=False)
         layers = require_module(model, adapter.layers, "decoder layers", adapter)
         device = saved["deltas"].device
         col = DeltaRecorder(max(1, len(adapter.embeddings)), len(layers), device)
@@ -207,13 +207,13 @@ def decompose_remote(lm, prompt, tokenizer=None, *, k: int = 10, target=None, re
     model, adapter, tokenizer, token_ids = _prepare(lm, prompt, tokenizer, adapter)
     vocab = getattr(model.config, "vocab_size", None)
     tid = None if target is None else TargetResolver(tokenizer, vocab)(target)
-    s = trace_spec(model, adapter, k=k, target=tid, full=False, lens=True)
-    saved = _trace(lm, token_ids, s, remote=remote)
+    spec = trace_spec(model, adapter, k=k, target=tid, full=False, lens=True)
+    saved = _trace(lm, token_ids, spec, remote=remote)
     payload = sum(v.numel() * v.element_size() for v in saved.values())
     dtype = saved["deltas"].dtype
     deltas = saved["deltas"].float().cpu()
     labels = [label for label, _ in adapter.embeddings] or ["embed"]
-    for i in range(s["n_layers"]):
+    for i in range(spec["n_layers"]):
         labels += [f"attn.{i}", f"mlp.{i}"]
     norms = saved["stream_norms"].float().cpu()
     gaps = norms[:, 0] / norms[:, 1].clamp_min(1e-12)

@@ -72,15 +72,15 @@ def _gaps(running: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
                         torch.linalg.vector_norm(actual, dim=-1)])
 
 
-def record(lm, s: dict) -> dict:
-    """Inside ``with lm.trace(ids[None]):`` read every component's delta (and what ``s`` asks
+def record(lm, spec: dict) -> dict:
+    """Inside ``with lm.trace(ids[None]):`` read every component's delta (and what ``spec`` asks
     for) in the order the model runs; returns {name: tensor} (the caller saves the dict)."""
     with torch.no_grad():
-        return _record(lm, s)
+        return _record(lm, spec)
 
 
-def _record(lm, s):
-    L = s["n_layers"]
+def _record(lm, spec):
+    L = spec["n_layers"]
     deltas, gaps, per_layer = [], [], {"z": [], "acts": [], "attn_post_in": [], "mlp_post_in": []}
     running = None
 
@@ -89,28 +89,28 @@ def _record(lm, s):
         deltas.append(delta)
         running = delta.float() if running is None else running + delta.float()
 
-    for path in s["embeddings"]:
+    for path in spec["embeddings"]:
         add(_first(_envoy(lm, path).output)[0])
     for i in range(L):
-        layer = _envoy(lm, f"{s['layers']}.{i}")
+        layer = _envoy(lm, f"{spec['layers']}.{i}")
         stream = _input(layer)[0]
-        if not s["embeddings"] and i == 0:
+        if not spec["embeddings"] and i == 0:
             add(stream)  # the embedding is what enters the first block
         gaps.append(_gaps(running, stream))
         for kind in ("attn", "mlp"):
-            proj = _input(_envoy(layer, s[f"{kind}_out_proj"]))[0]
-            if s["full"]:
+            proj = _input(_envoy(layer, spec[f"{kind}_out_proj"]))[0]
+            if spec["full"]:
                 per_layer["z" if kind == "attn" else "acts"].append(proj.detach())
-            writer = _envoy(layer, s[f"{kind}_writer"])
-            if s[f"{kind}_post_in"] and s["full"]:
+            writer = _envoy(layer, spec[f"{kind}_writer"])
+            if spec[f"{kind}_post_in"] and spec["full"]:
                 per_layer[f"{kind}_post_in"].append(_input(writer)[0].detach())
             add(_first(writer.output)[0])
-    final_norm = _envoy(lm, s["final_norm"])
+    final_norm = _envoy(lm, spec["final_norm"])
     gaps.append(_gaps(running, _input(final_norm)[0]))
     # [T, V]; the model soft-caps its logits after the unembedding (Gemma 2), as _cap does
-    logits = _cap(_first(_envoy(lm, s["unembed"]).output)[0].float(), s["softcap"])
+    logits = _cap(_first(_envoy(lm, spec["unembed"]).output)[0].float(), spec["softcap"])
 
-    k = min(s["k"], logits.shape[-1])
+    k = min(spec["k"], logits.shape[-1])
     top = logits.topk(k, dim=-1)
     out = {
         "deltas": torch.stack(deltas).detach(),  # [C, T, d], the model's dtype
@@ -118,15 +118,15 @@ def _record(lm, s):
         "logits_top": top.values.detach(), "logits_top_ids": top.indices.int().detach(),
         "logits_lse": torch.logsumexp(logits, -1).detach(),
     }
-    if s["full"]:
+    if spec["full"]:
         out["logits"] = logits.detach()
         out.update({key: torch.stack(v) for key, v in per_layer.items() if v})
-    if s["lens"]:
-        out.update(_lens(_envoy(lm, s["unembed"]), final_norm, out["deltas"], logits, s))
+    if spec["lens"]:
+        out.update(_lens(_envoy(lm, spec["unembed"]), final_norm, out["deltas"], logits, spec))
     return out
 
 
-def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, s: dict) -> dict:
+def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, spec: dict) -> dict:
     """The logit lens and the DLA of every state / component, on the model's device."""
     W = unembed.weight  # [V, d]; stays where it is (only results of products with it leave)
     V = W.shape[0]
@@ -135,16 +135,16 @@ def _lens(unembed, final_norm, deltas: torch.Tensor, logits: torch.Tensor, s: di
     b32 = None if b is None else b.float()
     weight = getattr(final_norm, "weight", None)
     gain = (torch.ones(deltas.shape[-1], device=W.device) if weight is None
-            else weight.float().to(W.device) + s["norm_offset"])
+            else weight.float().to(W.device) + spec["norm_offset"])
     nb = getattr(final_norm, "bias", None)
     nbias = None if nb is None else nb.float().to(W.device)
-    norm = Norm(s["norm_kind"], gain, nbias, s["norm_eps"])  # the final norm, in fp32
-    cap, k = s["softcap"], min(s["k"], V)
+    norm = Norm(spec["norm_kind"], gain, nbias, spec["norm_eps"])  # the final norm, in fp32
+    cap, k = spec["softcap"], min(spec["k"], V)
 
     states = deltas.to(W.device, torch.float32).cumsum(0)  # [C, T, d]
     C, T, d = states.shape
     flat = states.reshape(C * T, d)
-    tid = s["target"] if s["target"] is not None else int(logits[-1].argmax())
+    tid = spec["target"] if spec["target"] is not None else int(logits[-1].argmax())
     top_ids = torch.empty(C * T, k, dtype=torch.int32, device=W.device)
     top_logits = torch.empty(C * T, k, device=W.device)
     lse = torch.empty(C * T, device=W.device)
