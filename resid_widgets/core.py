@@ -185,7 +185,11 @@ class Decomposition:
 
     def logits_at(self, position: int) -> torch.Tensor:
         """[vocab] the model's own logits at ``position``, where the model computed them (no
-        host transfer of the whole [T, vocab] before :attr:`logits` is first read)."""
+        host transfer of the whole [T, vocab] before :attr:`logits` is first read).
+
+        Args:
+            position: the position (negative counts from the end).
+        """
         return self._logits[self.position_index(position)]
 
     @property
@@ -255,20 +259,40 @@ class Decomposition:
         return len(self.tokens)
 
     def index(self, label: str) -> int:
-        """Component index of a label ("attn.3")."""
+        """Component index of a label.
+
+        Args:
+            label: a component label ("attn.3"), one of :attr:`labels`.
+
+        Raises:
+            KeyError: no component has that label.
+        """
         try:
             return self.labels.index(label)
         except ValueError:
             raise KeyError(f"No component {label!r}; components are {self.labels}") from None
 
     def attn_index(self, layer: int) -> int:
+        """Component index of ``layer``'s attention (negative layers count from the end).
+
+        Args:
+            layer: the layer.
+        """
         return self.n_embed + 2 * self.layer_index(layer)
 
     def mlp_index(self, layer: int) -> int:
+        """Component index of ``layer``'s MLP (negative layers count from the end).
+
+        Args:
+            layer: the layer.
+        """
         return self.n_embed + 2 * self.layer_index(layer) + 1
 
     def layer_index(self, layer: int) -> int:
         """``layer`` (negative counts from the end) as an index in 0..n_layers-1.
+
+        Args:
+            layer: a layer index, an int (or numpy integer / one-element tensor).
 
         Raises:
             IndexError: out of range; TypeError: not an integer.
@@ -281,6 +305,9 @@ class Decomposition:
     def position_index(self, position: int) -> int:
         """``position`` (negative counts from the end) as an index in 0..T-1.
 
+        Args:
+            position: a position, an int (or numpy integer / one-element tensor).
+
         Raises:
             IndexError: out of range; TypeError: not an integer.
         """
@@ -291,29 +318,55 @@ class Decomposition:
         return position % T
 
     def state_before(self, component: int, position: int) -> torch.Tensor:
-        """[d_model] the stream the component ``component`` reads (zero before the first)."""
+        """[d_model] the stream the component ``component`` reads (zero before the first).
+
+        Args:
+            component: a component index (see :meth:`index`).
+            position: the position.
+        """
         if component == 0:
             return torch.zeros(self.d_model)
         return self.states[component - 1, position]
 
     # ---- tokens ----------------------------------------------------------------------------
     def token_text(self, token_id: int) -> str:
-        """How a person reads one token (" Paris", not "ĠParis")."""
+        """How a person reads one token (" Paris", not "ĠParis"); "<id>" without a tokenizer.
+
+        Args:
+            token_id: the token's id.
+        """
         if self.tokenizer is None:
             return f"<{int(token_id)}>"
         return self.tokenizer.decode([int(token_id)])
 
     def target_id(self, target) -> int:
-        """A single-token string or an id (int, numpy integer, one-element tensor) -> the id;
-        TargetError otherwise."""
+        """The token id of ``target``.
+
+        Args:
+            target: a single-token string (" Paris", leading spaces matter) or an id (int, numpy
+                integer, one-element tensor).
+
+        Raises:
+            TargetError: text of several tokens or none, text without a tokenizer, or an id
+                outside the vocabulary.
+        """
         return self._targets(target)
 
     def top_prediction(self, position: int = -1) -> int:
-        """The model's top next-token id at ``position``."""
+        """The model's top next-token id at ``position``.
+
+        Args:
+            position: the position (negative counts from the end).
+        """
         return int(self.logits[self.position_index(position)].argmax())
 
     def logprob(self, target, position: int = -1) -> float:
-        """The model's own log p(target) at ``position``."""
+        """The model's own log p(target) at ``position``.
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: the position (negative counts from the end).
+        """
         row = self.logits[self.position_index(position)]
         return float(row[self.target_id(target)] - torch.logsumexp(row, -1))
 
@@ -350,8 +403,20 @@ class Decomposition:
 
     def sae_features(self, sae, state=None, position: int = -1, k: int = 20, target=None, **kwargs):
         """One state at ``position`` split exactly into sparse-autoencoder features, decoder bias
-        and error (``state="mlp.14"``: the stream after block 14). See
-        :func:`resid_widgets.sae.sae_features`; returns :class:`~resid_widgets.sae.SAEFeatures`."""
+        and error.
+
+        Args:
+            sae: a :class:`~resid_widgets.SparseAutoencoder`.
+            state: the state's label (``"mlp.14"``: the stream after block 14); see
+                :func:`resid_widgets.sae.sae_features` for the default and the other options.
+            position: the position (negative counts from the end).
+            k: how many features to show (the rest are summed in one row).
+            target: a token (text or id) for the rows' DLA.
+            **kwargs: passed on to :func:`resid_widgets.sae.sae_features`.
+
+        Returns:
+            :class:`~resid_widgets.sae.SAEFeatures`.
+        """
         from .sae import sae_features
 
         return sae_features(self, sae, state=state, position=position, k=k, target=target, **kwargs)
@@ -377,7 +442,13 @@ class Decomposition:
         return self.readout.norm.to("cpu").frozen_readout(self.readout.unembed[tid].cpu(), ref)
 
     def dla_constant(self, target, position: int = -1) -> float:
-        """The part of the logit no component owns: final-norm bias · W_U[target] + b_U[target]."""
+        """The part of the logit no component owns: final-norm bias · W_U[target] + b_U[target].
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: unused (the constant is the same at every position); kept so DLA calls
+                take the same arguments.
+        """
         tid = self.target_id(target)
         const = 0.0
         if self.readout.norm.bias is not None:
@@ -387,7 +458,12 @@ class Decomposition:
         return const
 
     def dla_grid(self, target) -> torch.Tensor:
-        """[C, T] direct logit attribution of every component at every position to ``target``."""
+        """[C, T] direct logit attribution of every component at every position to ``target``
+        (final norm frozen at each position's final stream).
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+        """
         tid = self.target_id(target)
         r = self.readout_direction(tid, None)  # [T, d]
         return torch.einsum("ctd,td->ct", self.deltas, r)
@@ -402,6 +478,15 @@ class Decomposition:
             with p the logit-lens distribution (norm recomputed, or frozen at the final stream's
             scale with norm="frozen"); the first component gets 0, so the sum is exactly
             log p(final) - log p(first state).
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: the position (negative counts from the end).
+            method: "dla" or "logprob".
+            norm: "recomputed" or "frozen" (method="logprob" only).
+
+        Raises:
+            ValueError: an unknown method.
         """
         tid = self.target_id(target)
         pos = self.position_index(position)
@@ -464,6 +549,10 @@ class Decomposition:
 
         Row H is the output bias (zero when there is none). Rows sum exactly to the attention
         delta; a post-norm (Gemma 2/3) is linearised with its scale frozen at its real input.
+
+        Args:
+            layer: the layer (negative counts from the end).
+            position: one position, or None for all.
         """
         layer = self.layer_index(layer)
         z = self._head_inputs[layer]  # [T, H*dh]
@@ -486,6 +575,14 @@ class Decomposition:
 
         "dla": additive, rows sum to the attention layer's DLA. "logprob": log p(base + head) -
         log p(base), base = the stream before that attention layer; not additive across heads.
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: the position (negative counts from the end).
+            method: "dla" or "logprob".
+
+        Raises:
+            ValueError: an unknown method.
         """
         tid = self.target_id(target)
         pos = self.position_index(position)
@@ -505,11 +602,24 @@ class Decomposition:
 
     # ---- neurons ---------------------------------------------------------------------------
     def neuron_activations(self, layer: int) -> torch.Tensor:
-        """[T, d_ff] the activations m_k that multiply the FFN's output columns."""
+        """[T, d_ff] the activations m_k that multiply the FFN's output columns.
+
+        Args:
+            layer: the layer (negative counts from the end).
+        """
         return self._neuron_acts[self.layer_index(layer)]
 
     def neuron_dla(self, target, position: int = -1, layer: int | None = None) -> torch.Tensor:
-        """DLA of every FFN neuron's subvalue ``m_k W_out[:, k]`` to ``target``: [L, d_ff] or [d_ff]."""
+        """DLA of every FFN neuron's subvalue ``m_k W_out[:, k]`` to ``target``.
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: the position (negative counts from the end).
+            layer: one layer, or None for all.
+
+        Returns:
+            [L, d_ff], or [d_ff] for one layer.
+        """
         tid = self.target_id(target)
         pos = self.position_index(position)
         r = self.readout_direction(tid, pos)
@@ -523,7 +633,16 @@ class Decomposition:
         return torch.stack(rows) if layer is None else rows[0]
 
     def neuron_vectors(self, layer: int, indices: Sequence[int], position: int = -1) -> torch.Tensor:
-        """[n, d_model] the subvalues act_k * W_out[:, k] (post-norm frozen) written at ``position``."""
+        """[n, d_model] the subvalues act_k * W_out[:, k] (post-norm frozen) written at ``position``.
+
+        Args:
+            layer: the layer (negative counts from the end).
+            indices: the n neuron indices.
+            position: the position (negative counts from the end).
+
+        Raises:
+            IndexError: a neuron index is out of range.
+        """
         layer = self.layer_index(layer)
         pos = self.position_index(position)
         W, _ = self.weights.mlp_out(layer)
@@ -536,8 +655,17 @@ class Decomposition:
         return vecs if mult is None else vecs * mult[pos]
 
     def bs_tokens(self, vectors: torch.Tensor, position: int = -1, k: int = 10):
-        """Before-softmax top and bottom tokens of vectors [n, d]: W_U · norm*(v), norm* frozen at
-        the final stream of ``position``. Returns (top, bottom) lists of [(text, value)] per vector."""
+        """Before-softmax top and bottom tokens of vectors: W_U · norm*(v), norm* the final norm
+        frozen at the final stream of ``position``.
+
+        Args:
+            vectors: [n, d_model].
+            position: the position (negative counts from the end).
+            k: how many top and bottom tokens per vector.
+
+        Returns:
+            (top, bottom): per vector a list of k (text, value) pairs.
+        """
         pos = self.position_index(position)
         ro = self.readout
         x = ro.norm.to(ro.device).frozen(vectors.to(ro.device), self.states[-1, pos].to(ro.device))
@@ -557,6 +685,20 @@ class Decomposition:
         method="dla" ranks by direct logit attribution, "logprob" by log p(base + subvalue) -
         log p(base), base = the stream before that FFN, computed exactly for max(4n, 64)
         candidate neurons. Never builds [T, d_ff, d_model].
+
+        Args:
+            target: a single-token string (" Paris") or a token id.
+            position: the position (negative counts from the end).
+            n: how many neurons.
+            layer: one layer, or None for all.
+            method: "dla" or "logprob".
+            bs_k: how many top / bottom tokens of each subvalue to list.
+
+        Returns:
+            n :class:`NeuronContribution`, the most promoting first.
+
+        Raises:
+            ValueError: an unknown method.
         """
         from .analysis.ffn import ffn_subvalues
 
@@ -579,11 +721,17 @@ class Decomposition:
         ``Patch``) applied where each named component writes into the stream; everything
         downstream recomputes. The model is left exactly as found, also when an edit raises.
 
-        Returns an ordinary exact Decomposition of the edited run (``deltas`` [C, T, d_model] add
-        up to its stream) with ``.edits`` (this one's edits, if any, then ``edits``) and
-        ``.baseline`` (the unedited Decomposition). Raises :class:`~resid_widgets.edits.EditError`
-        (a ValueError) for an unknown component, a head or neuron out of range, a vector of the
-        wrong size or zero, or a patch source of another length or model.
+        Args:
+            *edits: the edits (or one list of them), applied in order.
+
+        Returns:
+            An ordinary exact Decomposition of the edited run (``deltas`` [C, T, d_model] add up
+            to its stream) with ``.edits`` (this one's edits, if any, then ``edits``) and
+            ``.baseline`` (the unedited Decomposition).
+
+        Raises:
+            EditError: (a ValueError) an unknown component, a head or neuron out of range, a
+                vector of the wrong size or zero, or a patch source of another length or model.
         """
         from .edits import edit
 
@@ -591,7 +739,14 @@ class Decomposition:
 
     # ---- presentation ----------------------------------------------------------------------
     def summary(self, target=None, position: int = -1, top: int = 5) -> str:
-        """A printable account: the prediction, the lens at the last position, the top components."""
+        """A printable account: the prediction, the lens at ``position``, the top components.
+
+        Args:
+            target: the token (text or id) the components are ranked for; default the model's
+                top prediction.
+            position: the position (negative counts from the end).
+            top: how many components to list.
+        """
         pos = self.position_index(position)
         tid = self.top_prediction(pos) if target is None else self.target_id(target)
         probs = torch.softmax(self.logits[pos], -1)

@@ -181,7 +181,11 @@ class LensResult:
         return sum(t.numel() * t.element_size() for t in held if t is not None)
 
     def reads(self, states: torch.Tensor | None) -> bool:
-        """Whether this result reads ``states`` (rather than holding states of its own)."""
+        """Whether this result reads ``states`` (rather than holding states of its own).
+
+        Args:
+            states: [C, T, d_model] states, or None.
+        """
         return states is not None and self._flat.data_ptr() == states.data_ptr()
 
     @property
@@ -190,17 +194,29 @@ class LensResult:
         return self._lse.view(self._shape)
 
     def logprob(self, target) -> torch.Tensor:
-        """[C, T] log-probability of ``target`` (a single-token string or an id) in every cell."""
+        """[C, T] log-probability of ``target`` (a single-token string or an id) in every cell.
+
+        Args:
+            target: a single-token string or a token id.
+        """
         tid = self._resolve(target)
         z = self._readout.target_logits(self._flat, tid).cpu()
         return (z - self._lse).view(self._shape)
 
     def prob(self, target) -> torch.Tensor:
-        """[C, T] probability of ``target`` in every cell."""
+        """[C, T] probability of ``target`` in every cell.
+
+        Args:
+            target: a single-token string or a token id.
+        """
         return self.logprob(target).exp()
 
     def rank(self, target) -> torch.Tensor:
-        """[C, T] rank of ``target`` (0 = top) in every cell; one more chunked pass."""
+        """[C, T] rank of ``target`` (0 = top) in every cell; one more chunked pass.
+
+        Args:
+            target: a single-token string or a token id.
+        """
         tid = self._resolve(target)
         out = torch.empty(self._flat.shape[0], dtype=torch.long)
         for rows, z in self._readout.chunks(self._flat, reuse=True):

@@ -98,14 +98,22 @@ class SparseAutoencoder:
         return self.W_enc.shape[1]
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., d_in] -> [..., d_sae] W_enc^T (x − b_dec) + b_enc (before the activation)."""
+        """[..., d_in] -> [..., d_sae] W_enc^T (x − b_dec) + b_enc (before the activation).
+
+        Args:
+            x: [..., d_in] the states.
+        """
         x = x.float()
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., d_in] -> [..., d_sae] feature activations f."""
+        """[..., d_in] -> [..., d_sae] feature activations f.
+
+        Args:
+            x: [..., d_in] the states.
+        """
         pre = self.pre_activations(x)
         if self.architecture == "standard":
             return pre.relu()
@@ -124,7 +132,11 @@ class SparseAutoencoder:
         return self.W_dec
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
-        """[..., d_sae] -> [..., d_in] x̂."""
+        """[..., d_sae] -> [..., d_in] x̂.
+
+        Args:
+            f: [..., d_sae] feature activations.
+        """
         return f.float() @ self.decoder_rows() + self.b_dec
 
     # ---- SAELens folder --------------------------------------------------------------------
@@ -181,7 +193,11 @@ class SparseAutoencoder:
     def save(self, path) -> Path:
         """Write an SAELens folder (``cfg.json`` + ``sae_weights.safetensors``) that SAELens and
         :meth:`load` read. The config uses the flat layout of SAELens before 6.0 (no version
-        claimed; SAELens 6 converts it on load). Returns the folder."""
+        claimed; SAELens 6 converts it on load). Returns the folder.
+
+        Args:
+            path: the folder (created if missing).
+        """
         from safetensors.torch import save_file
 
         folder = Path(path)
@@ -309,6 +325,7 @@ class SAEFeatures(Table):
         return out
 
     def figure(self):
+        """A plotly bar chart of each row's DLA, hover with its activation and BS tokens."""
         go, _ = plotly()
         rows = list(reversed(self.rows))
         hover = [f"{r['label']}" + (f" act={r['activation']:.3f}" if r["activation"] is not None else "")

@@ -209,18 +209,33 @@ class TunedLens:
     # ---- use -------------------------------------------------------------------------------
     def keys(self, dec) -> list[str | None]:
         """(C) per grid state, the key of its translator, or None where it reads as the logit
-        lens (the last state; states the lens has no translator for)."""
+        lens (the last state; states the lens has no translator for).
+
+        Args:
+            dec: a :class:`~resid_widgets.Decomposition` of the lens's model.
+        """
         last = len(dec.labels) - 1
         keys = [state_key(dec, c) for c in range(len(dec.labels))]
         return [key if c != last and key in self.translators else None for c, key in enumerate(keys)]
 
     def translated(self, dec) -> list[bool]:
-        """(C) whether each grid state goes through a translator (False: read as the logit lens)."""
+        """(C) whether each grid state goes through a translator (False: read as the logit lens).
+
+        Args:
+            dec: a :class:`~resid_widgets.Decomposition` of the lens's model.
+        """
         return [key is not None for key in self.keys(dec)]
 
     def check(self, dec) -> None:
         """Raise :class:`~resid_widgets.errors.TunedLensError` unless the lens belongs to ``dec``'s
-        model (same width, same number of blocks, same unembedding where the lens records one)."""
+        model (same width, same number of blocks, same unembedding where the lens records one).
+
+        Args:
+            dec: a :class:`~resid_widgets.Decomposition`.
+
+        Raises:
+            TunedLensError: the lens belongs to another model.
+        """
         where = f" (trained for {self.base_model_name_or_path!r})" if self.base_model_name_or_path else ""
         if self.d_model != dec.d_model or self.n_layers != dec.n_layers:
             raise TunedLensError(
@@ -236,7 +251,11 @@ class TunedLens:
 
     def transform(self, dec) -> torch.Tensor:
         """[C, T, d_model] every state through its translator, h + W h + b (h itself where there
-        is none). ``dec.logit_lens(k, lens=self)`` reads these."""
+        is none). ``dec.logit_lens(k, lens=self)`` reads these.
+
+        Args:
+            dec: a :class:`~resid_widgets.Decomposition` of the lens's model.
+        """
         self.check(dec)
         states = dec.states
         out = states.clone()
@@ -255,7 +274,11 @@ class TunedLens:
         """Write the tuned-lens package's folder: ``config.json`` (its TunedLensConfig fields),
         ``params.pt`` (its block translators ``"{i}.weight"``, ``"{i}.bias"``, i = 0..L-1; a
         block without a translator here is saved as the identity), and ``sublayer_params.pt``
-        (every other translator, ``"{key}.weight"``/``"{key}.bias"``). Returns the folder."""
+        (every other translator, ``"{key}.weight"``/``"{key}.bias"``). Returns the folder.
+
+        Args:
+            path: the folder (created if missing).
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         d, bias = self.d_model, self.has_bias

@@ -75,7 +75,11 @@ class Adapter:
     notes: str = ""
 
     def is_parallel(self, config) -> bool:
-        """Whether a model of this family with ``config`` has a parallel residual."""
+        """Whether a model of this family with ``config`` has a parallel residual.
+
+        Args:
+            config: the model's config.
+        """
         parallel = self.parallel_residual
         return bool(parallel(config)) if callable(parallel) else bool(parallel)
 

@@ -131,7 +131,11 @@ class AttentionCapture:
         return self.values[0].shape[1]
 
     def head_values(self, layer: int) -> torch.Tensor:
-        """[B, H, T, d_head] the value vectors each query head reads (GQA heads repeated)."""
+        """[B, H, T, d_head] the value vectors each query head reads (GQA heads repeated).
+
+        Args:
+            layer: the layer.
+        """
         v = self.values[layer]
         return v.repeat_interleave(self.n_heads // v.shape[1], dim=1)
 

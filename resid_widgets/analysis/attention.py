@@ -62,7 +62,11 @@ class AttentionSubvalues(Table):
 
     def figure(self, layer: int | None = None):
         """Heatmap head × source token of DLA (hover: α, log-prob increase), one layer at a time
-        (a menu switches layers; default: the layer whose attention matters most)."""
+        (a menu switches layers; default: the layer whose attention matters most).
+
+        Args:
+            layer: the layer shown first (default: the one whose attention matters most).
+        """
         go, make_subplots = plotly()
         L, H, T = self.dla.shape
         show = int(self.layer_dla.abs().argmax()) if layer is None else layer % L

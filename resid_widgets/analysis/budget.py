@@ -49,6 +49,7 @@ class BlockBudgetResult(Table):
     rows: list[dict]
 
     def figure(self):
+        """A plotly figure: the top next tokens per block budget, and p(target) / entropy per budget."""
         go, make_subplots = plotly()
         K = self.top_ids.shape[0]
         fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12,
@@ -143,6 +144,7 @@ class DropOne(Table):
     rows: list[dict]
 
     def figure(self):
+        """A plotly bar chart of the change in log p(target) when each unit is dropped."""
         go, _ = plotly()
         names = [f"{self.unit} {l}" for l in range(len(self.effect))]
         fig = go.Figure(go.Bar(x=names, y=self.effect.tolist(),

@@ -64,7 +64,15 @@ class InductionCircuit(Table):
     rows: list[dict]
 
     def sources(self, layer: int, head: int, n: int | None = None) -> list[dict]:
-        """The rows of one induction head (all earlier heads when ``n`` is None), largest drop first."""
+        """The rows of one induction head (all earlier heads when ``n`` is None), largest drop first.
+
+        Args:
+            layer, head: an induction head examined.
+            n: how many source heads, or None for all.
+
+        Raises:
+            KeyError: the head is not among the induction heads examined.
+        """
         if (layer, head) not in self.induction_heads:
             raise KeyError(f"L{layer}H{head} is not among the induction heads examined "
                            f"({', '.join(f'L{l}H{h}' for l, h in self.induction_heads) or 'none'})")
@@ -73,7 +81,11 @@ class InductionCircuit(Table):
 
     def figure(self, n: int = 3):
         """A small graph (heads at (head, layer); an arrow from each induction head's ``n`` strongest
-        key sources, width and label = the score drop) beside the ranked drops as bars."""
+        key sources, width and label = the score drop) beside the ranked drops as bars.
+
+        Args:
+            n: the source heads drawn per induction head.
+        """
         go, make_subplots = plotly()
         L, H = self.scores["sink"].shape
         fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.14,

@@ -46,6 +46,7 @@ class NeuronInputShares(Table):
     rows: list[dict]
 
     def figure(self):
+        """A plotly bar chart of each component's share of the neuron's pre-activation."""
         go, _ = plotly()
         fig = go.Figure(go.Bar(x=self.labels, y=self.shares.tolist(), name="share",
                                hovertext=[f"{c}: c·K'={v:+.4f}" for c, v in zip(self.labels, self.contributions.tolist())],
@@ -135,6 +136,7 @@ class CrossLayer(Table):
     method: str
 
     def figure(self):
+        """A plotly figure: the importance-weighted input shares, and each top neuron's shares."""
         go, make_subplots = plotly()
         fig = make_subplots(rows=2, cols=1, row_heights=[0.35, 0.65], vertical_spacing=0.08, shared_xaxes=True,
                             subplot_titles=("importance-weighted input shares",

@@ -59,6 +59,7 @@ class FFNSubvalues(Table):
     logprob_estimate: torch.Tensor | None
 
     def figure(self):
+        """A plotly figure: the top neurons' DLA (and log-prob increase), and per layer the neurons' DLA."""
         go, make_subplots = plotly()
         fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
                             subplot_titles=(f"top neurons for {self.target!r} at position {self.position}",

@@ -46,9 +46,15 @@ class InductionScores(Table):
         return tuple(self.scores.shape)
 
     def top(self, n: int = 5) -> list[tuple[int, int, float]]:
+        """[(layer, head, score)] of the ``n`` highest-scoring heads.
+
+        Args:
+            n: how many heads.
+        """
         return [(r["layer"], r["head"], r["score"]) for r in self.rows[:n]]
 
     def figure(self):
+        """A plotly figure: the heads' induction scores and their DLA of the copied token."""
         go, make_subplots = plotly()
         L, H = self.scores.shape
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,

@@ -47,6 +47,7 @@ class DirectPath(Table):
     rows: list[dict]
 
     def figure(self):
+        """A plotly heatmap of the direct path's top tokens at every position."""
         go, _ = plotly()
         T, k = self.top_ids.shape
         text = [[repr(t) for t in row] for row in self.top_texts]
@@ -112,6 +113,7 @@ class BlockPaths(Table):
     rows: list[dict]
 
     def figure(self):
+        """A plotly figure: each block's DLA (attention, MLP) and the log p(target) of e + one block."""
         go, make_subplots = plotly()
         L = len(self.dla_block)
         names = [f"block {l}" for l in range(L)]
@@ -221,7 +223,12 @@ class Bandwidth(Table):
 
     def principal_cosines(self, layer: int, i: int, j: int) -> torch.Tensor:
         """Cosines of the principal angles between the output subspaces of heads i and j of
-        ``layer`` (descending; their squares average to ``head_overlap[layer, i, j]``)."""
+        ``layer`` (descending; their squares average to ``head_overlap[layer, i, j]``).
+
+        Args:
+            layer: the layer.
+            i, j: the two heads.
+        """
         Qi, Qj = (_orthonormal(self._head_write(layer, h), self.rtol) for h in (i, j))
         return torch.linalg.svdvals(Qi.T @ Qj).float()
 
@@ -233,6 +240,12 @@ class Bandwidth(Table):
         return W_O[:, h * self.d_head:(h + 1) * self.d_head]
 
     def figure(self, layer: int | None = None):
+        """A plotly figure: dimensions written per layer against d_model, the mean head overlap per
+        layer, and one layer's [H, H] head overlaps.
+
+        Args:
+            layer: the layer whose head overlaps are shown (default: the most overlapping).
+        """
         go, make_subplots = plotly()
         L = len(self.rows)
         show = int(self.mean_overlap.argmax()) if layer is None else layer % L

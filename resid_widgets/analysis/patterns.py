@@ -152,7 +152,12 @@ class LayerPattern:
         return self.values.float().sum(-1)
 
     def row(self, head: int, destination: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sources [n] long, weights [n] float32) kept for one destination, by source."""
+        """(sources [n] long, weights [n] float32) kept for one destination, by source.
+
+        Args:
+            head: the head.
+            destination: the destination position.
+        """
         head = check_index(head, self.n_heads, "head")
         t = check_index(destination, self.n_tokens, "destination")
         if self.format == "dense":
@@ -164,13 +169,19 @@ class LayerPattern:
         return src[order], self.values[head, t][keep].float()[order]
 
     def nbytes(self) -> int:
+        """Bytes of the weights (and source indices) held."""
         return self.values.numel() * self.values.element_size() + (
             0 if self.index is None else self.index.numel() * self.index.element_size())
 
     def payload(self, k: int | None = None, mass: float = 1.0) -> dict:
         """What the view draws: the dense triangle as it is, or (when ``k`` is given, or the
         pattern is top-k) a sparse payload of at most ``k`` weights per row, cut earlier once the
-        kept weights hold ``mass`` of what the row keeps. Arrays as in ``views.payload``."""
+        kept weights hold ``mass`` of what the row keeps. Arrays as in ``views.payload``.
+
+        Args:
+            k: the most weights per row, or None (dense patterns stay dense).
+            mass: the share of a row's kept weight after which it is cut.
+        """
         from ..views.payload import array_payload
 
         if self.format == "dense" and k is None:
@@ -203,7 +214,12 @@ class LayerPattern:
         return (self.dense() > 0).sum(-1)
 
     def entries_at(self, caps: list[int], mass: float = 0.99) -> list[int]:
-        """Sparse payload entries for each cap in ``caps`` (to fit a size budget)."""
+        """Sparse payload entries for each cap in ``caps`` (to fit a size budget).
+
+        Args:
+            caps: the most weights per row, one budget each.
+            mass: the share of a row's kept weight after which it is cut.
+        """
         counts = rows_needed(self._sorted_rows()[0], mass)
         return [int(counts.clamp(max=c).sum()) for c in caps]
 
@@ -267,18 +283,31 @@ class HeadScores(Table):
         return any(p.sparsified for p in self.patterns)
 
     def pattern(self, layer: int) -> LayerPattern:
-        """The bounded attention weights of one layer (see :class:`LayerPattern`)."""
+        """The bounded attention weights of one layer (see :class:`LayerPattern`).
+
+        Args:
+            layer: the layer.
+        """
         return self.patterns[check_index(layer, self.n_layers, "layer")]
 
     def top(self, kind: str = "induction", n: int = 5) -> list[tuple[int, int, float]]:
-        """[(layer, head, score)] of the ``n`` highest-scoring heads (NaN scores last)."""
+        """[(layer, head, score)] of the ``n`` highest-scoring heads (NaN scores last).
+
+        Args:
+            kind: the score (one of SCORE_KINDS).
+            n: how many heads.
+        """
         _check_kind(kind)
         ranked = sorted(self.rows, key=lambda r: -math.inf if r[kind] is None else r[kind], reverse=True)
         return [(r["layer"], r["head"], r[kind]) for r in ranked[:n]]
 
     def figure(self, kind: str = "induction"):
         """plotly heatmap [layers x heads] of one score; a menu switches the score and sorts each
-        layer's heads by it (hover names the head)."""
+        layer's heads by it (hover names the head).
+
+        Args:
+            kind: the score shown first (one of SCORE_KINDS).
+        """
         _check_kind(kind)
         go, _ = plotly()
         L, H = self.n_layers, self.n_heads

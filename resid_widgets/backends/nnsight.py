@@ -178,7 +178,11 @@ class RemoteDecomposition:
 
     def contributions(self, position: int = -1) -> torch.Tensor:
         """[C] each component's DLA to ``target`` at ``position``; they sum, plus
-        ``dla_constant``, to the target's logit there (before any final soft-cap)."""
+        ``dla_constant``, to the target's logit there (before any final soft-cap).
+
+        Args:
+            position: the position (negative counts from the end).
+        """
         return self.dla[:, position]
 
 
