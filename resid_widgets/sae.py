@@ -328,12 +328,12 @@ class SAEFeatures(Table):
         """A plotly bar chart of each row's DLA, hover with its activation and BS tokens."""
         go, _ = plotly()
         rows = list(reversed(self.rows))
-        hover = [f"{r['label']}" + (f" act={r['activation']:.3f}" if r["activation"] is not None else "")
-                 + f"<br>DLA={r['dla']:+.3f}, |v|={r['norm']:.2f}"
-                 + (f"<br>promotes: {tok_list(r['bs_top'])}<br>suppresses: {tok_list(r['bs_bottom'])}"
-                    if r["bs_top"] else "") for r in rows]
-        colors = ["#888" if r["feature"] is None else ("#2a9d8f" if r["dla"] >= 0 else "#e76f51") for r in rows]
-        fig = go.Figure(go.Bar(y=[r["label"] for r in rows], x=[r["dla"] for r in rows], orientation="h",
+        hover = [f"{row['label']}" + (f" act={row['activation']:.3f}" if row["activation"] is not None else "")
+                 + f"<br>DLA={row['dla']:+.3f}, |v|={row['norm']:.2f}"
+                 + (f"<br>promotes: {tok_list(row['bs_top'])}<br>suppresses: {tok_list(row['bs_bottom'])}"
+                    if row["bs_top"] else "") for row in rows]
+        colors = ["#888" if row["feature"] is None else ("#2a9d8f" if row["dla"] >= 0 else "#e76f51") for row in rows]
+        fig = go.Figure(go.Bar(y=[row["label"] for row in rows], x=[row["dla"] for row in rows], orientation="h",
                                marker_color=colors, hovertext=hover, hoverinfo="text"))
         fig.update_layout(
             title=(f"SAE features of {self.state} at position {self.position}: DLA to {self.target!r} "
@@ -469,13 +469,13 @@ def features_payload(result: SAEFeatures) -> dict:
     rows = result.rows
     return {
         "state": result.state, "position": result.position, "target": result.target,
-        "labels": list(result.labels), "feature_ids": [r["feature"] for r in rows],
+        "labels": list(result.labels), "feature_ids": [row["feature"] for row in rows],
         "vectors": array_payload(result.vectors, "float16"),
-        "activation": array_payload(torch.tensor([math.nan if r["activation"] is None else r["activation"]
-                                                  for r in rows]), "float32"),
+        "activation": array_payload(torch.tensor([math.nan if row["activation"] is None else row["activation"]
+                                                  for row in rows]), "float32"),
         "dla": array_payload(result.dla, "float32"),
-        "bs_top": [[[t, v] for t, v in r["bs_top"]] for r in rows],
-        "bs_bottom": [[[t, v] for t, v in r["bs_bottom"]] for r in rows],
+        "bs_top": [[[t, v] for t, v in row["bs_top"]] for row in rows],
+        "bs_bottom": [[[t, v] for t, v in row["bs_bottom"]] for row in rows],
         "n_active": result.n_active, "reconstruction_error": result.reconstruction_error,
     }
 

@@ -188,7 +188,7 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
     edit = Edit.identity if unit == "block" else Edit.zero
 
     def edits_for(rows: range) -> list[Edit]:  # row l < L drops unit l; row L is the intact model
-        return [edit(dropped[l], rows=[r == l for r in rows]) for l in range(L) if l in rows]
+        return [edit(dropped[l], rows=[row == l for row in rows]) for l in range(L) if l in rows]
 
     run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
                       {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)

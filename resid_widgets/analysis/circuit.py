@@ -91,7 +91,7 @@ class InductionCircuit(Table):
         fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.14,
                             subplot_titles=("key sources of the induction heads (K-composition)",
                                             "drop of the induction score"))
-        top = max([r["drop"] for r in self.rows] + [1e-9])
+        top = max([row["drop"] for row in self.rows] + [1e-9])
         nodes: dict[tuple[int, int], str] = {}
         bars_y, bars_x, bars_text = [], [], []
         for i, (l2, h2) in enumerate(self.induction_heads):

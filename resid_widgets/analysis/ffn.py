@@ -65,15 +65,15 @@ class FFNSubvalues(Table):
                             subplot_titles=(f"top neurons for {self.target!r} at position {self.position}",
                                             "per layer: neuron DLA (+ / −) and bias"))
         rows = list(reversed(self.rows))
-        labels = [r["label"] for r in rows]
-        hover = [f"{r['label']} act={r['activation']:+.3f}<br>DLA={r['dla']:+.3f}"
-                 + (f"<br>Δlog p={r['logprob_increase']:+.3f}" if r["logprob_increase"] is not None else "")
-                 + f"<br>promotes: {tok_list(r['bs_top'])}<br>suppresses: {tok_list(r['bs_bottom'])}"
-                 for r in rows]
-        fig.add_bar(y=labels, x=[r["dla"] for r in rows], orientation="h", name="DLA", hovertext=hover,
+        labels = [row["label"] for row in rows]
+        hover = [f"{row['label']} act={row['activation']:+.3f}<br>DLA={row['dla']:+.3f}"
+                 + (f"<br>Δlog p={row['logprob_increase']:+.3f}" if row["logprob_increase"] is not None else "")
+                 + f"<br>promotes: {tok_list(row['bs_top'])}<br>suppresses: {tok_list(row['bs_bottom'])}"
+                 for row in rows]
+        fig.add_bar(y=labels, x=[row["dla"] for row in rows], orientation="h", name="DLA", hovertext=hover,
                     hoverinfo="text", row=1, col=1)
-        if any(r["logprob_increase"] is not None for r in rows):
-            fig.add_scatter(y=labels, x=[r["logprob_increase"] for r in rows], mode="markers",
+        if any(row["logprob_increase"] is not None for row in rows):
+            fig.add_scatter(y=labels, x=[row["logprob_increase"] for row in rows], mode="markers",
                             marker=dict(symbol="diamond", size=9, color="#e76f51"),
                             name="Δ log p (not additive)", hovertext=hover, hoverinfo="text", row=1, col=1)
         pos = self.dla.clamp_min(0).sum(1).tolist()

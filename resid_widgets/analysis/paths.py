@@ -186,7 +186,7 @@ def _only_block_logits(dec, pos: int, batch_size: int = 8) -> torch.Tensor:
     final_norm = require_module(model, adapter.final_norm, "final norm", adapter)
 
     def edits_for(rows: range) -> list[Edit]:  # every block is the identity except in row l
-        return [Edit.identity(layers[l], rows=[r != l for r in rows]) for l in range(L)]
+        return [Edit.identity(layers[l], rows=[row != l for row in rows]) for l in range(L)]
 
     run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
                       {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)
@@ -255,14 +255,14 @@ class Bandwidth(Table):
                                             f"head output-subspace overlap, layer {show}"))
         names = [f"L{l}" for l in range(L)]
         what = "rank" if self.ranks_computed else "≤ min(d_model, dims)"
-        fig.add_bar(x=names, y=[r["attn_rank"] for r in self.rows], name=f"attention writes ({what})", row=1, col=1)
-        fig.add_bar(x=names, y=[r["mlp_rank"] for r in self.rows], name=f"FFN writes ({what})", row=1, col=1)
-        fig.add_scatter(x=names, y=[r["mlp_dims"] for r in self.rows], mode="lines", name="d_ff", row=1, col=1)
-        fig.add_scatter(x=names, y=[r["attn_dims"] for r in self.rows], mode="lines", name="H·d_head", row=1, col=1)
+        fig.add_bar(x=names, y=[row["attn_rank"] for row in self.rows], name=f"attention writes ({what})", row=1, col=1)
+        fig.add_bar(x=names, y=[row["mlp_rank"] for row in self.rows], name=f"FFN writes ({what})", row=1, col=1)
+        fig.add_scatter(x=names, y=[row["mlp_dims"] for row in self.rows], mode="lines", name="d_ff", row=1, col=1)
+        fig.add_scatter(x=names, y=[row["attn_dims"] for row in self.rows], mode="lines", name="H·d_head", row=1, col=1)
         fig.add_hline(y=self.d_model, line_dash="dot", annotation_text=f"d_model={self.d_model}", row=1, col=1)
         fig.add_scatter(x=names, y=self.mean_overlap.tolist(), mode="lines+markers", name="mean overlap",
                         row=1, col=2)
-        fig.add_scatter(x=names, y=[r["max_head_overlap"] for r in self.rows], mode="lines", name="max overlap",
+        fig.add_scatter(x=names, y=[row["max_head_overlap"] for row in self.rows], mode="lines", name="max overlap",
                         row=1, col=2)
         fig.add_hline(y=self.random_overlap, line_dash="dot", annotation_text="random subspaces", row=1, col=2)
         H = self.head_overlap.shape[1]
@@ -357,5 +357,5 @@ def bandwidth(source, rtol: float = 1e-5, ranks: bool = False) -> Bandwidth:
     head_overlap = torch.stack(overlaps)
     return Bandwidth(d_model=d, n_heads=H, d_head=dh, rows=rows, head_overlap=head_overlap,
                      head_ranks=torch.tensor(head_ranks),
-                     mean_overlap=torch.tensor([r["mean_head_overlap"] for r in rows]),
+                     mean_overlap=torch.tensor([row["mean_head_overlap"] for row in rows]),
                      random_overlap=dh / d, rtol=rtol, ranks_computed=ranks, weights=weights)
