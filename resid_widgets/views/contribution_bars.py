@@ -5,18 +5,46 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
+from ..tokens import target_hint
 from ._base import ResidView
 from .payload import decode_payload, display_token
 
 
 class BarsState(t.HasTraits):
-    """The traits of the contribution bars (ContributionBars, Dashboard)."""
+    """The traits of the contribution bars (ContributionBars, Dashboard).
+
+    ``target_hint`` (read it, the view shows it) says more about the last target: ``{"typed",
+    "suggestion"}`` when a target typed without its leading space ("Rome") has a spaced
+    single-token variant (" Rome"): the target stays what was typed, the view offers the other;
+    ``{"typed", "pieces", "error"}`` when a target typed in the view is several tokens; ``{}``
+    otherwise. It is recomputed whenever the target changes, so an error goes away then.
+    """
 
     method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
     per_head = t.Bool(False).tag(sync=True)
     # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}: computed when an
     # MLP bar is opened (a kernel request) and embedded in snapshots
     _neurons = t.Dict().tag(sync=True)
+    target_hint = t.Dict().tag(sync=True)
+    # the text last typed into the view's target field (set by the view before it asks the kernel)
+    _target_typed = t.Unicode("").tag(sync=True)
+
+    def _hint_for(self, text) -> dict:
+        dec = getattr(self, "_dec", None)
+        if isinstance(text, int) and not isinstance(text, bool):
+            text = dec.token_text(text)
+        try:
+            return target_hint(getattr(dec, "tokenizer", None), text, token_text=dec.token_text)
+        except Exception:  # a closed view, or a tokenizer that cannot encode: nothing to add
+            return {}
+
+    @t.observe("target")
+    def _hint_after_target(self, change):
+        self.target_hint = self._hint_for(change["new"])
+
+    @t.observe("_target_typed")
+    def _hint_for_typed(self, change):
+        self.target_hint = self._hint_for(change["new"])
 
 
 class ContributionBars(BarsState, ResidView):

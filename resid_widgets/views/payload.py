@@ -212,6 +212,36 @@ def add_heads(dec, tpayload: dict, position: int, methods=("dla", "logprob")) ->
     return entry
 
 
+def column_logprobs(dec, lens, ids, states=None) -> np.ndarray | None:
+    """[C, n] log p(ids[t] | the state of component c at position t) under ``lens``, for the first
+    n = len(ids) positions: one token per column, in one batched pass (normed states . W_U[ids[t]]).
+
+    ``states`` [C, T, d] are what the lens reads (default ``dec.states``; a tuned lens's translated
+    states). None when the readout cannot be read this way (then ask the lens per token)."""
+    readout = getattr(dec, "readout", None)
+    lse = getattr(lens, "logsumexp", None)
+    if readout is None or lse is None or not all(hasattr(readout, a) for a in ("norm", "unembed", "cap")):
+        return None
+    n = len(ids)
+    try:
+        import torch
+
+        with torch.no_grad():
+            states = (dec.states if states is None else states)[:, :n, :]
+            C, d = states.shape[0], states.shape[-1]
+            dev = readout.unembed.device
+            x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, n, d)
+            ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=dev)
+            w = readout.unembed[ids_t].to(torch.float32)  # [n, d]
+            z = torch.einsum("ctd,td->ct", x, w)
+            if getattr(readout, "unembed_bias", None) is not None:
+                z = z + readout.unembed_bias[ids_t].to(torch.float32)
+            z = readout.cap(z)
+            return z.cpu().double().numpy() - _np(lse).astype(np.float64)[:, :n]
+    except Exception:
+        return None
+
+
 def _next_prob(dec, lens, states=None) -> np.ndarray:
     """[C,T] probability of the actual next token at each position (NaN at the last one) under
     ``lens``, whose readout reads ``states`` [C, T, d] (default ``dec.states``; a tuned lens's
@@ -222,29 +252,10 @@ def _next_prob(dec, lens, states=None) -> np.ndarray:
     if T < 2:
         return out
     nxt = ids[1:]
-    readout = getattr(dec, "readout", None)
-    lse = getattr(lens, "logsumexp", None)
-    if readout is not None and lse is not None and all(hasattr(readout, a) for a in ("norm", "unembed", "cap")):
-        # exact, one batched pass: normed states . W_U[next token of each column]
-        try:
-            import torch
-
-            with torch.no_grad():
-                states = (dec.states if states is None else states)[:, : T - 1, :]
-                d = states.shape[-1]
-                dev = readout.unembed.device
-                x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)
-                nxt_t = torch.as_tensor(nxt, device=dev)
-                w = readout.unembed[nxt_t].to(torch.float32)  # [T-1, d]
-                z = torch.einsum("ctd,td->ct", x, w)
-                if getattr(readout, "unembed_bias", None) is not None:
-                    z = z + readout.unembed_bias[nxt_t].to(torch.float32)
-                z = readout.cap(z)
-                lp = z.cpu().double().numpy() - _np(lse).astype(np.float64)[:, : T - 1]
-            out[:, : T - 1] = np.exp(lp)
-            return out
-        except Exception:
-            out[:] = np.nan
+    lp = column_logprobs(dec, lens, nxt, states)
+    if lp is not None:
+        out[:, : T - 1] = np.exp(lp)
+        return out
     # generic: the next token is often in the top-k; otherwise ask the lens per distinct token
     top_ids = _np(lens.top_ids)
     top_probs = _np(lens.top_probs).astype(np.float32)
