@@ -119,6 +119,7 @@ export function mountContributionBars(root, store, opts = {}) {
     "leave layer 0 (log p rising from the embedding's near-uniform start) out of the bar scale",
   );
   scaleBox.setAttribute("data-rw-part", "scale-without-embedding");
+  const scaleSlot = h("span");
   const embedNote = h("div", { class: "rw-note", "data-rw-part": "embed-note" });
   // a target the user picks pins it in a dashboard (the bars stop following the selection)
   const picker = createTargetPicker(store, { onPick: () => canFollow && store.set("target_pinned", true) });
@@ -140,7 +141,7 @@ export function mountContributionBars(root, store, opts = {}) {
     ...[
       title,
       prompt,
-      h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox, scaleBox),
+      h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox, scaleSlot),
       canFollow ? targetMode : null,
       picker.bar,
       picker.hint,
@@ -200,7 +201,9 @@ export function mountContributionBars(root, store, opts = {}) {
 
   /** Log-prob: which rows the scale leaves out, and the note saying where log p started. */
   function firstStep(rows, t, p, method) {
-    scaleBox.hidden = method !== "logprob";
+    // in the page only when it applies (log-prob), so the bars keep one checkbox otherwise
+    if (method === "logprob") scaleSlot.replaceChildren(scaleBox);
+    else scaleSlot.replaceChildren();
     const kinds = meta.kinds;
     const lastEmbed = kinds.lastIndexOf("embed");
     if (method !== "logprob" || lastEmbed < 0) {

@@ -34,16 +34,20 @@ def top_targets_payload(dec, k: int) -> dict:
     T, C = len(dec.tokens), len(dec.labels)
     ids = [int(dec.top_prediction(p)) for p in range(T)]
     lens = dec.logit_lens(k=k)
-    logp = P.column_logprobs(dec, lens, ids)
+    columns = {tid: [p for p, x in enumerate(ids) if x == tid] for tid in set(ids)}
     dla = np.zeros((C, T), np.float32)
-    deltas = dec.deltas
-    for p, tid in enumerate(ids):
-        dla[:, p] = P._np(deltas[:, p, :].float() @ dec.readout_direction(tid, p))
+    if hasattr(dec, "readout_direction"):  # one [C, d] x [d] product per position
+        for p, tid in enumerate(ids):
+            dla[:, p] = P._np(dec.deltas[:, p, :].float() @ dec.readout_direction(tid, p))
+    else:
+        for tid, cols in columns.items():
+            dla[:, cols] = P._np(dec.dla_grid(tid))[:, cols]
+    logp = P.column_logprobs(dec, lens, ids)
     if logp is None:  # a readout the batched pass cannot read: one lens column per distinct token
         logp = np.zeros((C, T))
-        for tid in set(ids):
-            cols = [p for p, x in enumerate(ids) if x == tid]
-            logp[:, cols] = P._np(lens.logprob(tid))[:, cols]
+        for tid, cols in columns.items():
+            lp = lens.logprob(tid) if hasattr(lens, "logprob") else np.log(np.clip(P._np(lens.prob(tid)), 1e-45, None))
+            logp[:, cols] = P._np(lp)[:, cols]
     logits = P._np(dec.logits).astype(np.float64)
     logsm = P._log_softmax_rows(logits)
     constants = {tid: float(dec.dla_constant(tid, -1)) for tid in set(ids)}
