@@ -114,8 +114,7 @@ def test_a_multi_token_target_says_how_it_splits_and_clears_on_a_good_target(smo
     dash = rw.Dashboard(paris)
     sent = []
     dash.send = lambda content, buffers=None: sent.append(content)
-    dash._target_typed = "New York"  # what the view sets before asking the kernel
-    dash._on_custom(dash, {"type": "target", "target": "New York", "id": "r1"}, [])
+    dash._on_custom(dash, {"type": "target", "target": "New York", "id": "r1"}, [])  # typed in the view
     assert sent[-1]["ok"] is False and dash.target_hint["pieces"] == ["New", " York"]
     dash.target = " Rome"  # from Python: the error goes
     assert dash.target_hint == {}

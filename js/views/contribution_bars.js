@@ -123,7 +123,8 @@ export function mountContributionBars(root, store, opts = {}) {
   const embedNote = h("div", { class: "rw-note", "data-rw-part": "embed-note" });
   // a target the user picks pins it in a dashboard (the bars stop following the selection)
   const picker = createTargetPicker(store, { onPick: () => canFollow && store.set("target_pinned", true) });
-  const targetMode = h("div", { class: "rw-bar", "data-rw-part": "target-mode" });
+  // in a dashboard, after the title: whether the target follows the selection or is pinned
+  const targetMode = h("span", { "data-rw-part": "target-mode" });
   const title = h("div", { class: "rw-title" });
   const chart = h("div", { class: "rw-chart" });
   const summary = h("div", { class: "rw-summary" });
@@ -142,7 +143,6 @@ export function mountContributionBars(root, store, opts = {}) {
       title,
       prompt,
       h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox, scaleSlot),
-      canFollow ? targetMode : null,
       picker.bar,
       picker.hint,
       picker.chips,
@@ -176,11 +176,7 @@ export function mountContributionBars(root, store, opts = {}) {
     if (!canFollow || !t) return;
     root.dataset.rwTargetMode = following() ? "auto" : "pinned";
     if (following()) {
-      targetMode.replaceChildren(
-        h("span", { class: "rw-sub", text: "explaining the top token " }),
-        tokenEl(t.text),
-        h("span", { class: "rw-sub", text: ` at position ${p} (auto: follows the selection)` }),
-      );
+      targetMode.replaceChildren(h("span", { class: "rw-sub", text: ` — position ${p}'s top token (auto)` }));
       return;
     }
     const unpin = h("button", {
@@ -188,15 +184,10 @@ export function mountContributionBars(root, store, opts = {}) {
       type: "button",
       "data-rw-part": "unpin",
       text: "unpin",
-      title: "explain each selected position's own top token again",
+      title: "explain each selected position's own top token again (the target follows the selection)",
     });
     unpin.addEventListener("click", () => store.set("target_pinned", false));
-    targetMode.replaceChildren(
-      h("span", { class: "rw-sub", text: "pinned target " }),
-      tokenEl(t.text),
-      h("span", { class: "rw-sub", text: " (kept for every position) " }),
-      unpin,
-    );
+    targetMode.replaceChildren(h("span", { class: "rw-sub", text: " — pinned target " }), unpin);
   }
 
   /** Log-prob: which rows the scale leaves out, and the note saying where log p started. */
@@ -206,10 +197,8 @@ export function mountContributionBars(root, store, opts = {}) {
     else scaleSlot.replaceChildren();
     const kinds = meta.kinds;
     const lastEmbed = kinds.lastIndexOf("embed");
-    if (method !== "logprob" || lastEmbed < 0) {
-      embedNote.replaceChildren();
-      return [];
-    }
+    embedNote.hidden = method !== "logprob" || lastEmbed < 0;
+    if (embedNote.hidden) return [];
     const start = t.logp[lastEmbed * T + p];
     const ks = firstStepRows(rows).filter((k) => rows[k].parts.some((part) => part.kind !== "embed"));
     const lift = ks.reduce((sum, k) => sum + rows[k].parts.reduce((a, part) => a + part.value, 0), 0);
@@ -248,6 +237,7 @@ export function mountContributionBars(root, store, opts = {}) {
       t ? tokenEl(t.text) : h("span", { class: "rw-tok", text: "?" }),
       h("span", { text: ` at position ${p} ` }),
       tokenEl(tokens[p]),
+      ...(canFollow ? [targetMode] : []),
     );
     if (!t) {
       chart.replaceChildren(messageBox("no target data", "info"));

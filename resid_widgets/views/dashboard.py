@@ -101,6 +101,9 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
         if not pinned:
             self._follow_top()
 
+    def _ensure_target(self, target) -> dict:
+        return self._ensure_target_noted(super()._ensure_target, target)
+
     @contextlib.contextmanager
     def _auto(self):
         """Target changes made here follow the selection: they do not pin."""

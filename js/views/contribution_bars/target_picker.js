@@ -46,8 +46,6 @@ export function createTargetPicker(store, { onPick = () => {} } = {}) {
     failed = null;
     const shown = displayToken(text);
     const hit = store.findTarget(text) || store.targets().find((t) => displayToken(t.text) === shown);
-    // Python answers with a hint about the typed text (a spaced variant, a multi-token split)
-    store.set("_target_typed", text);
     if (hit) {
       status.textContent = "";
       pick(hit.text);
@@ -91,6 +89,7 @@ export function createTargetPicker(store, { onPick = () => {} } = {}) {
         h("span", { class: "rw-sub", text: "?" }),
       );
     } else if (h0.pieces && h0.pieces.length && failed === h0.typed) {
+      status.textContent = h0.error || status.textContent;
       hint.replaceChildren(
         h("span", { class: "rw-sub", text: "pick one:" }),
         ...h0.pieces.map((piece) => button(piece, "target-piece")),
