@@ -94,3 +94,54 @@ def context_length(config, adapter: Adapter | None = None) -> int | None:
     """The most tokens the model takes, from the first config attribute the adapter names."""
     attrs = adapter.max_positions_attrs if adapter else ("max_position_embeddings", "n_positions", "n_ctx")
     return next((getattr(config, a) for a in attrs if getattr(config, a, None)), None)
+
+
+def spaced_variant(tokenizer, text: str) -> int | None:
+    """The id of ``" " + text`` when that is one token other than ``text``'s own, else None.
+
+    A target typed without its leading space ("Rome") is the word-start-less token, rarely the one
+    a prompt predicts (" Rome"); the views offer the spaced one instead of silently using the other.
+    """
+    if tokenizer is None or not text or text[0].isspace():
+        return None
+    spaced = tokenizer.encode(" " + text, add_special_tokens=False)
+    if len(spaced) != 1:
+        return None
+    own = tokenizer.encode(text, add_special_tokens=False)
+    return None if own == spaced else int(spaced[0])
+
+
+def token_pieces(tokenizer, text: str) -> list[str]:
+    """The tokens ``text`` splits into (each decoded on its own), in order."""
+    if tokenizer is None or not text:
+        return []
+    return [tokenizer.decode([i]) for i in tokenizer.encode(text, add_special_tokens=False)]
+
+
+def target_hint(tokenizer, text: str, token_text=None) -> dict:
+    """What a view says about a target typed as ``text``.
+
+    Args:
+        tokenizer: the decomposition's tokenizer (None: nothing to say).
+        text: the typed target.
+        token_text: id -> the token's text as the views show it (default: ``tokenizer.decode``).
+
+    Returns:
+        ``{}`` when there is nothing to add; ``{"typed", "suggestion"}`` when ``" " + text`` is a
+        different single token (the suggestion is its text); ``{"typed", "pieces", "error"}`` when
+        ``text`` is several tokens (``pieces`` their texts, ``error`` a sentence saying how to
+        pick one).
+    """
+    if tokenizer is None or not isinstance(text, str) or not text:
+        return {}
+    pieces = token_pieces(tokenizer, text)
+    if len(pieces) > 1:
+        shown = " + ".join(repr(piece) for piece in pieces)
+        return {"typed": text, "pieces": pieces,
+                "error": f"{text!r} is {len(pieces)} tokens ({shown}); a target is one token: pick one of "
+                         "them, or type a single token (a leading space is part of it, as in ' Paris')."}
+    spaced = spaced_variant(tokenizer, text)
+    if spaced is None:
+        return {}
+    name = token_text(spaced) if token_text is not None else tokenizer.decode([spaced])
+    return {"typed": text, "suggestion": name}

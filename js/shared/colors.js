@@ -147,10 +147,20 @@ export function divergingFill(v, m, dark) {
   return Number.isFinite(a) && c ? `rgba(${c[0]},${c[1]},${c[2]},${a.toFixed(3)})` : "transparent";
 }
 
-/** Fill and readable text colour of a heat-map cell holding v on the RdBu scale ±m. */
-export function divergingCell(v, m) {
+/**
+ * Fill and readable text colour of a heat-map cell holding v on the RdBu scale ±m. dark: the
+ * side's colour blended over the dark background by |v|/m (zero is the background, as in
+ * divergingFill), so a dark page has no white cells.
+ */
+export function divergingCell(v, m, dark = false) {
   const t = signedT(v, m);
-  return { fill: cssAt("rdbu", t), text: textOn(rgbAt("rdbu", t)) };
+  if (!dark) return { fill: cssAt("rdbu", t), text: textOn(rgbAt("rdbu", t)) };
+  const side = rgbAt("rdbu", v >= 0 ? 0.9 : 0.1);
+  const a = Math.min(1, Math.abs(v) / m);
+  if (!side || !Number.isFinite(a)) return { fill: `rgb(${NAN_RGB.join(",")})`, text: "#fff" };
+  const bg = hexToRgb(THEMES.dark.bg);
+  const rgb = side.map((x, j) => Math.round(bg[j] * (1 - a) + x * a));
+  return { fill: `rgb(${rgb.join(",")})`, text: textOn(rgb) };
 }
 
 /** Relative luminance (0..1) of an RGB triple. */

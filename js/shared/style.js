@@ -77,6 +77,7 @@ export const CSS = `
 .rw-root svg .rw-muted { fill: var(--rw-muted); }
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
+.rw-root svg .rw-break { fill: none; stroke: var(--rw-bg); stroke-width: 3; }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
 .rw-root .rw-dash > .rw-dash-side { grid-column: 1 / -1; display: flex; flex-direction: column; gap: 8px; }
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }

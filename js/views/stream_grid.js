@@ -9,6 +9,7 @@ import { normalizerFor } from "../shared/scale.js";
 import { themeColors } from "../shared/theme.js";
 import { tokenLabel } from "../shared/tokens.js";
 import { makeTooltip } from "../shared/tooltip.js";
+import { lensData } from "./lens_toggle.js";
 import { createPane } from "./pane.js";
 
 const ZERO_REL = 1e-3;
@@ -34,9 +35,14 @@ export function metricValues(store, metric, targetText) {
   const t = store.target(targetText) || store.target();
   if (!t) throw new Error(`target ${JSON.stringify(targetText)} is not precomputed`);
   if (metric === "prob") {
+    // the lens the view reads (logit or tuned): the colour agrees with the lens heatmap beside it
+    const lens = lensData(store);
+    const logp = lens.logp(t);
+    if (!logp) throw new Error(`${lens.name} log-probs of ${tokenLabel(t.text)} are not precomputed`);
     const v = new Float32Array(C * T);
-    for (let k = 0; k < v.length; k++) v[k] = Math.exp(t.logp[k]);
-    return { values: v, signed: false, cmap: "cividis", label: "lens p(target)", fixed: [0, 1] };
+    for (let k = 0; k < v.length; k++) v[k] = Math.exp(logp[k]);
+    const label = `${lens.lens === "tuned" ? "tuned" : "logit"} lens p(target)`;
+    return { values: v, signed: false, cmap: "cividis", label, fixed: [0, 1] };
   }
   // cumulative DLA: what the stream so far says directly about the target's logit
   const v = new Float32Array(C * T);
@@ -177,7 +183,8 @@ export function mountStreamGrid(root, store, opts = {}) {
     }
     const t = store.target(store.get("target"));
     if (t) {
-      lines.push([`p(${tokenLabel(t.text)})`, fmt(Math.exp(t.logp[c * T + i]))]);
+      const logp = lensNow && lensNow.logp(t);
+      if (logp) lines.push([`${lensNow.lens} lens p(${tokenLabel(t.text)})`, fmt(Math.exp(logp[c * T + i]))]);
       lines.push(["DLA of block", fmtSigned(t.dla[c * T + i])]);
     }
     if (mv && store.get("metric") === "dla") lines.push(["DLA of stream", fmtSigned(mv.values[c * T + i])]);
@@ -188,7 +195,9 @@ export function mountStreamGrid(root, store, opts = {}) {
   // opts.paneRoot: where the pane goes (the Dashboard puts it beside the bars and the lens)
   const pane = opts.pane === false ? null : createPane(opts.paneRoot || root, store, tooltip);
 
+  let lensNow = null; // the lens the tooltips read (logit or tuned), as of the last colouring
   function recolor() {
+    lensNow = lensData(store);
     const metric = store.get("metric") || "norm";
     const tgt = store.get("target");
     mv = metricValues(store, metric, tgt);
@@ -227,6 +236,8 @@ export function mountStreamGrid(root, store, opts = {}) {
   });
   offs.push(store.on("selected", onSelected));
   for (const n of ["metric", "normalize", "exclude_first"]) offs.push(store.on(n, repaint));
+  const repaintProb = () => store.get("metric") === "prob" && repaint();
+  offs.push(store.on("lens", repaintProb), store.on("_lenses", repaintProb));
   offs.push(
     store.on("target", () => {
       const m = store.get("metric");

@@ -5,18 +5,51 @@ from __future__ import annotations
 import numpy as np
 import traitlets as t
 
+from ..tokens import target_hint
 from ._base import ResidView
 from .payload import decode_payload, display_token
 
 
 class BarsState(t.HasTraits):
-    """The traits of the contribution bars (ContributionBars, Dashboard)."""
+    """The traits of the contribution bars (ContributionBars, Dashboard).
+
+    ``target_hint`` (read it, the view shows it) says more about the last target: ``{"typed",
+    "suggestion"}`` when a target typed without its leading space ("Rome") has a spaced
+    single-token variant (" Rome"): the target stays what was typed, the view offers the other;
+    ``{"typed", "pieces", "error"}`` when a target (typed in the view or set from Python) is several tokens; ``{}``
+    otherwise. It is recomputed whenever the target changes, so an error goes away then.
+    """
 
     method = t.Enum(("dla", "logprob"), default_value="dla").tag(sync=True)
     per_head = t.Bool(False).tag(sync=True)
     # top FFN neurons per MLP layer, {"<target id>:<position>": neurons_payload}: computed when an
     # MLP bar is opened (a kernel request) and embedded in snapshots
     _neurons = t.Dict().tag(sync=True)
+    target_hint = t.Dict().tag(sync=True)
+
+    def _hint_for(self, text) -> dict:
+        dec = getattr(self, "_dec", None)
+        try:
+            if isinstance(text, int) and not isinstance(text, bool):
+                text = dec.token_text(text)
+            return target_hint(getattr(dec, "tokenizer", None), text, token_text=dec.token_text)
+        except Exception:  # a closed view, or a tokenizer that cannot encode: nothing to add
+            return {}
+
+    def _ensure_target_noted(self, ensure, target) -> dict:
+        """``ensure(target)``; when it fails for a multi-token text, ``target_hint`` says how that
+        text splits (set before the error reaches the view, so it shows the pieces)."""
+        try:
+            return ensure(target)
+        except Exception:
+            hint = self._hint_for(target)
+            if hint.get("error"):
+                self.target_hint = hint
+            raise
+
+    @t.observe("target")
+    def _hint_after_target(self, change):
+        self.target_hint = self._hint_for(change["new"])
 
 
 class ContributionBars(BarsState, ResidView):
@@ -29,6 +62,9 @@ class ContributionBars(BarsState, ResidView):
 
     _rw_view = t.Unicode("contribution-bars").tag(sync=True)
     short_name = "bars"  # the CLI's --view
+
+    def _ensure_target(self, target) -> dict:
+        return self._ensure_target_noted(super()._ensure_target, target)
 
     def values(self, method: str | None = None, position: int | None = None) -> np.ndarray:
         """[C] contributions of every component at ``position`` for the current target."""

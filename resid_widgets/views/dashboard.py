@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+import numpy as np
 import traitlets as t
 
+from . import payload as P
 from ._base import ResidView  # noqa: F401  (the base of every view, through the mixins below)
 from .contribution_bars import BarsState, ContributionBars
 from .edit_mode import EditMode
@@ -11,6 +16,40 @@ from .lens_switch import LensSwitch
 from .logit_lens import LensState, LogitLens
 from .sae_panes import SAEPanes
 from .stream_grid import GridState, StreamGrid
+
+
+def top_targets_payload(dec, k: int) -> dict:
+    """Each position's own top prediction and what explains it there (the bars' auto target).
+
+    Args:
+        dec: the Decomposition shown.
+        k: the top-k of the lens the view already computed (its cached result is reused).
+
+    Returns:
+        ``{ids [T] int, texts [T] str, dla [C,T] f32, logp [C,T] f32, logit [T] f32,
+        logprob [T] f32, dla_constant [T] float}``: column t holds, for position t's own top
+        token, each component's DLA there, the lens log-prob after each component there, and the
+        model's logit / log-prob. 2·C·T floats, so a snapshot carries every position's auto target.
+    """
+    T, C = len(dec.tokens), len(dec.labels)
+    ids = [int(dec.top_prediction(p)) for p in range(T)]
+    lens = dec.logit_lens(k=k)
+    dla = np.zeros((C, T), np.float32)
+    for p, tid in enumerate(ids):  # one [C, d] x [d] product per position
+        dla[:, p] = P._np(dec.deltas[:, p, :].float() @ dec.readout_direction(tid, p))
+    logp = P.column_logprobs(dec, lens, ids)
+    logits = P._np(dec.logits).astype(np.float64)
+    logsm = P._log_softmax_rows(logits)
+    constants = {tid: float(dec.dla_constant(tid, -1)) for tid in set(ids)}
+    return {
+        "ids": ids,
+        "texts": [dec.token_text(tid) for tid in ids],
+        "dla": P.array_payload(dla, "float32"),
+        "logp": P.array_payload(logp, "float32"),
+        "logit": P.array_payload(logits[np.arange(T), ids], "float32"),
+        "logprob": P.array_payload(logsm[np.arange(T), ids], "float32"),
+        "dla_constant": [constants[tid] for tid in ids],
+    }
 
 
 class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState):
@@ -24,16 +63,89 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
     Edit mode (:class:`~resid_widgets.views.edit_mode.EditMode`): ``edits`` (synced list; set it,
     or zero / project out / patch the selected component in the view) re-runs the prompt with
     them, ``edited`` is that Decomposition; ``source=`` a second prompt's Decomposition to patch from.
+
+    The bars explain the selected position's own top prediction (``target`` follows it) until a
+    target is pinned: ``target=`` at creation, ``dash.target = " Paris"``, or a target typed or
+    picked in the view sets ``target_pinned``; ``dash.target_pinned = False`` unpins (the target
+    goes back to the selected position's top token).
     """
 
     _rw_view = t.Unicode("dashboard").tag(sync=True)
     short_name = "dashboard"  # the CLI's --view
+
+    target_pinned = t.Bool(False).tag(sync=True)
+    # every position's own top token and its contributions there: the auto target, also in snapshots
+    _top_targets = t.Dict().tag(sync=True)
+
+    def __init__(self, dec, target: Any = None, *args: Any, **kwargs: Any):
+        self._auto_depth = 1  # the target the base sets is not a pin
+        try:
+            super().__init__(dec, target, *args, **kwargs)
+        finally:
+            self._auto_depth = 0
+        if not self._meta:
+            return
+        self._set_top_targets()
+        pinned = target is not None and not (isinstance(target, str) and target == "")
+        self.target_pinned = pinned
+        if not pinned:
+            self._follow_top()
+
+    def _ensure_target(self, target) -> dict:
+        return self._ensure_target_noted(super()._ensure_target, target)
+
+    @contextlib.contextmanager
+    def _auto(self):
+        """Target changes made here follow the selection: they do not pin."""
+        self._auto_depth = getattr(self, "_auto_depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._auto_depth -= 1
+
+    def _follow_top(self) -> None:
+        """Unpinned: the target becomes the selected position's own top prediction."""
+        if self.target_pinned or not self._top_targets:
+            return
+        text = self._top_targets["texts"][self.selected[1]]
+        if text != self.target:
+            with self._auto():
+                self.target = text
+
+    @t.observe("target")
+    def _pin_on_target(self, change):
+        if not getattr(self, "_auto_depth", 0) and self._meta and change["new"] != "":
+            self.target_pinned = True
+
+    @t.observe("target_pinned")
+    def _unpinned(self, change):
+        if not change["new"]:
+            self._follow_top()
+
+    @t.observe("_targets")
+    def _new_run(self, change):
+        # an edit re-ran the prompt (its data is set _meta first, _targets next): its own top tokens
+        if getattr(self, "_top_dec", None) is None or self._top_dec is self._dec or not self._meta:
+            return
+        self._set_top_targets()
+        self._follow_top()
+
+    def _release(self) -> None:
+        self._top_dec = None  # first: the base's emptied _targets must not recompute anything
+        super()._release()
+        self._top_targets = {}
+
+    def _set_top_targets(self) -> None:
+        self._top_dec = self._dec
+        self._top_targets = top_targets_payload(self._dec, self._meta["k"])
 
     @t.observe("selected")
     def _position_follows_selection(self, change):
         # the bars explain the selected column: `position` says which (both ways, see below)
         if self._meta and self.position != change["new"][1]:
             self.position = change["new"][1]
+        if self._meta:
+            self._follow_top()
 
     @t.observe("position")
     def _selection_follows_position(self, change):

@@ -208,32 +208,40 @@ def add_heads(dec, tpayload: dict, position: int, methods=("dla", "logprob")) ->
     return entry
 
 
+def column_logprobs(dec, lens, ids, states=None) -> np.ndarray:
+    """[C, n] log p(ids[t] | the state of component c at position t) under ``lens``, for the first
+    n = len(ids) positions: one token per column, in one batched pass (normed states . W_U[ids[t]]).
+
+    ``states`` [C, T, d] are what the lens reads (default ``dec.states``; a tuned lens's translated
+    states)."""
+    import torch
+
+    readout = dec.readout
+    n = len(ids)
+    with torch.no_grad():
+        states = (dec.states if states is None else states)[:, :n, :]
+        n_states, d_model = states.shape[0], states.shape[-1]
+        device = readout.unembed.device
+        normed = readout.norm(states.reshape(-1, d_model).to(device, torch.float32)).reshape(n_states, n, d_model)
+        ids_t = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)
+        rows = readout.unembed[ids_t].to(torch.float32)  # [n, d]
+        logits = torch.einsum("ctd,td->ct", normed, rows)
+        if readout.unembed_bias is not None:
+            logits = logits + readout.unembed_bias[ids_t].to(torch.float32)
+        logits = readout.cap(logits)
+        return logits.cpu().double().numpy() - _np(lens.logsumexp).astype(np.float64)[:, :n]
+
+
 def _next_prob(dec, lens, states=None) -> np.ndarray:
     """[C,T] probability of the actual next token at each position (NaN at the last one) under
     ``lens``, whose readout reads ``states`` [C, T, d] (default ``dec.states``; a tuned lens's
     translated states)."""
-    import torch
-
     ids = _np(dec.token_ids).reshape(-1).astype(np.int64)
     C, T = len(dec.labels), len(ids)
     out = np.full((C, T), np.nan, dtype=np.float32)
     if T < 2:
         return out
-    readout = dec.readout
-    # exact, one batched pass: normed states . W_U[next token of each column]
-    with torch.no_grad():
-        states = (dec.states if states is None else states)[:, : T - 1, :]
-        d = states.shape[-1]
-        dev = readout.unembed.device
-        x = readout.norm(states.reshape(-1, d).to(dev, torch.float32)).reshape(C, T - 1, d)
-        nxt_t = torch.as_tensor(ids[1:], device=dev)
-        w = readout.unembed[nxt_t].to(torch.float32)  # [T-1, d]
-        z = torch.einsum("ctd,td->ct", x, w)
-        if readout.unembed_bias is not None:
-            z = z + readout.unembed_bias[nxt_t].to(torch.float32)
-        z = readout.cap(z)
-        lp = z.cpu().double().numpy() - _np(lens.logsumexp).astype(np.float64)[:, : T - 1]
-    out[:, : T - 1] = np.exp(lp)
+    out[:, : T - 1] = np.exp(column_logprobs(dec, lens, ids[1:], states))
     return out
 
 

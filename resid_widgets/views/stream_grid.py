@@ -50,7 +50,9 @@ class StreamGrid(SAEPanes, GridState):
         from .payload import decode_payload
 
         if metric == "prob":
-            return np.exp(decode_payload(tp["logp"]))
+            # with a lens switch (a Dashboard with a tuned lens): the lens it shows
+            lens_logp = getattr(self, "_lens_logp", None)
+            return np.exp(lens_logp(tp) if lens_logp is not None else decode_payload(tp["logp"]))
         if metric == "dla":
             return decode_payload(tp["dla"]).cumsum(0)
         raise ValueError(f"unknown metric {metric!r}")

@@ -1,6 +1,7 @@
 // The bars of ContributionBars: one row per layer (attention and MLP stacked) or per component,
 // negative parts left of the axis and positive parts right, a bar longer than the scale cut with an
-// arrow, MLP bars clickable (they open their layer's top neurons).
+// arrow, a row left out of the scale (log-prob's first layer) cut with a break mark, MLP bars
+// clickable (they open their layer's top neurons).
 import { PART_COLORS } from "../../shared/colors.js";
 import { s } from "../../shared/dom.js";
 import { fmt, fmtSigned } from "../../shared/format.js";
@@ -48,13 +49,14 @@ function extent(row) {
  * Draw the chart of rows into el (replacing what it held).
  * opts: width (px), method ("dla" | "logprob"), openLayer (the MLP layer shown open, or null),
  * tooltip (makeTooltip), onMlpClick(layer), ghost (rows of the original run, same order, drawn as
- * dashed outlines behind an edited run's bars; or null).
+ * dashed outlines behind an edited run's bars; or null), unscaled (indices of rows the scale leaves
+ * out: drawn cut with a break mark, their value on the right).
  */
-export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick, ghost = null }) {
+export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMlpClick, ghost = null, unscaled = [] }) {
   const rowH = rows.length > 20 ? 10 : 17;
   const H = TOP + rows.length * rowH + 4;
   const extents = rows.map((row, k) => Math.max(extent(row), ghost && ghost[k] ? extent(ghost[k]) : 0));
-  const maxAbs = barScale(extents);
+  const maxAbs = barScale(extents.map((x, k) => (unscaled.includes(k) ? NaN : x)));
   const cut = (k) => extents[k] > maxAbs * 1.0001;
   const barW = width - LABEL_W - VALUE_W;
   const zero = LABEL_W + barW / 2;
@@ -113,7 +115,10 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
       g.appendChild(rect);
     }
     if (before != null) g.appendChild(ghostOutline(ghost[k], zero, sx, lim, y, rowH));
-    if (cut(k)) g.appendChild(cutArrow(pos * sx > lim ? zero + lim : zero - lim, pos * sx > lim, y, rowH));
+    if (cut(k) && unscaled.includes(k)) {
+      g.setAttribute("data-rw-unscaled", "true");
+      g.appendChild(breakMark(pos * sx > lim ? zero + lim * 0.8 : zero - lim * 0.8, y, rowH));
+    } else if (cut(k)) g.appendChild(cutArrow(pos * sx > lim ? zero + lim : zero - lim, pos * sx > lim, y, rowH));
     g.appendChild(
       s(
         "text",
@@ -126,7 +131,9 @@ export function drawBarChart(el, rows, { width, method, openLayer, tooltip, onMl
   svg.appendChild(s("line", { x1: zero, x2: zero, y1: TOP - 2, y2: H, class: "rw-axis" }));
   let note = "  —  bars right of the axis push the target up, left push it down; click an MLP bar for its top neurons";
   if (ghost) note += "; dashed outline = the original run, before the edits";
-  if (extents.some((_, k) => cut(k))) note += "; ▶ = bar cut to keep the others readable (its value is on the right)";
+  if (extents.some((_, k) => cut(k) && !unscaled.includes(k)))
+    note += "; ▶ = bar cut to keep the others readable (its value is on the right)";
+  if (unscaled.some((k) => cut(k))) note += "; ⫽ = bar left out of the scale, broken (its value is on the right)";
   el.replaceChildren(svg, swatchKey(KEY, "rw-part-", note));
 }
 
@@ -141,6 +148,12 @@ function ghostOutline(row, zero, sx, lim, y, rowH) {
   const x0 = Math.max(zero - lim, zero + neg * sx),
     x1 = Math.min(zero + lim, zero + pos * sx);
   return s("rect", { class: "rw-ghost", x: x0, y: y + 1, width: Math.max(0.5, x1 - x0), height: rowH - 2 });
+}
+
+/** Two slanted strokes across a bar at x: the bar is broken there (its length is not to scale). */
+function breakMark(x, y, rowH) {
+  const d = `M${x - 5},${y + rowH} L${x - 1},${y} M${x},${y + rowH} L${x + 4},${y}`;
+  return s("path", { d, class: "rw-break" });
 }
 
 /** The arrow at the cut end (x) of a bar longer than the scale, pointing right or left. */

@@ -51,6 +51,7 @@ export function createHeadPanel(store, root, tooltip, { onArrive }) {
     const g = sizeCanvas(canvas, LABEL_W + cw * H1, HEADER_H + ch * L);
     const m = maxAbs(arr.data);
     const { fg } = themeColors(root);
+    const dark = !!root.closest(".rw-dark");
     g.font = "10px system-ui, sans-serif";
     g.textBaseline = "middle";
     g.fillStyle = fg;
@@ -66,7 +67,7 @@ export function createHeadPanel(store, root, tooltip, { onArrive }) {
       if (ch >= 10 || l % 4 === 0) g.fillText(`attn.${l}`, LABEL_W - 4, y + ch / 2);
       for (let j = 0; j < H1; j++) {
         const v = arr.data[l * H1 + j];
-        const cell = divergingCell(v, m);
+        const cell = divergingCell(v, m, dark);
         g.fillStyle = cell.fill;
         g.fillRect(LABEL_W + j * cw, y, cw - 1, ch - 1);
         if (cw >= 34 && ch >= 12) {

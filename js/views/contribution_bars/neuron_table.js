@@ -1,6 +1,6 @@
 // The top neurons of one MLP layer under the bars (opened by clicking its bar): name, DLA bar,
-// activation and the tokens each neuron's value writes towards. Snapshots embed them for the
-// precomputed targets; a live view asks the kernel.
+// activation and the tokens each neuron's contribution at this activation promotes (↑) and
+// suppresses (↓). Snapshots embed them for the precomputed targets; a live view asks the kernel.
 import { decodeArray } from "../../shared/decode.js";
 import { h, messageBox } from "../../shared/dom.js";
 import { fmt, fmtSigned } from "../../shared/format.js";
@@ -8,7 +8,7 @@ import { maxAbs } from "../../shared/scale.js";
 import { NeedsKernel } from "../../shared/store.js";
 import { tokenEl, tokenLabel } from "../../shared/tokens.js";
 
-const COLUMNS = ["neuron", "DLA", "", "act", "top tokens (W_U·value)"];
+const COLUMNS = ["neuron", "DLA", "", "act", "promotes ↑ / suppresses ↓ here"];
 
 /**
  * The panel (el) and show(layer, target, position): layer null closes it. onClose() is the close
@@ -64,7 +64,10 @@ export function createNeuronPanel(store, meta, { onClose, onArrive }) {
     }
   }
 
-  /** The table of an entry ({index, dla, act: [L, n], bs_top: [L][n][tokens]}) and its note. */
+  /**
+   * The table of an entry ({index, dla, act: [L, n], bs_top, bs_bottom: [L][n][tokens]}) and its
+   * note.
+   */
   function table(entry, layer, t, p) {
     const index = decodeArray(entry.index, "neurons index");
     const dla = decodeArray(entry.dla, "neurons dla");
@@ -88,6 +91,8 @@ export function createNeuronPanel(store, meta, { onClose, onArrive }) {
       fill.style.left = v >= 0 ? "50%" : `${50 - w}%`;
       fill.style.width = `${w}%`;
       const tops = entry.bs_top[layer][j] || [];
+      // older payloads have no suppressed tokens
+      const bottoms = ((entry.bs_bottom || [])[layer] || [])[j] || [];
       grid.append(
         h("span", { class: "rw-tok rw-neuron-name", text: `L${layer}N${index.data[layer * n + j]}` }),
         h("div", { class: "rw-neuron-track" }, fill),
@@ -95,16 +100,31 @@ export function createNeuronPanel(store, meta, { onClose, onArrive }) {
         h("span", { class: "rw-sub", text: fmt(act.data[layer * n + j]) }),
         h(
           "span",
-          { class: "rw-chips rw-neuron-toks", title: tops.map(tokenLabel).join("  ") },
-          ...tops.map((x) => tokenEl(x)),
+          {
+            class: "rw-chips rw-neuron-toks",
+            title: `promotes ${tops.map(tokenLabel).join("  ")}; suppresses ${bottoms.map(tokenLabel).join("  ")}`,
+          },
+          tokenList("promotes", "↑", tops),
+          tokenList("suppresses", "↓", bottoms),
         ),
       );
     });
     const note =
       `the ${n} neurons with the largest |DLA| (logit units, frozen final norm), sum ${fmtSigned(shown)} of the ` +
-      `layer's DLA ${fmtSigned(total)}; act = activation; tokens: W_U · neuron value`;
+      `layer's DLA ${fmtSigned(total)}; act = activation; ↑ / ↓ = the tokens the neuron's contribution ` +
+      "(act × its output weights, through the frozen final norm) promotes / suppresses most at this activation";
     return [grid, h("div", { class: "rw-note", text: note })];
   }
 
   return { el, show };
+}
+
+/** "↑ tok tok tok" (part: "promotes" | "suppresses", for tests and styling). */
+function tokenList(part, arrow, list) {
+  return h(
+    "span",
+    { "data-rw-part": part },
+    h("span", { class: "rw-sub", text: `${arrow} ` }),
+    ...list.map((x) => tokenEl(x)),
+  );
 }
