@@ -189,8 +189,20 @@ class ForwardRun:
     logits: torch.Tensor | None = None
 
 
+def logits_at_one_position(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s forward can compute its logits at chosen positions only (Hugging Face's
+    ``logits_to_keep``), which :func:`run_batches` uses when it keeps one position."""
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence[Edit] = (),
-                capture: Mapping[str, Capture] | None = None, logits: bool = False) -> ForwardRun:
+                capture: Mapping[str, Capture] | None = None, logits: bool = False,
+                logits_positions: torch.Tensor | None = None) -> ForwardRun:
     """One forward pass of ``input_ids`` [B, T] (or [T]) with ``edits`` applied.
 
     Args:
@@ -199,6 +211,8 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
         edits: the changes, placed in order (two edits of one module apply one after the other).
         capture: {name: Capture}: what to record.
         logits: keep the model's output logits [B, T, vocab].
+        logits_positions: LongTensor [P]: the model computes its logits at these positions only
+            ([B, P, vocab]); needs :func:`logits_at_one_position`.
 
     Returns:
         :class:`ForwardRun` with one tensor per capture.
@@ -220,7 +234,8 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
             edit.register(handles)
         for name, cap in capture.items():
             cap.register(handles, keeper(name))
-        out = model(input_ids=ids.to(input_device(model)), use_cache=False)
+        kwargs = {} if logits_positions is None else {"logits_to_keep": logits_positions}
+        out = model(input_ids=ids.to(input_device(model)), use_cache=False, **kwargs)
     missing = [name for name in capture if name not in seen]
     if missing:
         raise RuntimeError(f"Captured modules did not run in the forward pass: {missing}. Capture modules that the "
@@ -230,7 +245,8 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
 
 def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
                 edits_for: Callable[[range], Sequence[Edit]], capture: Mapping[str, Capture] | None = None,
-                batch_size: int = 8, position: int | None = None, logits: bool = False) -> ForwardRun:
+                batch_size: int = 8, position: int | None = None, logits: bool = False,
+                after_batch: Callable[[int], None] | None = None) -> ForwardRun:
     """``n_rows`` variants of one prompt, each a batch row, run ``batch_size`` rows at a time.
 
     Args:
@@ -242,8 +258,10 @@ def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
             this batch, e.g. ``[r == 3 for r in rows]`` edits variant 3 only.
         capture: {name: Capture}: what to record in every batch.
         batch_size: rows per forward pass (memory grows with it).
-        position: keep only this position of each capture and of the logits (saves memory).
+        position: keep only this position of each capture and of the logits (saves memory; a
+            model that supports it computes its logits at this position only).
         logits: keep the model's output logits.
+        after_batch: called with the number of rows each batch ran, after it (a progress bar).
 
     Returns:
         :class:`ForwardRun` whose tensors are the batches' concatenated along the first dimension:
@@ -254,12 +272,17 @@ def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
     ids = input_ids.reshape(-1)
     parts: dict[str, list[torch.Tensor]] = {}
     kept_logits: list[torch.Tensor] = []
+    one = None
+    if logits and position is not None and logits_at_one_position(model):
+        one = torch.tensor([position % ids.shape[0]])  # the [rows, T, vocab] logits are never made
     for start in range(0, n_rows, batch_size):
         rows = range(start, min(n_rows, start + batch_size))
-        run = run_forward(model, ids[None].expand(len(rows), -1), edits_for(rows), capture, logits)
+        run = run_forward(model, ids[None].expand(len(rows), -1), edits_for(rows), capture, logits, one)
         for name, value in run.captured.items():
             parts.setdefault(name, []).append(value if position is None else value[:, position])
         if logits:
-            kept_logits.append(run.logits if position is None else run.logits[:, position])
+            kept_logits.append(run.logits if position is None else run.logits[:, 0 if one is not None else position])
+        if after_batch is not None:
+            after_batch(len(rows))
     return ForwardRun({name: torch.cat(values) for name, values in parts.items()},
                       torch.cat(kept_logits) if logits else None)
