@@ -42,3 +42,56 @@ def test_zero_effects_are_those_of_the_edited_runs():
     assert effects["mlp.1"]["logit"] == pytest.approx(float(ed.logits[-1, 7]), abs=1e-5)
     torch.testing.assert_close(torch.as_tensor(P.decode_payload(effects["mlp.1"]["logp"])),
                                ed.lens_logprob(ed.states[:, -1], 7), rtol=1e-5, atol=1e-5)
+
+
+def lens_rows(monkeypatch) -> list[int]:
+    """Count the states x positions the lens reads out (every chunk of the readout)."""
+    from resid_widgets.lens import Readout
+
+    seen = []
+    original = Readout.chunks
+
+    def chunks(self, h, reuse=False):
+        for rows, z in original(self, h, reuse=reuse):
+            seen.append(z.shape[0])
+            yield rows, z
+
+    monkeypatch.setattr(Readout, "chunks", chunks)
+    return seen
+
+
+def test_first_dashboard_computes_the_lens_near_the_shown_position_only(monkeypatch):
+    dec = rw.decompose(build("llama"), random_ids(40))
+    C, T = len(dec.labels), dec.n_tokens
+    full = P.build_payload(dec, full_lens=True)  # computed first: its lens is not the view's
+    dec._lens_cache.clear()
+    monkeypatch.setattr(P, "FIRST_LENS_CELLS", 5 * C)
+    seen = lens_rows(monkeypatch)
+    dash = rw.Dashboard(dec)
+    start, stop = dash._meta["lens_positions"]
+    assert (start, stop) == (T - 5, T) and sum(seen) == 5 * C  # five positions of C states, not C * T
+    ids = P.decode_payload(dash._arrays["lens_ids"])
+    want = P.decode_payload(full["_arrays"]["lens_ids"])
+    assert (ids[:, :start] == -1).all() and (ids[:, start:] == want[:, start:]).all()
+    assert np.isnan(P.decode_payload(dash._targets[0]["logp"])[:, :start]).all()
+    # the view asks for the rest once it is up; Python readers get it too
+    seen.clear()
+    dash._on_custom(dash, {"type": "lens"}, [])
+    assert sum(seen) == C * T and "lens_positions" not in dash._meta
+    assert (P.decode_payload(dash._arrays["lens_ids"]) == want).all()
+    for name in ("lens_probs", "next_prob"):
+        np.testing.assert_array_equal(P.decode_payload(dash._arrays[name]), P.decode_payload(full["_arrays"][name]))
+    for tp, tp_full in zip(dash._targets, full["_targets"]):
+        np.testing.assert_allclose(P.decode_payload(tp["logp"]), P.decode_payload(tp_full["logp"]), rtol=1e-6, atol=1e-6)
+    assert dash._vocab == full["_vocab"]
+
+
+def test_lens_readers_and_snapshots_complete_a_partial_lens(monkeypatch):
+    dec = rw.decompose(build("llama"), random_ids(40))
+    monkeypatch.setattr(P, "FIRST_LENS_CELLS", 3 * len(dec.labels))
+    lens = rw.LogitLens(dec)
+    assert "lens_positions" in lens._meta
+    assert not np.isnan(lens.values("top")).any() and "lens_positions" not in lens._meta
+    grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
+    state = grid._snapshot_state(1_000_000)
+    assert "lens_positions" not in state["_meta"] and (P.decode_payload(state["_arrays"]["lens_ids"]) >= 0).all()

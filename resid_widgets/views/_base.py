@@ -167,6 +167,18 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
             warnings.warn(f"{type(self).__name__}: the first vector pane is not embedded: {exc}", RuntimeWarning,
                           stacklevel=3)
 
+    def _complete_lens(self) -> None:
+        """The lens of every cell, where a long prompt's first payload holds only the positions
+        nearest the shown one (``_meta["lens_positions"]``): asked for by the view once it is up,
+        and by anything in Python that reads the lens (values, figures, snapshots)."""
+        if not self._meta.get("lens_positions"):
+            return
+        self._check_open()
+        data = P.complete_lens(self._dec, {name: getattr(self, name) for name in ("_meta", "_arrays", "_targets", "_vocab")})
+        with self.hold_sync():  # one message: the view redraws once, with every cell
+            for name, value in data.items():
+                setattr(self, name, value)
+
     def _release(self) -> None:
         self._dec = ClosedDecomposition()
         self._arrays, self._targets, self._vocab = {}, [], {}
@@ -213,6 +225,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         found = self._find_target(target)
         if found is not None:
             return found
+        self._complete_lens()  # a new target's lens log-probs are of every cell
         tid = P.resolve_target_id(self._dec, target)
         found = self._find_target(tid)
         if found is not None:
@@ -226,11 +239,14 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
 
     def _target_entry(self) -> dict:
         self._check_open()
+        self._complete_lens()
         tp = self._find_target(self.target) if self.target else None
         return tp if tp is not None else (self._targets[0] if self._targets else None)
 
     def _array(self, name: str):
         self._check_open()
+        if name in ("lens_ids", "lens_probs", "next_prob"):
+            self._complete_lens()
         return P.decode_payload(self._arrays[name])
 
     def _add_neurons(self, target_id: int, position: int, progress=None) -> dict:
@@ -255,7 +271,9 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         kind = content.get("type")
         rid = content.get("id")
         try:
-            if kind == "pane" and self.has_trait("_panes"):
+            if kind == "lens":  # the view is up: the rest of a long prompt's lens
+                self._complete_lens()
+            elif kind == "pane" and self.has_trait("_panes"):
                 pos = int(content.get("position", self.selected[1]))
                 header, data = P.pane_payload(self._dec, pos)
                 header.update(type="pane", id=rid, state=int(content.get("state", 0)))
@@ -288,6 +306,11 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         if not self._meta:
             return extra
         progress = progress if progress is not None else Progress()
+        if self._meta.get("lens_positions"):  # a snapshot has no kernel to ask: every cell now
+            progress.expect(1)
+            self._complete_lens()
+            extra.update({name: getattr(self, name) for name in ("_meta", "_arrays", "_targets", "_vocab")})
+            progress.done()
         sel_pos = self.selected[1] if self.selected else self._meta["position"]
         neuron_keys = []
         if self.has_trait("_neurons"):

@@ -241,7 +241,7 @@ class EditMode(t.HasTraits):
         self._can_patch = source is not None
         if self._edited is not None:  # shown as made: the original's payload becomes the ghost
             base = P.build_payload(self._baseline, targets=[tp["id"] for tp in self._targets],
-                                   position=self._meta["position"], k=self._meta["k"])
+                                   position=self._meta["position"], k=self._meta["k"], full_lens=True)
             self._base_targets = base["_targets"]
             self._original = original_payload(self._base_targets)
             specs = [edit_spec(e) for e in initial]
