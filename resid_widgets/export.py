@@ -11,7 +11,9 @@ Views can put more in a snapshot than their live state by implementing
 in float16) to embed in place of / beside the current ones, staying under ``budget_bytes`` of
 binary data.  The special key ``"__notes__"`` (a string or a list of strings) is not a trait:
 it says what was left out, and the exporter lists it in the page.  A ``_snapshot_state`` that
-also takes ``progress`` gets a :class:`Progress` to report long work on.
+also takes ``progress`` gets a :class:`Progress` to report long work on. A view whose live data
+alone may outgrow the budget implements ``_snapshot_fit(whole_bytes)``, called first with its
+share of the whole budget: its ``_snapshot_state`` then returns trimmed data (and says so).
 
 In the page, ``model.__rw_offline === true`` and ``model.send`` goes nowhere; a view shows
 "needs the kernel" for anything that was not precomputed.
@@ -261,6 +263,11 @@ class _WidgetBundle:
     def enrich(self, fixed_bytes: int, progress: Progress) -> None:
         if not self._snapshotters:
             return
+        # views whose own data may outgrow the budget (a long prompt) first fit it into their share
+        whole = int(max(0, self.budget_bytes - fixed_bytes) * 3 / 4) // len(self._snapshotters)
+        for widget in self._snapshotters:
+            if callable(getattr(widget, "_snapshot_fit", None)):
+                widget._snapshot_fit(whole)
         current = sum(_state_bytes(self.models[w.model_id]["state"]) for w in self._snapshotters)
         # budget counts base64 text (4/3 of the binary) plus the fixed parts of the file
         raw_budget = int(max(0, self.budget_bytes - fixed_bytes) * 3 / 4) - current

@@ -72,7 +72,8 @@ def test_first_dashboard_computes_the_lens_near_the_shown_position_only(monkeypa
     assert (start, stop) == (T - 5, T) and sum(seen) == 5 * C  # five positions of C states, not C * T
     ids = P.decode_payload(dash._arrays["lens_ids"])
     want = P.decode_payload(full["_arrays"]["lens_ids"])
-    assert (ids[:, :start] == -1).all() and (ids[:, start:] == want[:, start:]).all()
+    assert (ids[:, :start] == P.pending_id(dec.vocab_size)).all() and (ids[:, start:] == want[:, start:]).all()
+    assert dash._vocab[str(P.pending_id(dec.vocab_size))] == "…" and dash._arrays["lens_ids"]["dtype"] == "uint16"
     assert np.isnan(P.decode_payload(dash._targets[0]["logp"])[:, :start]).all()
     # the view asks for the rest once it is up; Python readers get it too
     seen.clear()
@@ -94,4 +95,46 @@ def test_lens_readers_and_snapshots_complete_a_partial_lens(monkeypatch):
     assert not np.isnan(lens.values("top")).any() and "lens_positions" not in lens._meta
     grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
     state = grid._snapshot_state(1_000_000)
-    assert "lens_positions" not in state["_meta"] and (P.decode_payload(state["_arrays"]["lens_ids"]) >= 0).all()
+    assert "lens_positions" not in state["_meta"]
+    assert (P.decode_payload(state["_arrays"]["lens_ids"]) < grid._meta["vocab_size"]).all()
+
+
+def test_fit_payload_trims_in_steps_and_keeps_every_cells_colour():
+    dec = rw.decompose(build("llama"), random_ids(40))
+    data = P.build_payload(dec, full_lens=True)
+    C, T, k = len(dec.labels), dec.n_tokens, data["_meta"]["k"]
+    assert P.fit_payload(dec, data, P.payload_bytes(data)) == (data, [])  # fits: unchanged
+    small, notes = P.fit_payload(dec, data, P.payload_bytes(data) // 3)
+    assert P.payload_bytes(small) <= P.payload_bytes(data) // 3
+    assert len(small["_targets"]) == 1 and small["_targets"][0]["id"] == data["_targets"][0]["id"]
+    assert small["_meta"]["k"] < k and small["_arrays"]["lens_ids"]["shape"] == [C, T, small["_meta"]["k"]]
+    assert small["_arrays"]["state_norm"]["shape"] == [C, T]  # every cell keeps its colour
+    np.testing.assert_array_equal(P.decode_payload(small["_arrays"]["lens_ids"]),
+                                  P.decode_payload(data["_arrays"]["lens_ids"])[:, :, : small["_meta"]["k"]])
+    assert any("targets left out" in n for n in notes) and any("top tokens of each cell" in n for n in notes)
+
+
+def saved_state_bytes(widget) -> dict[str, int]:
+    """Binary bytes per synced trait of ``widget.get_state()`` (what a notebook saves)."""
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    _, paths, buffers = _remove_buffers(widget.get_state())
+    out: dict[str, int] = {}
+    for path, buf in zip(paths, buffers):
+        out[path[0]] = out.get(path[0], 0) + len(bytes(buf))
+    return out
+
+
+@pytest.mark.parametrize("view", ["StreamGrid", "ContributionBars", "LogitLens", "Dashboard"])
+def test_saved_widget_state_is_bounded_by_the_shapes(view, tmp_path):
+    dec = rw.decompose(build("llama"), random_ids(40))
+    w = getattr(rw, view)(dec)
+    C, T, d, k = len(dec.labels), dec.n_tokens, dec.d_model, w._meta["k"]
+    per_cell = 4 + 4 + 2 * k + 2 * k + 2  # norms f32, lens ids uint16 + probs f16, next-token prob f16
+    per_target = C * T * 4 * 2 + T * 4 * 2  # lens log-prob and DLA per cell, logit and log-prob per position
+    one_pane = C * d * 2 if w.has_trait("_panes") else 0
+    rw.export_html(w, tmp_path / "w.html", budget_bytes=3_000_000)  # embeds every pane in the file only
+    held = saved_state_bytes(w)
+    assert sum(held.values()) <= C * T * per_cell + len(w._targets) * per_target + one_pane
+    assert held.get("_panes", 0) == one_pane  # the selected cell's pane, not the snapshot's
+    assert "_neurons" not in held and "_whatif" not in held

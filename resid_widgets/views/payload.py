@@ -337,21 +337,35 @@ class _WindowLens:
         return self.logprob(target).exp()
 
 
+def lens_ids_dtype(vocab_size: int) -> str:
+    """uint16 where every id fits (half the bytes of int32, e.g. SmolLM2's 49,152 tokens), else int32."""
+    return "uint16" if vocab_size < 2**16 - 1 else "int32"
+
+
+def pending_id(vocab_size: int) -> int:
+    """The lens id of a cell not computed yet (shown as "…" until :func:`complete_lens`)."""
+    return 2**16 - 1 if lens_ids_dtype(vocab_size) == "uint16" else -1
+
+
 def lens_arrays(dec, lens) -> dict:
-    """The ``_arrays`` entries of a lens (a LensResult or a window of one): top-k ids and
-    probabilities, and the probability of the actual next token."""
+    """The ``_arrays`` entries of a lens (a LensResult or a window of one): top-k ids (uint16 where
+    the vocabulary allows, :func:`lens_ids_dtype`) and probabilities, and the probability of the
+    actual next token."""
     top_ids = _np(lens.top_ids).astype(np.int64)
+    top_ids[top_ids < 0] = pending_id(dec.vocab_size)
     return {
-        "lens_ids": array_payload(top_ids, "int32"),
+        "lens_ids": array_payload(top_ids, lens_ids_dtype(dec.vocab_size)),
         "lens_probs": array_payload(_np(lens.top_probs).astype(np.float32), "float16"),
         "next_prob": array_payload(_next_prob(dec, lens), "float16"),
     }
 
 
 def _lens_vocab(dec, lens_ids: np.ndarray, vocab: dict) -> dict:
-    """``vocab`` with the text of every id in ``lens_ids`` (-1, not computed yet, left out)."""
-    out = dict(vocab)
-    out.update({str(i): dec.token_text(i) for i in (int(x) for x in np.unique(lens_ids)) if i >= 0 and str(i) not in out})
+    """``vocab`` with the text of every id in ``lens_ids``; "…" for :func:`pending_id` while there is one."""
+    out = {key: text for key, text in vocab.items() if int(key) != pending_id(dec.vocab_size)}
+    for i in (int(x) for x in np.unique(lens_ids)):
+        if str(i) not in out:
+            out[str(i)] = dec.token_text(i) if 0 <= i < dec.vocab_size else "…"
     return dict(sorted(out.items(), key=lambda item: int(item[0])))
 
 
@@ -501,3 +515,58 @@ def panes_payload(dec, budget_bytes: int, first: Iterable[int] = (), around: int
             f"{int(budget_bytes):,} bytes); the others need the kernel"
         )
     return pay, note
+
+
+def payload_bytes(data: dict) -> int:
+    """Bytes a view's data takes in a snapshot, in binary units (base64 adds a third to them):
+    the buffers of ``_arrays`` and ``_targets``, plus ``_meta`` and ``_vocab`` as JSON (which
+    costs 3/4 of a binary byte per character there)."""
+    import json
+
+    def binary(value) -> int:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return len(value)
+        if isinstance(value, dict):
+            return sum(binary(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(binary(v) for v in value)
+        return 0
+
+    text = len(json.dumps([data["_meta"], data["_vocab"]], ensure_ascii=False).encode("utf-8"))
+    return binary(data["_arrays"]) + binary(data["_targets"]) + text * 3 // 4
+
+
+def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
+    """``data`` (``_meta, _arrays, _targets, _vocab``) made to fit ``budget_bytes``
+    (:func:`payload_bytes`) for a snapshot, in steps that keep every cell's colour: the grid's
+    norms in float16, only the first target, fewer lens top-k tokens per cell, the target's
+    per-cell values in float16. Returns (the data, one note per step taken)."""
+    meta, arrays, targets = dict(data["_meta"]), dict(data["_arrays"]), list(data["_targets"])
+    out = dict(data, _meta=meta, _arrays=arrays, _targets=targets)
+    notes: list[str] = []
+    if payload_bytes(out) <= budget_bytes:
+        return data, notes
+    for name in ("state_norm", "delta_norm"):
+        arrays[name] = array_payload(decode_payload(arrays[name]), "float16")
+    notes.append("grid norms embedded in float16")
+    if payload_bytes(out) > budget_bytes and len(targets) > 1:
+        notes.append("precomputed targets left out to fit the budget (they need the kernel): "
+                     + ", ".join(display_token(tp["text"]) for tp in targets[1:]))
+        del targets[1:]
+    k = meta["k"]
+    ids, probs = decode_payload(arrays["lens_ids"]), decode_payload(arrays["lens_probs"])
+    while payload_bytes(out) > budget_bytes and meta["k"] > 1:
+        meta["k"] = max(1, meta["k"] // 2)
+        arrays["lens_ids"] = array_payload(ids[:, :, : meta["k"]], arrays["lens_ids"]["dtype"])
+        arrays["lens_probs"] = array_payload(probs[:, :, : meta["k"]], "float16")
+        out["_vocab"] = _lens_vocab(dec, ids[:, :, : meta["k"]], {str(tp["id"]): tp["text"] for tp in targets})
+    if meta["k"] < k:
+        notes.append(f"logit lens: the top {meta['k']} of the {k} top tokens of each cell embedded, to fit the budget")
+    if payload_bytes(out) > budget_bytes:
+        targets[:] = [dict(tp, logp=array_payload(decode_payload(tp["logp"]), "float16"),
+                           dla=array_payload(decode_payload(tp["dla"]), "float16")) for tp in targets]
+        notes.append("the target's per-cell log-probs and DLA embedded in float16")
+    if payload_bytes(out) > budget_bytes:
+        notes.append(f"the grid's data ({payload_bytes(out):,} bytes) is still over this view's share of the "
+                     f"budget ({int(budget_bytes):,}): pass a larger budget_bytes")
+    return out, notes
