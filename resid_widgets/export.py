@@ -81,6 +81,30 @@ class Progress:
             self.bar.update(units)
 
 
+#: seconds of work before an automatic progress bar shows (shorter work stays silent)
+BAR_DELAY_S = 2.0
+
+
+def delayed_bar(desc: str) -> Any:
+    """A tqdm bar (a widget in a notebook, a line on stderr elsewhere) that shows only once its
+    work has taken :data:`BAR_DELAY_S`; None where tqdm is missing."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with transformers
+        return None
+    return tqdm(total=0, desc=desc, unit="step", delay=BAR_DELAY_S, leave=False)
+
+
+def _progress_of(progress: Any) -> tuple[Progress, Any]:
+    """(the Progress to count on, a bar this call made and must close, or None)."""
+    if isinstance(progress, Progress):
+        return progress, None
+    if progress is None:
+        bar = delayed_bar("snapshot")
+        return Progress(bar), bar
+    return Progress(progress or None), None
+
+
 # ----------------------------------------------------------------------------- runtime JS
 
 def _runtime_js() -> str:
@@ -374,7 +398,15 @@ def snapshot_html(
     """The text of a self-contained HTML snapshot of one widget or a list of widgets (arguments as
     :func:`export_html`)."""
     budget_bytes = _checked_budget(budget_bytes)
-    progress = progress if isinstance(progress, Progress) else Progress(progress)
+    progress, own_bar = _progress_of(progress)
+    try:
+        return _snapshot_text(widgets, budget_bytes, title, progress)
+    finally:
+        if own_bar is not None:
+            own_bar.close()
+
+
+def _snapshot_text(widgets: Any, budget_bytes: int, title: str | None, progress: Progress) -> str:
     if _is_widget(widgets):
         widgets = [widgets]
     widgets = list(widgets)
@@ -491,8 +523,9 @@ def export_html(
     title:
         The page title.
     progress:
-        A tqdm bar to count the views' work on (the views' long steps add to its ``total``), or
-        None for none.
+        A tqdm bar to count the views' work on (the views' long steps add to its ``total``);
+        None (default) for a bar of its own that shows once the export has taken 2 s (a
+        widget in a notebook); False for none.
 
     The file inlines the JS once (shared by all widgets), the CSS and the data (binary buffers
     as base64), makes no network requests and follows the reader's light/dark preference.

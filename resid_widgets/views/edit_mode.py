@@ -153,8 +153,9 @@ def zero_effects(dec, target_id: int, position: int, progress=None) -> dict:
     return out
 
 
-#: token positions (rows x prompt length) one batched forward of :func:`zero_effects` may hold
-ZERO_BATCH_TOKENS = 16_384
+#: token positions (rows x prompt length) one batched forward of :func:`zero_effects` holds: large
+#: enough for efficient matrix products, small enough that an export's bar moves every few seconds
+ZERO_BATCH_TOKENS = 4096
 
 
 def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
