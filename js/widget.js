@@ -51,6 +51,8 @@ function render({ model, el }) {
       return;
     }
     view = guard(root, () => f(root, store, {}));
+    // a long prompt's first payload holds the lens of some positions: the kernel sends the rest
+    if ((model.get("_meta") || {}).lens_positions && !model.get("_rw_static")) model.send({ type: "lens" });
   }
 
   applyTheme();

@@ -316,7 +316,7 @@ def snapshot(args: argparse.Namespace) -> Path:
     with steps.step("writing the snapshot") as bar:
         budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 1_000_000)
         try:
-            path = export_html(widget, out, budget_bytes=budget, title=args.title, progress=None if args.quiet else bar)
+            path = export_html(widget, out, budget_bytes=budget, title=args.title, progress=False if args.quiet else bar)
         except OSError as exc:
             raise CLIError(f"could not write {out}: {exc.strerror or _first_line(exc)}") from None
     if missing:  # said even with --quiet: it changed more than the one file asked for

@@ -11,7 +11,9 @@ Views can put more in a snapshot than their live state by implementing
 in float16) to embed in place of / beside the current ones, staying under ``budget_bytes`` of
 binary data.  The special key ``"__notes__"`` (a string or a list of strings) is not a trait:
 it says what was left out, and the exporter lists it in the page.  A ``_snapshot_state`` that
-also takes ``progress`` gets a :class:`Progress` to report long work on.
+also takes ``progress`` gets a :class:`Progress` to report long work on. A view whose live data
+alone may outgrow the budget implements ``_snapshot_fit(whole_bytes)``, called first with its
+share of the whole budget: its ``_snapshot_state`` then returns trimmed data (and says so).
 
 In the page, ``model.__rw_offline === true`` and ``model.send`` goes nowhere; a view shows
 "needs the kernel" for anything that was not precomputed.
@@ -77,6 +79,30 @@ class Progress:
     def done(self, units: int = 1) -> None:
         if self.bar is not None:
             self.bar.update(units)
+
+
+#: seconds of work before an automatic progress bar shows (shorter work stays silent)
+BAR_DELAY_S = 2.0
+
+
+def delayed_bar(desc: str) -> Any:
+    """A tqdm bar (a widget in a notebook, a line on stderr elsewhere) that shows only once its
+    work has taken :data:`BAR_DELAY_S`; None where tqdm is missing."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with transformers
+        return None
+    return tqdm(total=0, desc=desc, unit="step", delay=BAR_DELAY_S, leave=False)
+
+
+def _progress_of(progress: Any) -> tuple[Progress, Any]:
+    """(the Progress to count on, a bar this call made and must close, or None)."""
+    if isinstance(progress, Progress):
+        return progress, None
+    if progress is None:
+        bar = delayed_bar("snapshot")
+        return Progress(bar), bar
+    return Progress(progress or None), None
 
 
 # ----------------------------------------------------------------------------- runtime JS
@@ -261,6 +287,11 @@ class _WidgetBundle:
     def enrich(self, fixed_bytes: int, progress: Progress) -> None:
         if not self._snapshotters:
             return
+        # views whose own data may outgrow the budget (a long prompt) first fit it into their share
+        whole = int(max(0, self.budget_bytes - fixed_bytes) * 3 / 4) // len(self._snapshotters)
+        for widget in self._snapshotters:
+            if callable(getattr(widget, "_snapshot_fit", None)):
+                widget._snapshot_fit(whole)
         current = sum(_state_bytes(self.models[w.model_id]["state"]) for w in self._snapshotters)
         # budget counts base64 text (4/3 of the binary) plus the fixed parts of the file
         raw_budget = int(max(0, self.budget_bytes - fixed_bytes) * 3 / 4) - current
@@ -367,7 +398,15 @@ def snapshot_html(
     """The text of a self-contained HTML snapshot of one widget or a list of widgets (arguments as
     :func:`export_html`)."""
     budget_bytes = _checked_budget(budget_bytes)
-    progress = progress if isinstance(progress, Progress) else Progress(progress)
+    progress, own_bar = _progress_of(progress)
+    try:
+        return _snapshot_text(widgets, budget_bytes, title, progress)
+    finally:
+        if own_bar is not None:
+            own_bar.close()
+
+
+def _snapshot_text(widgets: Any, budget_bytes: int, title: str | None, progress: Progress) -> str:
     if _is_widget(widgets):
         widgets = [widgets]
     widgets = list(widgets)
@@ -484,8 +523,9 @@ def export_html(
     title:
         The page title.
     progress:
-        A tqdm bar to count the views' work on (the views' long steps add to its ``total``), or
-        None for none.
+        A tqdm bar to count the views' work on (the views' long steps add to its ``total``);
+        None (default) for a bar of its own that shows once the export has taken 2 s (a
+        widget in a notebook); False for none.
 
     The file inlines the JS once (shared by all widgets), the CSS and the data (binary buffers
     as base64), makes no network requests and follows the reader's light/dark preference.

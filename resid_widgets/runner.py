@@ -275,9 +275,20 @@ def _placed(model: torch.nn.Module, edits: Sequence[Edit], capture: Mapping[str,
                            "model calls (its decoder layers, norms, projections).")
 
 
+def logits_at_one_position(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s forward can compute its logits at chosen positions only (Hugging Face's
+    ``logits_to_keep``), which :func:`run_batches` uses when it keeps one position."""
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence[Edit] = (),
                 capture: Mapping[str, Capture] | None = None, logits: bool = False,
-                grad: bool = False) -> ForwardRun:
+                grad: bool = False, logits_positions: torch.Tensor | None = None) -> ForwardRun:
     """One forward pass of ``input_ids`` [B, T] (or [T]) with ``edits`` applied.
 
     Args:
@@ -288,6 +299,8 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
         logits: keep the model's output logits [B, T, vocab].
         grad: run with autograd: the captures and logits stay in the graph (for gradients with
             respect to activations, an edit can make one a leaf: ``value.detach().requires_grad_()``).
+        logits_positions: LongTensor [P]: the model computes its logits at these positions only
+            ([B, P, vocab]); needs :func:`logits_at_one_position`.
 
     Returns:
         :class:`ForwardRun` with one value per capture.
@@ -296,8 +309,9 @@ def run_forward(model: torch.nn.Module, input_ids: torch.Tensor, edits: Sequence
         RuntimeError: a captured module did not run (the path names a module outside the forward).
     """
     ids = input_ids[None] if input_ids.dim() == 1 else input_ids
+    kwargs = {} if logits_positions is None else {"logits_to_keep": logits_positions}
     with _placed(model, edits, dict(capture or {}), grad) as seen:
-        out = model(input_ids=ids.to(input_device(model)), use_cache=False)
+        out = model(input_ids=ids.to(input_device(model)), use_cache=False, **kwargs)
     kept = None if not logits else out.logits if grad else out.logits.detach()
     return ForwardRun(seen, kept)
 
@@ -340,7 +354,8 @@ def run_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module], start:
 
 def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
                 edits_for: Callable[[range], Sequence[Edit]], capture: Mapping[str, Capture] | None = None,
-                batch_size: int = 8, position: int | None = None, logits: bool = False) -> ForwardRun:
+                batch_size: int = 8, position: int | None = None, logits: bool = False,
+                after_batch: Callable[[int], None] | None = None) -> ForwardRun:
     """``n_rows`` variants of one prompt, each a batch row, run ``batch_size`` rows at a time.
 
     Args:
@@ -352,8 +367,10 @@ def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
             this batch, e.g. ``[r == 3 for r in rows]`` edits variant 3 only.
         capture: {name: Capture}: what to record in every batch.
         batch_size: rows per forward pass (memory grows with it).
-        position: keep only this position of each capture and of the logits (saves memory).
+        position: keep only this position of each capture and of the logits (saves memory; a
+            model that supports it computes its logits at this position only).
         logits: keep the model's output logits.
+        after_batch: called with the number of rows each batch ran, after it (a progress bar).
 
     Returns:
         :class:`ForwardRun` whose tensors are the batches' concatenated along the first dimension:
@@ -366,12 +383,18 @@ def run_batches(model: torch.nn.Module, input_ids: torch.Tensor, n_rows: int,
     ids = input_ids.reshape(-1)
     parts: dict[str, list[torch.Tensor]] = {}
     kept_logits: list[torch.Tensor] = []
+    one = None
+    if logits and position is not None and logits_at_one_position(model):
+        one = torch.tensor([position % ids.shape[0]])  # the [rows, T, vocab] logits are never made
     for start in range(0, n_rows, batch_size):
         rows = range(start, min(n_rows, start + batch_size))
-        run = run_forward(model, ids[None].expand(len(rows), -1), edits_for(rows), capture, logits)
+        run = run_forward(model, ids[None].expand(len(rows), -1), edits_for(rows), capture, logits,
+                          logits_positions=one)
         for name, value in run.captured.items():
             parts.setdefault(name, []).append(value if position is None else value[:, position])
         if logits:
-            kept_logits.append(run.logits if position is None else run.logits[:, position])
+            kept_logits.append(run.logits if position is None else run.logits[:, 0 if one is not None else position])
+        if after_batch is not None:
+            after_batch(len(rows))
     return ForwardRun({name: torch.cat(values) for name, values in parts.items()},
                       torch.cat(kept_logits) if logits else None)

@@ -72,18 +72,15 @@ def test_long_prompt_memory_is_what_the_shapes_say(monkeypatch):
     assert lens.top_ids.shape == (C, T_LONG, 10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the grid's live payload alone (per-cell arrays and lens entries, ~120 bytes per state x position) "
-    "outgrows the budget at T=4096; keeping long-prompt snapshots within it needs the views to trim "
-    "or window that payload (resid_widgets/views, docs/scale.md)"))
 def test_long_prompt_snapshot_stays_within_budget_and_says_what_it_left_out():
     model = long_context_llama()
     dec = rw.decompose(model, ids(T_LONG, 2048))
     budget = 2_000_000
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # today: "snapshot is ... bytes, over the budget"
+        warnings.simplefilter("error")  # no "snapshot is ... bytes, over the budget"
         text = snapshot_html(rw.StreamGrid(dec), budget_bytes=budget)
     assert "Left out of this snapshot" in text
+    assert "left out to fit the budget" in text and "vector panes embedded for" in text  # what it left out
     assert len(text.encode("utf-8")) <= budget * 1.05
 
 

@@ -167,6 +167,18 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
             warnings.warn(f"{type(self).__name__}: the first vector pane is not embedded: {exc}", RuntimeWarning,
                           stacklevel=3)
 
+    def _complete_lens(self) -> None:
+        """The lens of every cell, where a long prompt's first payload holds only the positions
+        nearest the shown one (``_meta["lens_positions"]``): asked for by the view once it is up,
+        and by anything in Python that reads the lens (values, figures, snapshots)."""
+        if not self._meta.get("lens_positions"):
+            return
+        self._check_open()
+        data = P.complete_lens(self._dec, {name: getattr(self, name) for name in ("_meta", "_arrays", "_targets", "_vocab")})
+        with self.hold_sync():  # one message: the view redraws once, with every cell
+            for name, value in data.items():
+                setattr(self, name, value)
+
     def _release(self) -> None:
         self._dec = ClosedDecomposition()
         self._arrays, self._targets, self._vocab = {}, [], {}
@@ -213,6 +225,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         found = self._find_target(target)
         if found is not None:
             return found
+        self._complete_lens()  # a new target's lens log-probs are of every cell
         tid = P.resolve_target_id(self._dec, target)
         found = self._find_target(tid)
         if found is not None:
@@ -226,11 +239,14 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
 
     def _target_entry(self) -> dict:
         self._check_open()
+        self._complete_lens()
         tp = self._find_target(self.target) if self.target else None
         return tp if tp is not None else (self._targets[0] if self._targets else None)
 
     def _array(self, name: str):
         self._check_open()
+        if name in ("lens_ids", "lens_probs", "next_prob"):
+            self._complete_lens()
         return P.decode_payload(self._arrays[name])
 
     def _add_neurons(self, target_id: int, position: int, progress=None) -> dict:
@@ -255,7 +271,9 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         kind = content.get("type")
         rid = content.get("id")
         try:
-            if kind == "pane" and self.has_trait("_panes"):
+            if kind == "lens":  # the view is up: the rest of a long prompt's lens
+                self._complete_lens()
+            elif kind == "pane" and self.has_trait("_panes"):
                 pos = int(content.get("position", self.selected[1]))
                 header, data = P.pane_payload(self._dec, pos)
                 header.update(type="pane", id=rid, state=int(content.get("state", 0)))
@@ -281,6 +299,24 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
             self.send({"type": kind or "error", "id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
     # ---------------------------------------------------------------- snapshots
+    _DATA = ("_meta", "_arrays", "_targets", "_vocab")
+
+    def _snapshot_fit(self, whole_bytes: int) -> None:
+        """Before :meth:`_snapshot_state`: the exporter gives this view ``whole_bytes`` for all of
+        its data. A long prompt's grid and lens data can outgrow that alone; they are then trimmed
+        for the snapshot (:func:`payload.fit_payload`, every cell keeps its colour), leaving room
+        for the selected cell's vector pane. The live view keeps its data."""
+        if not self._meta:
+            return
+        self._complete_lens()  # a snapshot has no kernel to ask: every cell now
+        pane = self._meta["C"] * self._meta["d_model"] * 2 if self.has_trait("_panes") else 0
+        data = {name: getattr(self, name) for name in self._DATA}
+        current = self._target_entry()  # kept first when only one target fits
+        data["_targets"] = sorted(data["_targets"], key=lambda tp: current is None or tp["id"] != current["id"])
+        fitted, notes = P.fit_payload(self._dec, data, max(0, whole_bytes - pane))
+        self.__dict__["_rw_fit"] = {"data": fitted if notes else {}, "notes": notes,
+                                    "room": max(0, whole_bytes - P.payload_bytes(fitted))}
+
     def _snapshot_state(self, budget_bytes: int = 8_000_000, progress=None) -> dict:
         """Extra trait values a static snapshot embeds: vector panes (float16) within the budget,
         per-head values and top neurons. ``progress`` (an ``export.Progress``) counts the work."""
@@ -288,6 +324,17 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         if not self._meta:
             return extra
         progress = progress if progress is not None else Progress()
+        fit = self.__dict__.pop("_rw_fit", None)
+        if self._meta.get("lens_positions"):  # a snapshot has no kernel to ask: every cell now
+            progress.expect(1)
+            self._complete_lens()
+            extra.update({name: getattr(self, name) for name in self._DATA})
+            progress.done()
+        notes = []
+        if fit and fit["data"]:  # trimmed to the budget: the room left goes to the vector panes
+            extra.update(fit["data"])
+            notes += fit["notes"]
+            budget_bytes = max(int(budget_bytes), fit["room"])
         sel_pos = self.selected[1] if self.selected else self._meta["position"]
         neuron_keys = []
         if self.has_trait("_neurons"):
@@ -295,7 +342,6 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
                            for pos in dict.fromkeys([sel_pos, self._meta["position"]])
                            if neuron_key(tp["id"], pos) not in self._neurons]
         progress.expect(2 + len(neuron_keys) * neurons_units(self._meta["n_layers"]))
-        notes = []
         if self.has_trait("_panes"):
             panes, note = P.panes_payload(self._dec, budget_bytes, first=[sel_pos, self._meta["position"]],
                                           around=self._meta["position"])
@@ -307,7 +353,7 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         try:
             tp = self._target_entry() if self.has_trait("per_head") else None
             if tp is not None:
-                new = [dict(x, heads=dict(x["heads"])) for x in self._targets]
+                new = [dict(x, heads=dict(x["heads"])) for x in extra.get("_targets", self._targets)]
                 mine = next(x for x in new if x["id"] == tp["id"])
                 P.add_heads(self._dec, mine, sel_pos)
                 extra["_targets"] = new

@@ -123,7 +123,74 @@ def original_payload(base_targets: list[dict]) -> dict:
 def zero_effects(dec, target_id: int, position: int, progress=None) -> dict:
     """For each attention and MLP component, what zeroing it (every position) does to ``target_id``
     at ``position``: the edited run's DLA [C] and lens log-prob [C] there, its logit and log-prob.
-    A snapshot embeds these so that the zero edits of whole components work offline."""
+    A snapshot embeds these so that the zero edits of whole components work offline.
+
+    Hugging Face models run every zero-ablation as one row of a batched forward
+    (:func:`resid_widgets.runner.run_batches`), capturing only what each sub-layer writes at
+    ``position``; the numbers are those of ``dec.edit(rw.Zero(label))`` (:func:`zero_effects_unbatched`),
+    up to float rounding of the batched matrix products. ``progress`` counts one unit per component.
+    """
+    from ..engine import is_transformer_lens
+
+    if dec.model is None or is_transformer_lens(dec.model) or dec.adapter is None:
+        return zero_effects_unbatched(dec, target_id, position, progress)
+    pos = dec.position_index(position)
+    labels = [label for label, kind in zip(dec.labels, P.component_kinds(dec.labels)[0]) if kind in ("attn", "mlp")]
+    deltas, logits = _zeroed_runs(dec, labels, pos, None if progress is None else progress.done)
+    states = deltas.cumsum(1)  # [N, C, d]: the stream after each component, as Decomposition.states
+    # the lens of every state of every run at once: one pass over the unembedding, not one per run
+    lens_lp = dec.lens_logprob(states.reshape(-1, states.shape[-1]), target_id).reshape(len(labels), -1)
+    out = {}
+    for n, label in enumerate(labels):
+        dla = deltas[n] @ dec.readout_direction(target_id, pos, reference=states[n, -1])
+        row = logits[n].double()
+        out[label] = {
+            "dla": P.array_payload(P._np(dla).astype(np.float32), "float32"),
+            "logp": P.array_payload(P._np(lens_lp[n]).astype(np.float32), "float32"),
+            "logit": float(row[target_id]),
+            "logprob": float(torch.log_softmax(row, -1)[target_id]),
+        }
+    return out
+
+
+#: token positions (rows x prompt length) one batched forward of :func:`zero_effects` holds: large
+#: enough for efficient matrix products, small enough that an export's bar moves every few seconds
+ZERO_BATCH_TOKENS = 4096
+
+
+def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward row per label of ``labels`` with that sub-layer zeroed: every component's delta
+    at ``pos`` [N, C, d] (float32, CPU; the embeddings are the unedited run's, which a zeroed
+    sub-layer cannot change) and the model's own logits at ``pos`` [N, V]. ``after_batch(rows)``
+    follows the batches."""
+    from ..adapters.base import require_module
+    from ..runner import Capture, Edit, logits_at_one_position, run_batches
+
+    model, adapter = dec.model, dec.adapter
+    layers = require_module(model, adapter.layers, "decoder layers", adapter)
+    writers = {}  # label -> the module whose output is what that sub-layer adds to the stream
+    for i, layer in enumerate(layers):
+        for kind in ("attn", "mlp"):
+            path = getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind)
+            writers[f"{kind}.{i}"] = require_module(layer, path, f"{kind} output", adapter)
+    capture = {label: Capture(writers[label]) for label in dec.labels[dec.n_embed:]}
+    T = dec.n_tokens
+    rows_per_batch = max(1, ZERO_BATCH_TOKENS // T)
+    if not logits_at_one_position(model):  # every row's [T, vocab] logits are made: keep them near 256 MB
+        rows_per_batch = max(1, min(rows_per_batch, 2**28 // (4 * T * dec.vocab_size)))
+
+    def edits_for(rows):
+        return [Edit.zero(writers[label], rows=[labels[r] == label for r in rows]) for label in labels]
+
+    run = run_batches(model, dec.token_ids, len(labels), edits_for, capture, batch_size=rows_per_batch,
+                      position=pos, logits=True, after_batch=after_batch)
+    embed = dec.deltas[: dec.n_embed, pos].expand(len(labels), -1, -1)
+    written = torch.stack([run.captured[label].float().cpu() for label in capture], 1)
+    return torch.cat([embed, written], 1), run.logits.float().cpu()
+
+
+def zero_effects_unbatched(dec, target_id: int, position: int, progress=None) -> dict:
+    """:func:`zero_effects` with one ``dec.edit(rw.Zero(label))`` per component (any backend)."""
     out = {}
     kinds, _ = P.component_kinds(dec.labels)
     for label, kind in zip(dec.labels, kinds):
@@ -175,7 +242,7 @@ class EditMode(t.HasTraits):
         self._can_patch = source is not None
         if self._edited is not None:  # shown as made: the original's payload becomes the ghost
             base = P.build_payload(self._baseline, targets=[tp["id"] for tp in self._targets],
-                                   position=self._meta["position"], k=self._meta["k"])
+                                   position=self._meta["position"], k=self._meta["k"], full_lens=True)
             self._base_targets = base["_targets"]
             self._original = original_payload(self._base_targets)
             specs = [edit_spec(e) for e in initial]

@@ -9,6 +9,7 @@ alone would promote (SmolLM2's L28N625 at "The capital of France is" fires at ab
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .payload import array_payload
 
@@ -47,18 +48,19 @@ def neurons_payload(dec, target_id: int, position: int, n: int = N_NEURONS, bs_k
     index = np.zeros((L, n), np.int32)
     vals = np.zeros((L, n), np.float32)
     acts = np.zeros((L, n), np.float32)
-    bs_top: list = []
-    bs_bottom: list = []
+    vectors = []
     for l in range(L):
         idx = dla[l].abs().topk(n).indices
         index[l] = idx.numpy()
         vals[l] = dla[l, idx].numpy()
         acts[l] = dec.neuron_activations(l)[pos, idx].float().numpy()
-        # the subvalues carry the activation's sign: these are the tokens pushed up / down here
-        top, bottom = dec.bs_tokens(dec.neuron_vectors(l, idx.tolist(), pos), pos, bs_k)
-        bs_top.append([[text for text, _ in row] for row in top])
-        bs_bottom.append([[text for text, _ in row] for row in bottom])
+        vectors.append(dec.neuron_vectors(l, idx.tolist(), pos))
         if progress is not None:
             progress.done()
+    # every layer's neurons in one pass over the unembedding (one per layer took most of the time)
+    # the subvalues carry the activation's sign: these are the tokens pushed up / down here
+    top, bottom = dec.bs_tokens(torch.cat(vectors), pos, bs_k)
+    bs_top = [[[text for text, _ in row] for row in top[l * n:(l + 1) * n]] for l in range(L)]
+    bs_bottom = [[[text for text, _ in row] for row in bottom[l * n:(l + 1) * n]] for l in range(L)]
     return {"n": int(n), "index": array_payload(index, "int32"), "dla": array_payload(vals, "float32"),
             "act": array_payload(acts, "float32"), "bs_top": bs_top, "bs_bottom": bs_bottom}

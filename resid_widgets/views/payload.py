@@ -6,7 +6,10 @@ Only top-k lens entries are shipped, never a full vocabulary row.
 
 Layout of the synced traits (shared by every view, see ``views/_base.py``):
 
-``_meta``     tokens, token ids, component labels/kinds, sizes, model name, default position.
+``_meta``     tokens, token ids, component labels/kinds, sizes, model name, default position;
+              ``lens_positions`` [start, stop] while the lens holds only those positions (a long
+              prompt's first view, :data:`FIRST_LENS_CELLS`; the other cells are id -1 and NaN
+              until :func:`complete_lens`).
 ``_arrays``   ``state_norm`` [C,T] f32, ``delta_norm`` [C,T] f32, ``lens_ids`` [C,T,k] i32,
               ``lens_probs`` [C,T,k] f16, ``next_prob`` [C,T] f16 (prob of the actual next token,
               NaN in the last column).
@@ -142,11 +145,6 @@ def _position(dec, position: int) -> int:
     return p
 
 
-def _log_softmax_rows(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=-1, keepdims=True)
-    return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
-
-
 def resolve_target_id(dec, target) -> int:
     """Token text or id -> id; also understands "<7>", "#7" and "7" (tokens without a tokenizer)."""
     import re
@@ -160,7 +158,14 @@ def resolve_target_id(dec, target) -> int:
         return int(dec.target_id(int(next(g for g in m.groups() if g is not None))))
 
 
-def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = (), _logsm=None) -> dict:
+def _logsumexp_rows(logits) -> np.ndarray:
+    """[T] log-sum-exp of each row of the model's logits [T, V] (as ``Decomposition.logprob``)."""
+    import torch
+
+    return torch.logsumexp(torch.as_tensor(_np(logits)), -1).numpy().astype(np.float64)
+
+
+def target_payload(dec, target, *, lens=None, source: str = "user", head_positions: Iterable[int] = (), _lse=None) -> dict:
     """Everything the views need about one target token (as a dict of arrays)."""
     tid = resolve_target_id(dec, target)
     text = dec.token_text(tid)
@@ -168,11 +173,10 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
         lens = dec.logit_lens(k=1)
     logp = _np(lens.logprob(tid)).astype(np.float32)
     dla = _np(dec.dla_grid(tid)).astype(np.float32)
-    logits = _np(dec.logits).astype(np.float32)
-    logit = logits[:, tid]
-    if _logsm is None:
-        _logsm = _log_softmax_rows(logits.astype(np.float64))
-    logprob = _logsm[:, tid].astype(np.float32)
+    logit = _np(dec.logits[:, tid]).astype(np.float32)
+    if _lse is None:
+        _lse = _logsumexp_rows(dec.logits)
+    logprob = (logit.astype(np.float64) - _lse).astype(np.float32)
     out = {
         "text": text,
         "display": display_token(text),
@@ -268,8 +272,89 @@ def default_targets(dec, position: int = -1, n_alternatives: int = 2, n_next: in
     return out
 
 
-def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 10, heads: bool = False) -> dict:
-    """All synced data of a view: returns trait values ``_meta, _arrays, _targets, _vocab``."""
+#: A long prompt's first view computes the lens of at most this many states x positions (the
+#: C states of the positions nearest the shown one: SmolLM2 at 2,048 cells takes ~1.5 s of these 2
+#: CPU cores, every cell of 207 tokens ~6 s); :func:`complete_lens` adds the rest.
+FIRST_LENS_CELLS = 2048
+
+
+def lens_window(C: int, T: int, position: int, cells: int | None = FIRST_LENS_CELLS) -> tuple[int, int] | None:
+    """The positions [start, stop) whose lens a first view computes: the ``cells // C`` positions
+    ending at ``position`` (or starting at 0), None when every cell fits (or ``cells`` is None)."""
+    if cells is None or C * T <= cells:
+        return None
+    width = max(1, cells // C)
+    start = max(0, min(position - width + 1, T - width))
+    return start, start + width
+
+
+class _WindowLens:
+    """The lens of the positions [start, stop) only, in a LensResult's shapes: outside it ids are
+    -1, probabilities and log-probabilities NaN (what a view shows as not computed yet)."""
+
+    def __init__(self, dec, k: int, window: tuple[int, int]):
+        from ..lens import LensResult
+
+        self.window = window
+        self._T = len(dec.tokens)
+        self._lens = LensResult(dec.states[:, window[0]:window[1]], dec.readout, k, dec.target_id)
+        self.top_ids = self._pad(self._lens.top_ids, -1)
+        self.top_probs = self._pad(self._lens.top_probs, float("nan"))
+        self.logsumexp = self._pad(self._lens.logsumexp, float("nan"))
+
+    def _pad(self, part, fill):
+        import torch
+
+        full = torch.full((part.shape[0], self._T, *part.shape[2:]), fill, dtype=part.dtype)
+        full[:, self.window[0]:self.window[1]] = part
+        return full
+
+    def logprob(self, target):
+        return self._pad(self._lens.logprob(target), float("nan"))
+
+    def prob(self, target):
+        return self.logprob(target).exp()
+
+
+def lens_ids_dtype(vocab_size: int) -> str:
+    """uint16 where every id fits (half the bytes of int32, e.g. SmolLM2's 49,152 tokens), else int32."""
+    return "uint16" if vocab_size < 2**16 - 1 else "int32"
+
+
+def pending_id(vocab_size: int) -> int:
+    """The lens id of a cell not computed yet (shown as "…" until :func:`complete_lens`)."""
+    return 2**16 - 1 if lens_ids_dtype(vocab_size) == "uint16" else -1
+
+
+def lens_arrays(dec, lens) -> dict:
+    """The ``_arrays`` entries of a lens (a LensResult or a window of one): top-k ids (uint16 where
+    the vocabulary allows, :func:`lens_ids_dtype`) and probabilities, and the probability of the
+    actual next token."""
+    top_ids = _np(lens.top_ids).astype(np.int64)
+    top_ids[top_ids < 0] = pending_id(dec.vocab_size)
+    return {
+        "lens_ids": array_payload(top_ids, lens_ids_dtype(dec.vocab_size)),
+        "lens_probs": array_payload(_np(lens.top_probs).astype(np.float32), "float16"),
+        "next_prob": array_payload(_next_prob(dec, lens), "float16"),
+    }
+
+
+def _lens_vocab(dec, lens_ids: np.ndarray, vocab: dict) -> dict:
+    """``vocab`` with the text of every id in ``lens_ids``; "…" for :func:`pending_id` while there is one."""
+    out = {key: text for key, text in vocab.items() if int(key) != pending_id(dec.vocab_size)}
+    for i in (int(x) for x in np.unique(lens_ids)):
+        if str(i) not in out:
+            out[str(i)] = dec.token_text(i) if 0 <= i < dec.vocab_size else "…"
+    return dict(sorted(out.items(), key=lambda item: int(item[0])))
+
+
+def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 10, heads: bool = False,
+                  full_lens: bool = False) -> dict:
+    """All synced data of a view: returns trait values ``_meta, _arrays, _targets, _vocab``.
+
+    Past :data:`FIRST_LENS_CELLS` states x positions the lens is computed only for the positions
+    nearest ``position`` (:func:`lens_window`; ``_meta["lens_positions"]`` says which) and
+    :func:`complete_lens` adds the rest, unless ``full_lens``."""
     C = len(dec.labels)
     T = len(dec.tokens)
     if C == 0 or T == 0:
@@ -280,26 +365,24 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     state_norm = _np(states.float().norm(dim=-1))
     delta_norm = _np(deltas.float().norm(dim=-1))
     k = max(1, min(int(k), int(dec.vocab_size)))
-    lens = dec.logit_lens(k=k)
-    top_ids = _np(lens.top_ids).astype(np.int64)
-    top_probs = _np(lens.top_probs).astype(np.float32)
-    next_prob = _next_prob(dec, lens)
+    # a lens already computed (another view of this Decomposition) is used whole
+    window = None if (k, None) in getattr(dec, "_lens_cache", {(k, None): None}) else lens_window(C, T, p, None if full_lens else FIRST_LENS_CELLS)
+    lens = dec.logit_lens(k=k) if window is None else _WindowLens(dec, k, window)
+    lens_data = lens_arrays(dec, lens)
 
-    logsm = _log_softmax_rows(_np(dec.logits).astype(np.float64))
+    lse = _logsumexp_rows(dec.logits)
     tlist = []
     seen = set()
     wanted: list[tuple[Any, str]] = [(t, "user") for t in targets]
     wanted += default_targets(dec, p)
     for t, source in wanted:
-        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p] if heads else [], _logsm=logsm)
+        tp = target_payload(dec, t, lens=lens, source=source, head_positions=[p] if heads else [], _lse=lse)
         if tp["id"] in seen:
             continue
         seen.add(tp["id"])
         tlist.append(tp)
 
-    vocab_ids = set(int(i) for i in np.unique(top_ids))
-    vocab_ids.update(tp["id"] for tp in tlist)
-    vocab = {str(i): dec.token_text(i) for i in sorted(vocab_ids)}
+    vocab = _lens_vocab(dec, decode_payload(lens_data["lens_ids"]), {str(tp["id"]): dec.token_text(tp["id"]) for tp in tlist})
     kinds, layers = component_kinds(dec.labels)
     tokens = [str(t) for t in dec.tokens]
     meta = {
@@ -318,14 +401,30 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
         "k": k,
         "position": p,
     }
+    if window is not None:
+        meta["lens_positions"] = list(window)
     arrays = {
         "state_norm": array_payload(state_norm, "float32"),
         "delta_norm": array_payload(delta_norm, "float32"),
-        "lens_ids": array_payload(top_ids, "int32"),
-        "lens_probs": array_payload(top_probs, "float16"),
-        "next_prob": array_payload(next_prob, "float16"),
+        **lens_data,
     }
     return {"_meta": meta, "_arrays": arrays, "_targets": tlist, "_vocab": vocab}
+
+
+def complete_lens(dec, data: dict) -> dict:
+    """The trait values ``_meta, _arrays, _targets, _vocab`` of ``data`` (as :func:`build_payload`
+    returns them) with the lens of every cell: the whole lens, each target's lens log-probs; the
+    rest (norms, DLA, per-head values) kept. ``data`` itself when it already has every cell."""
+    meta = data["_meta"]
+    if not meta.get("lens_positions"):
+        return data
+    lens = dec.logit_lens(k=meta["k"])
+    arrays = dict(data["_arrays"], **lens_arrays(dec, lens))
+    targets = [dict(tp, logp=array_payload(_np(lens.logprob(tp["id"])).astype(np.float32), "float32"))
+               for tp in data["_targets"]]
+    meta = {key: value for key, value in meta.items() if key != "lens_positions"}
+    vocab = _lens_vocab(dec, decode_payload(arrays["lens_ids"]), data["_vocab"])
+    return {"_meta": meta, "_arrays": arrays, "_targets": targets, "_vocab": vocab}
 
 
 def pane_payload(dec, position: int) -> tuple[dict, bytes]:
@@ -395,3 +494,58 @@ def panes_payload(dec, budget_bytes: int, first: Iterable[int] = (), around: int
             f"{int(budget_bytes):,} bytes); the others need the kernel"
         )
     return pay, note
+
+
+def payload_bytes(data: dict) -> int:
+    """Bytes a view's data takes in a snapshot, in binary units (base64 adds a third to them):
+    the buffers of ``_arrays`` and ``_targets``, plus ``_meta`` and ``_vocab`` as JSON (which
+    costs 3/4 of a binary byte per character there)."""
+    import json
+
+    def binary(value) -> int:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return len(value)
+        if isinstance(value, dict):
+            return sum(binary(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(binary(v) for v in value)
+        return 0
+
+    text = len(json.dumps([data["_meta"], data["_vocab"]], ensure_ascii=False).encode("utf-8"))
+    return binary(data["_arrays"]) + binary(data["_targets"]) + text * 3 // 4
+
+
+def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
+    """``data`` (``_meta, _arrays, _targets, _vocab``) made to fit ``budget_bytes``
+    (:func:`payload_bytes`) for a snapshot, in steps that keep every cell's colour: the grid's
+    norms in float16, only the first target, fewer lens top-k tokens per cell, the target's
+    per-cell values in float16. Returns (the data, one note per step taken)."""
+    meta, arrays, targets = dict(data["_meta"]), dict(data["_arrays"]), list(data["_targets"])
+    out = dict(data, _meta=meta, _arrays=arrays, _targets=targets)
+    notes: list[str] = []
+    if payload_bytes(out) <= budget_bytes:
+        return data, notes
+    for name in ("state_norm", "delta_norm"):
+        arrays[name] = array_payload(decode_payload(arrays[name]), "float16")
+    notes.append("grid norms embedded in float16")
+    if payload_bytes(out) > budget_bytes and len(targets) > 1:
+        notes.append("precomputed targets left out to fit the budget (they need the kernel): "
+                     + ", ".join(display_token(tp["text"]) for tp in targets[1:]))
+        del targets[1:]
+    k = meta["k"]
+    ids, probs = decode_payload(arrays["lens_ids"]), decode_payload(arrays["lens_probs"])
+    while payload_bytes(out) > budget_bytes and meta["k"] > 1:
+        meta["k"] = max(1, meta["k"] // 2)
+        arrays["lens_ids"] = array_payload(ids[:, :, : meta["k"]], arrays["lens_ids"]["dtype"])
+        arrays["lens_probs"] = array_payload(probs[:, :, : meta["k"]], "float16")
+        out["_vocab"] = _lens_vocab(dec, ids[:, :, : meta["k"]], {str(tp["id"]): tp["text"] for tp in targets})
+    if meta["k"] < k:
+        notes.append(f"logit lens: the top {meta['k']} of the {k} top tokens of each cell embedded, to fit the budget")
+    if payload_bytes(out) > budget_bytes:
+        targets[:] = [dict(tp, logp=array_payload(decode_payload(tp["logp"]), "float16"),
+                           dla=array_payload(decode_payload(tp["dla"]), "float16")) for tp in targets]
+        notes.append("the target's per-cell log-probs and DLA embedded in float16")
+    if payload_bytes(out) > budget_bytes:
+        notes.append(f"the grid's data ({payload_bytes(out):,} bytes) is still over this view's share of the "
+                     f"budget ({int(budget_bytes):,}): pass a larger budget_bytes")
+    return out, notes
