@@ -44,7 +44,10 @@ export const CSS = `
 .rw-root .rw-inner { position: relative; width: max-content; }
 .rw-root .rw-hits { position: absolute; left: 0; cursor: crosshair; }
 .rw-root .rw-hits > div { position: absolute; }
-.rw-root canvas.rw-cells { cursor: crosshair; }
+.rw-root canvas.rw-cells { cursor: crosshair; position: sticky; left: 0; }
+.rw-root canvas.rw-rowlabels { flex: 0 0 auto; cursor: default; }
+.rw-root .rw-search-bar { margin: 0 0 4px 0; }
+.rw-root input.rw-token-search { width: 12em; }
 .rw-root .rw-legend { display: inline-flex; align-items: center; gap: 4px; color: var(--rw-muted); font-size: 11px; }
 .rw-root .rw-legend canvas { border: 1px solid var(--rw-border); }
 .rw-root canvas.rw-legend-ramp { width: 120px; height: 10px; }
