@@ -159,7 +159,7 @@ export const CSS = `
 .rw-root .rw-src-grid { display: grid; gap: 1px; align-items: end; overflow-x: auto; max-width: 100%; }
 .rw-root .rw-src-tok { font-size: 10px; overflow: hidden; text-overflow: ellipsis; max-height: 80px;
   max-width: var(--rw-src-cw); justify-self: center; }
-.rw-root .rw-src-grid.rw-vertical .rw-src-tok { max-width: none; writing-mode: vertical-rl; }
+.rw-root .rw-src-grid.rw-vertical .rw-src-tok { writing-mode: vertical-rl; padding: 3px 0; line-height: 1; }
 .rw-root .rw-src-head { text-align: right; padding-right: 4px; }
 .rw-root .rw-src-sumhead { text-align: right; }
 .rw-root .rw-src-cell { height: 18px; font-size: 10px; text-align: center; line-height: 18px; }
