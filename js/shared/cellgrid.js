@@ -19,14 +19,16 @@ const LABEL_MIN_H = 9;
 const MARK_W = 9;
 // height of the strip under the header that holds the column marks
 const MARKS_H = 6;
-const TOKEN_CHARS = 14;
+// tokens in the header are clipped to this many characters (the tooltip of the header shows them whole)
+const TOKEN_CHARS = 10;
 
 /**
  * opts: C, T, rowLabels [C], tokens [T], tooltip, layout (cellLayout options), selected [c, i],
  * onSelect(sel), onActivate(sel), tooltipLines(c, i), overlay(ctx, lay, {i0, i1}) (draws the
  * visible columns i0..i1-1, in grid coordinates, under the header), maxHitCells, ariaLabel,
  * markedColumns (positions marked with a dot under the header; setMarks() changes them) and
- * marksLegend (the line that explains the dots), search (false: no token search box).
+ * marksLegend (the line that explains the dots), search (false: no token search box), searchSlot
+ * (where the search box goes; default: above the grid).
  */
 export function createCellGrid(root, opts) {
   const { C, T, rowLabels, tokens, tooltip } = opts;
@@ -48,7 +50,8 @@ export function createCellGrid(root, opts) {
           () => selected[1],
         )
       : null;
-  if (search) root.appendChild(search.el);
+  // in the view's own bar when it gives one (no extra line), else above the grid
+  if (search) (opts.searchSlot || root).appendChild(search.el);
   root.append(wrap, marksNote);
 
   let colors = null; // Uint8ClampedArray C*T*4 (RGBA)
@@ -139,7 +142,7 @@ export function createCellGrid(root, opts) {
     if (lay.header === "rotated") {
       // header tall enough for the longest (clipped) token at the font that fits the column
       const size = Math.min(11, lay.cellW - 3);
-      lay.headerH = Math.min(100, Math.max(24, Math.ceil((tokenTextW * size) / 11) + 10));
+      lay.headerH = Math.min(80, Math.max(24, Math.ceil((tokenTextW * size) / 11) + 10));
     }
     lay.headerH += lay.marksH;
     layoutLabels(); // again: the header height moves the labels
@@ -379,8 +382,10 @@ export function createCellGrid(root, opts) {
   );
 
   function select(sel, fromUser, center) {
+    const moved = sel[1] !== selected[1];
     selected = [sel[0], sel[1]];
-    if (fromUser) ensureVisible(center);
+    // a column picked here, or in another view (the lens, the prompt strip), is scrolled into view
+    if (lay && (fromUser || moved)) ensureVisible(center);
     paint();
     if (fromUser) opts.onSelect && opts.onSelect(selected.slice());
   }

@@ -46,7 +46,7 @@ export const CSS = `
 .rw-root .rw-hits > div { position: absolute; }
 .rw-root canvas.rw-cells { cursor: crosshair; position: sticky; left: 0; }
 .rw-root canvas.rw-rowlabels { flex: 0 0 auto; cursor: default; }
-.rw-root .rw-search-bar { margin: 0 0 4px 0; }
+.rw-root .rw-search-bar { margin: 0; flex-wrap: nowrap; }
 .rw-root input.rw-token-search { width: 12em; }
 .rw-root .rw-legend { display: inline-flex; align-items: center; gap: 4px; color: var(--rw-muted); font-size: 11px; }
 .rw-root .rw-legend canvas { border: 1px solid var(--rw-border); }

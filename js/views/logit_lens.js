@@ -39,7 +39,8 @@ export function mountLogitLens(root, store, opts = {}) {
   const setTitle = () => (title.textContent = opts.title ? `${opts.title} (${L.name.toLowerCase()})` : L.name);
   setTitle();
   const toggle = lensToggle(store);
-  root.append(h("div", { class: "rw-bar" }, title, toggle, colorSel, legendSlot));
+  const bar = h("div", { class: "rw-bar" }, title, toggle, colorSel, legendSlot);
+  root.append(bar);
 
   let values = null,
     rgba = null;
@@ -64,6 +65,7 @@ export function mountLogitLens(root, store, opts = {}) {
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),
     tooltipLines: (c, i) => tip(c, i),
     overlay: (ctx, lay, cols) => textOverlay(ctx, lay, cols),
+    searchSlot: bar,
   });
   const info = h("div", { class: "rw-chips", "data-rw-part": "topk" });
   root.append(

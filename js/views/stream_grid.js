@@ -119,6 +119,7 @@ export function mountStreamGrid(root, store, opts = {}) {
     tooltipLines: (c, i) => tooltipLines(c, i),
     overlay: (ctx, lay, cols) => overlay(ctx, lay, cols),
     marksLegend: "• = vector pane embedded",
+    searchSlot: head,
   });
 
   /** Marks under the header: in a snapshot, the positions whose vector pane is embedded. */

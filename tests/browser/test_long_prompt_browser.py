@@ -13,7 +13,7 @@ pytest.importorskip("playwright", reason="the playwright package is not installe
 import resid_widgets as rw  # noqa: E402
 from views_fixtures import tiny_llama_decomposition  # noqa: E402
 
-from .harness import have_chromium  # noqa: E402
+from .harness import have_chromium, push_state  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -146,6 +146,12 @@ def test_4096_tokens_virtualised(open_page, dec4096):
     page.mouse.click(r["x"] + 2003.5 * st["cellW"], r["y"] + st["headerH"] + 1.5 * st["cellH"])
     assert page.locator(GRID).get_attribute("data-rw-selected") == "1,2003"
     assert tuple(w.selected) == (1, 2003)
+    # a selection from Python (or another view) far off screen is scrolled into view
+    w.selected = (0, 10)
+    push_state(page, 0, w, ["selected"])
+    page.wait_for_function(f"document.querySelector('{GRID}').dataset.rwSelected === '0,10'")
+    st = grid_state(page, GRID)
+    assert st["i0"] <= 10 < st["i1"]
     pg.clean()
 
 
