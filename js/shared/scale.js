@@ -144,11 +144,14 @@ export function barScale(extents) {
 
 /**
  * Cell layout of a states x positions canvas.
- * width: pixels available for the cell area; returns {cellW, cellH, gridW, gridH, scroll, showText,
- * headerH, tickEvery}.
+ * width: pixels available for the cell area. Columns never get narrower than opts.minCellW (14 px
+ * by default, room for a rotated token): longer prompts scroll. opts.tokenTextW (the widest token
+ * label in px) lets the header lie flat when a cell holds it. Returns {cellW, cellH, gridW, gridH,
+ * viewW (the visible width: the canvas is never wider), scroll, showText, header ("horizontal",
+ * "rotated" or "ticks": index ticks only, when cells are under 9 px), rotated, headerH, tickEvery}.
  */
 export function cellLayout(width, T, C, opts = {}) {
-  const minW = opts.minCellW ?? 3;
+  const minW = opts.minCellW ?? 14;
   const maxW = opts.maxCellW ?? 64;
   const maxH = opts.maxHeight ?? 480;
   const w = Math.max(1, Math.floor(width));
@@ -158,11 +161,54 @@ export function cellLayout(width, T, C, opts = {}) {
   const gridW = cellW * T;
   const gridH = cellH * C;
   const showText = cellW >= (opts.textMinW ?? 30) && cellH >= 11;
-  const rotated = cellW >= 9;
+  let header = "ticks";
+  if (opts.tokenTextW != null && cellW >= opts.tokenTextW + 6) header = "horizontal";
+  else if (cellW >= 9) header = "rotated";
+  const rotated = header === "rotated";
   const headerH = rotated ? (opts.headerH ?? 64) : 18;
   // when tokens do not fit, label every k-th position with its index
-  const tickEvery = rotated ? 1 : niceStep(Math.ceil(36 / cellW));
-  return { cellW, cellH, gridW, gridH, scroll: gridW > w, showText, rotated, headerH, tickEvery };
+  const tickEvery = header === "ticks" ? niceStep(Math.ceil(36 / cellW)) : 1;
+  return {
+    cellW,
+    cellH,
+    gridW,
+    gridH,
+    viewW: Math.min(gridW, w),
+    scroll: gridW > w,
+    showText,
+    header,
+    rotated,
+    headerH,
+    tickEvery,
+  };
+}
+
+/** The columns [i0, i1) of a layout that show in a window of viewW px scrolled by scrollLeft px. */
+export function visibleColumns(scrollLeft, viewW, lay, T) {
+  const i0 = Math.max(0, Math.min(T - 1, Math.floor(scrollLeft / lay.cellW)));
+  const i1 = Math.max(i0 + 1, Math.min(T, Math.ceil((scrollLeft + viewW) / lay.cellW)));
+  return { i0, i1 };
+}
+
+/**
+ * Row labels of a grid whose rows may be too short for one label each (under 9 px): "attn.12" and
+ * "mlp.12" then share one label "12" (with an a / m marker per row), other rows keep their name.
+ * Returns [{text, c0, c1 (rows c0..c1-1), marker ("a", "m" or "")}] in row order, one per row when
+ * every row is tall enough.
+ */
+export function rowLabelGroups(labels, cellH, minH = 9) {
+  const parts = labels.map((l) => /^(attn|mlp)\.(\d+)$/.exec(l));
+  if (cellH >= minH) return labels.map((text, c) => ({ text, c0: c, c1: c + 1, rows: [text] }));
+  const out = [];
+  for (let c = 0; c < labels.length; c++) {
+    const m = parts[c];
+    const last = out[out.length - 1];
+    if (m && last && last.layer === m[2] && last.c1 === c) {
+      last.c1 = c + 1;
+      last.rows.push(labels[c]);
+    } else out.push({ text: m ? m[2] : labels[c], layer: m ? m[2] : null, c0: c, c1: c + 1, rows: [labels[c]] });
+  }
+  return out;
 }
 
 export function niceStep(n) {

@@ -44,7 +44,10 @@ export const CSS = `
 .rw-root .rw-inner { position: relative; width: max-content; }
 .rw-root .rw-hits { position: absolute; left: 0; cursor: crosshair; }
 .rw-root .rw-hits > div { position: absolute; }
-.rw-root canvas.rw-cells { cursor: crosshair; }
+.rw-root canvas.rw-cells { cursor: crosshair; position: sticky; left: 0; }
+.rw-root canvas.rw-rowlabels { flex: 0 0 auto; cursor: default; }
+.rw-root .rw-search-bar { margin: 0; flex-wrap: nowrap; }
+.rw-root input.rw-token-search { width: 12em; }
 .rw-root .rw-legend { display: inline-flex; align-items: center; gap: 4px; color: var(--rw-muted); font-size: 11px; }
 .rw-root .rw-legend canvas { border: 1px solid var(--rw-border); }
 .rw-root canvas.rw-legend-ramp { width: 120px; height: 10px; }
@@ -157,7 +160,7 @@ export const CSS = `
 .rw-root .rw-src-grid { display: grid; gap: 1px; align-items: end; overflow-x: auto; max-width: 100%; }
 .rw-root .rw-src-tok { font-size: 10px; overflow: hidden; text-overflow: ellipsis; max-height: 80px;
   max-width: var(--rw-src-cw); justify-self: center; }
-.rw-root .rw-src-grid.rw-vertical .rw-src-tok { max-width: none; writing-mode: vertical-rl; }
+.rw-root .rw-src-grid.rw-vertical .rw-src-tok { writing-mode: vertical-rl; padding: 3px 0; line-height: 1; }
 .rw-root .rw-src-head { text-align: right; padding-right: 4px; }
 .rw-root .rw-src-sumhead { text-align: right; }
 .rw-root .rw-src-cell { height: 18px; font-size: 10px; text-align: center; line-height: 18px; }

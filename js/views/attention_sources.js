@@ -9,6 +9,15 @@ import { analysisData, redrawnView } from "../shared/lifecycle.js";
 import { positionPicker } from "../shared/prompt.js";
 import { clampIndex, maxAbs } from "../shared/scale.js";
 import { tokenEl, tokenLabel } from "../shared/tokens.js";
+import { makeTooltip } from "../shared/tooltip.js";
+
+// columns never narrower than this: room for a source token written vertically, so headers never overlap
+const MIN_CELL_W = 14;
+
+/** A colour value for v on a ±m scale whose colour grows as sqrt(|v| / m): small values stay visible. */
+function sqrtScaled(v, m) {
+  return Math.sign(v) * Math.sqrt(Math.abs(v) * m);
+}
 
 export function sourcesData(d) {
   if (!d || d.n_layers == null) throw new Error("no attention data to show (empty payload)");
@@ -28,6 +37,7 @@ export function mountAttentionSources(root, store) {
   const d = analysisData(root, store, sourcesData);
   if (!d) return null;
   const { L, H, S, dla, alpha } = d;
+  const tooltip = makeTooltip(root);
 
   const title = h(
     "div",
@@ -71,14 +81,14 @@ export function mountAttentionSources(root, store) {
     strip.mark(l);
     const m = maxAbs(dla.subarray(l * H * S, (l + 1) * H * S));
     const avail = Math.max(200, (root.clientWidth || 800) - 110);
-    const cw = Math.max(10, Math.min(64, Math.floor(avail / S)));
+    const cw = Math.max(MIN_CELL_W, Math.min(64, Math.floor(avail / S)));
     const numbers = cw >= 34;
     grid.classList.toggle("rw-vertical", cw < 40);
     grid.style.gridTemplateColumns = `40px repeat(${S}, ${cw}px) 56px`;
     grid.style.setProperty("--rw-src-cw", `${cw}px`);
     grid.replaceChildren(h("span"));
     d.tokens.forEach((tok, j) => {
-      grid.appendChild(tokenEl(tok, { class: "rw-src-tok", title: `source ${j}: ${tokenLabel(tok)}` }));
+      grid.appendChild(tokenEl(tok, { class: "rw-src-tok", "data-rw-src-tok": String(j) }));
     });
     grid.appendChild(h("span", { class: "rw-sub rw-src-sumhead", text: "Σ head" }));
     for (let head = 0; head < H; head++) {
@@ -88,21 +98,48 @@ export function mountAttentionSources(root, store) {
         const k = (l * H + head) * S + j;
         const v = dla[k];
         sum += v;
-        const tip = `L${l}H${head} ← ${j} ${tokenLabel(d.tokens[j])}\nDLA ${fmtSigned(v)}\nα ${fmt(alpha[k])}`;
-        const cell = h("div", { class: "rw-src-cell", title: tip, text: numbers ? cellNumber(v) : null });
-        const colors = divergingCell(v, m);
+        const cell = h("div", {
+          class: "rw-src-cell",
+          "data-rw-src": `${head},${j}`,
+          "aria-label": `L${l}H${head} ← ${j} ${tokenLabel(d.tokens[j])}: DLA ${fmtSigned(v)}, α ${fmt(alpha[k])}`,
+          text: numbers ? cellNumber(v) : null,
+        });
+        const colors = divergingCell(sqrtScaled(v, m), m);
         cell.style.background = colors.fill;
         cell.style.color = colors.text;
         grid.appendChild(cell);
       }
       grid.appendChild(h("span", { class: "rw-src-sum", text: fmtSigned(sum, 2) }));
     }
+    shown = { l, m };
     const heads = d.layer_dla[l] - d.bias_dla[l];
     foot.textContent =
       `layer ${l}: heads sum to ${fmtSigned(heads)} + output bias ${fmtSigned(d.bias_dla[l])} = attention DLA ` +
-      `${fmtSigned(d.layer_dla[l])}.  Red raises the target, blue lowers it (±${fmt(m)}, this layer); hover a cell ` +
-      "for α, the attention weight.";
+      `${fmtSigned(d.layer_dla[l])}.  Red raises the target, blue lowers it (±${fmt(m)}, this layer; the colour ` +
+      "grows as √|DLA|, so small values show); hover a cell for α, the attention weight.";
   }
+
+  // the view's own tooltip: source, destination, DLA and the attention weight α
+  let shown = null;
+  grid.addEventListener("mousemove", (ev) => {
+    const cell = ev.target.closest && ev.target.closest("[data-rw-src], [data-rw-src-tok]");
+    if (!cell || !shown) return tooltip.hide();
+    const dest = `${d.position} ${tokenLabel(d.tokens[d.position])}`;
+    if (cell.hasAttribute("data-rw-src-tok")) {
+      const j = Number(cell.getAttribute("data-rw-src-tok"));
+      return tooltip.show(ev.clientX, ev.clientY, [`source ${j}: ${tokenLabel(d.tokens[j])}`]);
+    }
+    const [head, j] = cell.getAttribute("data-rw-src").split(",").map(Number);
+    const k = (shown.l * H + head) * S + j;
+    tooltip.show(ev.clientX, ev.clientY, [
+      `L${shown.l}H${head}`,
+      ["source", `${j} ${tokenLabel(d.tokens[j])}`],
+      ["destination", dest],
+      ["DLA → target", fmtSigned(dla[k])],
+      ["α (attention weight)", fmt(alpha[k])],
+    ]);
+  });
+  grid.addEventListener("mouseleave", () => tooltip.hide());
 
   draw();
   return redrawnView(root, store, ["layer"], draw);

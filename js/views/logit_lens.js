@@ -39,7 +39,8 @@ export function mountLogitLens(root, store, opts = {}) {
   const setTitle = () => (title.textContent = opts.title ? `${opts.title} (${L.name.toLowerCase()})` : L.name);
   setTitle();
   const toggle = lensToggle(store);
-  root.append(h("div", { class: "rw-bar" }, title, toggle, colorSel, legendSlot));
+  const bar = h("div", { class: "rw-bar" }, title, toggle, colorSel, legendSlot);
+  root.append(bar);
 
   let values = null,
     rgba = null;
@@ -63,7 +64,8 @@ export function mountLogitLens(root, store, opts = {}) {
     onSelect: (sel) => store.set("selected", sel),
     onActivate: ([c, i]) => store.set("target", store.vocab(ids[(c * T + i) * K])),
     tooltipLines: (c, i) => tip(c, i),
-    overlay: (ctx, lay) => textOverlay(ctx, lay),
+    overlay: (ctx, lay, cols) => textOverlay(ctx, lay, cols),
+    searchSlot: bar,
   });
   const info = h("div", { class: "rw-chips", "data-rw-part": "topk" });
   root.append(
@@ -76,7 +78,8 @@ export function mountLogitLens(root, store, opts = {}) {
     }),
   );
 
-  function textOverlay(ctx, lay) {
+  /** The top token in each visible cell (columns i0..i1-1), when cells are wide and tall enough. */
+  function textOverlay(ctx, lay, { i0, i1 }) {
     if (!lay.showText) return;
     const size = Math.min(11, lay.cellH - 3);
     ctx.font = `${size}px ui-monospace, SFMono-Regular, Menlo, monospace`;
@@ -84,7 +87,7 @@ export function mountLogitLens(root, store, opts = {}) {
     ctx.textBaseline = "middle";
     const maxChars = Math.max(1, Math.floor((lay.cellW - 3) / (size * 0.62)));
     for (let c = 0; c < C; c++)
-      for (let i = 0; i < T; i++) {
+      for (let i = i0; i < i1; i++) {
         const k = c * T + i;
         ctx.fillStyle = textOn([rgba[4 * k], rgba[4 * k + 1], rgba[4 * k + 2]]);
         ctx.fillText(

@@ -123,16 +123,24 @@ export function mountStreamGrid(root, store, opts = {}) {
     selected: store.get("selected"),
     onSelect: (sel) => store.set("selected", sel),
     tooltipLines: (c, i) => tooltipLines(c, i),
-    overlay: (ctx, lay) => overlay(ctx, lay),
+    overlay: (ctx, lay, cols) => overlay(ctx, lay, cols),
+    marksLegend: "• = vector pane embedded",
+    searchSlot: head,
   });
 
-  function overlay(ctx, lay) {
+  /** Marks under the header: in a snapshot, the positions whose vector pane is embedded. */
+  function markPanes() {
+    const p = store.isStatic() ? store.get("_panes") : null;
+    grid.setMarks(p && Array.isArray(p.positions) ? p.positions : []);
+  }
+
+  function overlay(ctx, lay, { i0, i1 }) {
     const { fg } = themeColors(root);
     // blocks that wrote (near) zero: a hollow mark
     ctx.strokeStyle = CELL_MARK;
     ctx.fillStyle = CELL_MARK;
     for (let c = 0; c < C; c++)
-      for (let i = 0; i < T; i++) {
+      for (let i = i0; i < i1; i++) {
         if (!zeroMask[c * T + i]) continue;
         const x = i * lay.cellW,
           y = c * lay.cellH;
@@ -151,7 +159,7 @@ export function mountStreamGrid(root, store, opts = {}) {
         }
       }
     // position 0 left out of the scale: hatch it
-    if (store.get("exclude_first") && T > 1 && !mv.fixed) {
+    if (store.get("exclude_first") && T > 1 && !mv.fixed && i0 === 0) {
       ctx.save();
       ctx.beginPath();
       ctx.rect(0, 0, lay.cellW, lay.gridH);
@@ -225,6 +233,7 @@ export function mountStreamGrid(root, store, opts = {}) {
   }
 
   recolor();
+  markPanes();
   grid.full();
   const sel0 = store.get("selected") || [C - 1, T - 1];
   setSelectedAttr(sel0);
@@ -251,7 +260,12 @@ export function mountStreamGrid(root, store, opts = {}) {
       if (pane && TARGET_PANES.includes(store.get("pane_mode"))) pane.update();
     }),
   );
-  offs.push(store.on("_panes", () => pane && pane.update()));
+  offs.push(
+    store.on("_panes", () => {
+      markPanes();
+      if (pane) pane.update();
+    }),
+  );
 
   return {
     resize() {

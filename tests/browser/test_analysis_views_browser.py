@@ -141,10 +141,10 @@ def test_attention_sources_layer_selector_offline(tmp_path, offline, dec):
     from resid_widgets.views.payload import display_token
 
     assert page.locator(f"{root} .rw-src-tok").all_text_contents() == [display_token(x) for x in w._data["tokens"]]
-    before = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.title)")
+    before = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.getAttribute('aria-label'))")
     page.select_option(f"{root} select", "1")
     page.wait_for_function(f"document.querySelector('{root}').dataset.rwLayer === '1'")
-    after = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.title)")
+    after = page.evaluate(f"[...document.querySelectorAll('{root} .rw-src-cell')].map(e => e.getAttribute('aria-label'))")
     assert after != before and after[0].startswith("L1H0")
     page.locator(f"{root} .rw-src-layers > div").nth(0).click()
     assert page.get_attribute(root, "data-rw-layer") == "0"

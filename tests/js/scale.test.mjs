@@ -4,6 +4,8 @@ import {
   makeNormalizer,
   cellLayout,
   hitCell,
+  rowLabelGroups,
+  visibleColumns,
   moveSelection,
   quantileSorted,
   niceStep,
@@ -60,15 +62,44 @@ test("layout adapts to the width: big cells for short prompts, scrolling for 1k 
   const small = cellLayout(800, 6, 7);
   assert.equal(small.cellW, 64);
   assert.ok(small.rotated && !small.scroll);
+  // long prompts keep columns wide enough for a rotated token and scroll
   const big = cellLayout(800, 1024, 61);
-  assert.equal(big.cellW, 3);
-  assert.ok(big.scroll && !big.rotated);
-  assert.ok(big.tickEvery >= 10);
+  assert.equal(big.cellW, 14);
+  assert.ok(big.scroll && big.rotated && big.header === "rotated");
+  assert.equal(big.viewW, 800, "the visible width, never the full one");
   assert.ok(big.gridH <= 480);
   assert.ok(big.cellH >= 5);
-  const mid = cellLayout(1000, 100, 20, { textMinW: 8 });
+  // index ticks only when a caller allows columns under 9 px
+  const ticks = cellLayout(800, 1024, 61, { minCellW: 3 });
+  assert.equal(ticks.header, "ticks");
+  assert.ok(ticks.tickEvery >= 10);
+  const mid = cellLayout(1000, 100, 20, { textMinW: 8, minCellW: 8 });
   assert.equal(mid.cellW, 10);
   assert.equal(mid.showText, true);
+  // tokens lie flat when a cell holds the widest one
+  assert.equal(cellLayout(800, 6, 7, { tokenTextW: 40 }).header, "horizontal");
+  assert.equal(cellLayout(800, 60, 7, { tokenTextW: 40 }).header, "rotated");
+});
+
+test("visible columns of a scrolled grid", () => {
+  const lay = cellLayout(700, 4096, 3);
+  assert.deepEqual(visibleColumns(0, 700, lay, 4096), { i0: 0, i1: 50 });
+  assert.deepEqual(visibleColumns(14 * 2000 + 7, 700, lay, 4096), { i0: 2000, i1: 2051 });
+  assert.deepEqual(visibleColumns(14 * 4096 - 700, 700, lay, 4096), { i0: 4046, i1: 4096 });
+});
+
+test("row labels: one per row when tall enough, else one per layer's attn / mlp pair", () => {
+  const labels = ["embed", "attn.0", "mlp.0", "attn.1", "mlp.1"];
+  assert.equal(rowLabelGroups(labels, 12).length, 5);
+  const groups = rowLabelGroups(labels, 7);
+  assert.deepEqual(
+    groups.map((g) => [g.text, g.c0, g.c1]),
+    [
+      ["embed", 0, 1],
+      ["0", 1, 3],
+      ["1", 3, 5],
+    ],
+  );
 });
 
 test("hit testing and arrow keys", () => {
