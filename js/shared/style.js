@@ -82,14 +82,18 @@ export const CSS = `
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
 .rw-root.rw-wide .rw-dash > .rw-dash-side { grid-column: auto; }
 .rw-root .rw-dash-pane .rw-pane { margin-top: 0; }
-.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 400px; overflow-y: auto; }
-.rw-root .rw-dash-pane .rw-pane-body { max-height: 340px; overflow-y: auto; }
+/* the row under the grid has one height (the dashboard stays under ~900 px): each column scrolls
+   on its own past it, the lens and the vector pane inside boxes that fit the column */
+.rw-root .rw-dash > .rw-view:not(.rw-full), .rw-root .rw-dash > .rw-dash-side { max-height: 500px;
+  overflow-y: auto; overflow-x: hidden; }
+.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 330px; overflow-y: auto; }
+.rw-root .rw-dash-pane .rw-pane-body { max-height: 250px; overflow-y: auto; }
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-body,
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-tools { display: none; }
 .rw-root .rw-dash > .rw-full { grid-column: 1 / -1; }
 .rw-root.rw-narrow .rw-dash { grid-template-columns: minmax(0, 1fr); }
 .rw-root .rw-dash-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; margin-bottom: 6px; }
-.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 6.2em; overflow-y: auto; }
+.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 3.4em; overflow-y: auto; }
 .rw-root .rw-prompt .rw-tok { cursor: pointer; }
 .rw-root .rw-prompt .rw-tok[aria-current=true] { border-color: var(--rw-sel);
   box-shadow: 0 0 0 1px var(--rw-sel) inset; }
