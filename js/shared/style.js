@@ -77,6 +77,16 @@ export const CSS = `
 .rw-root svg .rw-muted { fill: var(--rw-muted); }
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
+.rw-root > .rw-download { position: absolute; top: 0; right: 0; z-index: 20; display: flex; flex-direction: column;
+  align-items: flex-end; gap: 2px; }
+.rw-root > .rw-download .rw-download-toggle { padding: 0 5px; line-height: 16px; opacity: 0.55; }
+.rw-root > .rw-download:hover .rw-download-toggle, .rw-root > .rw-download .rw-download-toggle:focus-visible,
+.rw-root > .rw-download .rw-download-toggle[aria-expanded=true] { opacity: 1; }
+.rw-root .rw-download-menu { display: flex; gap: 2px; padding: 3px; background: var(--rw-bg);
+  border: 1px solid var(--rw-border); border-radius: 4px; box-shadow: 0 2px 8px var(--rw-shadow); }
+.rw-root .rw-download-menu[hidden], .rw-root .rw-download-msg[hidden] { display: none; }
+.rw-root .rw-download-msg { max-width: 300px; padding: 4px 6px; font-size: 11px; background: var(--rw-bg);
+  border: 1px solid var(--rw-error); border-radius: 4px; white-space: normal; }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
 .rw-root .rw-dash > .rw-dash-side { grid-column: 1 / -1; display: flex; flex-direction: column; gap: 8px; }
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
