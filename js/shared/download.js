@@ -141,13 +141,21 @@ export function fileStem(name, now = new Date()) {
   return `${name}-${stamp}`;
 }
 
-function save(blob, filename) {
-  const url = URL.createObjectURL(blob);
+/** Start the download of url as filename. */
+function save(url, filename) {
   const a = h("a", { href: url, download: filename });
   document.body.appendChild(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 30000);
+}
+
+/** In a frame (a sandbox may block downloads without an error anyone can catch). */
+function inFrame() {
+  try {
+    return window.self !== window.top;
+  } catch {
+    return true;
+  }
 }
 
 /**
@@ -192,18 +200,39 @@ export function downloadButton(root, name) {
     if (show) message.hidden = true;
   }
 
+  let lastUrl = null;
+  function say(text, kind, preview) {
+    message.className = `rw-download-msg rw-download-${kind}`;
+    message.replaceChildren(
+      h("div", { text }),
+      preview ? h("img", { src: preview, alt: "the view as a picture" }) : null,
+    );
+    message.hidden = false;
+  }
+
   async function run(format) {
     open(false);
     try {
       const doc = viewToSvg(root);
       const blob = format === "svg" ? new Blob([doc.svg], { type: "image/svg+xml" }) : await svgToPng(doc);
-      save(blob, `${fileStem(name)}.${format}`);
+      if (lastUrl) URL.revokeObjectURL(lastUrl);
+      lastUrl = URL.createObjectURL(blob);
+      save(lastUrl, `${fileStem(name)}.${format}`);
+      // a frame's sandbox can drop the download silently: the picture is shown to save by hand
+      if (inFrame()) {
+        say(
+          `If no ${format.toUpperCase()} was saved, this frame forbids downloads: right-click the picture.`,
+          "info",
+          lastUrl,
+        );
+      }
     } catch (e) {
       console.warn("resid_widgets: download failed:", e);
-      message.textContent =
+      say(
         `Could not save the ${format.toUpperCase()}: ${e && e.message ? e.message : e}. ` +
-        "A sandboxed page may forbid downloads: take a screenshot, or use the view's figure() in Python.";
-      message.hidden = false;
+          "A sandboxed page may forbid it: take a screenshot, or use the view's figure() in Python.",
+        "error",
+      );
     }
   }
   return wrap;

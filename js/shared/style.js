@@ -86,7 +86,10 @@ export const CSS = `
   border: 1px solid var(--rw-border); border-radius: 4px; box-shadow: 0 2px 8px var(--rw-shadow); }
 .rw-root .rw-download-menu[hidden], .rw-root .rw-download-msg[hidden] { display: none; }
 .rw-root .rw-download-msg { max-width: 300px; padding: 4px 6px; font-size: 11px; background: var(--rw-bg);
-  border: 1px solid var(--rw-error); border-radius: 4px; white-space: normal; }
+  border: 1px solid var(--rw-border); border-radius: 4px; white-space: normal; }
+.rw-root .rw-download-msg.rw-download-error { border-color: var(--rw-error); }
+.rw-root .rw-download-msg img { display: block; max-width: 100%; max-height: 160px; margin-top: 4px;
+  border: 1px solid var(--rw-border); }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
 .rw-root .rw-dash > .rw-dash-side { grid-column: 1 / -1; display: flex; flex-direction: column; gap: 8px; }
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }

@@ -107,3 +107,29 @@ def test_a_failed_download_says_why(open_page, rw):
     msg = view.locator(".rw-download-msg")
     msg.wait_for(state="visible", timeout=5000)
     assert "blocked here" in msg.inner_text() and "figure()" in msg.inner_text()
+
+
+def test_a_sandboxed_frame_gets_the_picture_to_save_by_hand(browser, tmp_path, rw):
+    from .harness import write_page
+
+    write_page(tmp_path / "inner.html", [rw.StreamGrid(FakeDecomposition(T=6, n_layers=2))])
+    # a host that renders outputs in a frame without allow-downloads
+    outer = tmp_path / "outer.html"
+    outer.write_text('<iframe sandbox="allow-scripts" src="inner.html" width="1150" height="900"></iframe>')
+    page = browser.new_page(viewport={"width": 1200, "height": 950})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.goto(outer.as_uri())
+    frame = page.frame_locator("iframe")
+    view = frame.locator('[data-rw="stream-grid"]')
+    view.locator('[data-rw="download"] .rw-download-toggle').click()
+    view.locator('[data-rw="download"] [data-rw-format="png"]').click()
+    msg = view.locator(".rw-download-msg")
+    msg.wait_for(state="visible", timeout=10000)
+    assert "forbids downloads" in msg.inner_text()
+    # the picture itself, decoded, to save with a right click
+    assert msg.locator("img").evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
+    assert downloads == [] and errors == []
+    page.close()
