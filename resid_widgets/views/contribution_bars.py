@@ -86,7 +86,7 @@ class ContributionBars(BarsState, ResidView):
             barmode="relative",
             yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": [label for label, _ in rows]},
             xaxis={"title": unit, "zeroline": True, "range": [-1.04 * m, 1.04 * m]},
-            height=max(360, 14 * len(rows) + 180),
+            height=max(360, 16 * len(rows) + 180),  # 16 px a row: every row keeps its label
             legend={"orientation": "h", "y": -0.12},
         )
         return fig

@@ -44,13 +44,15 @@ class LogitLens(LensSwitch, LensState):
         only where they are large enough to read it (font sized to the cells), always in the hover."""
         import plotly.graph_objects as go
 
-        from .figures import MARGIN, PLOT_WIDTH, cell_text_size, colorscale, frame, heatmap_height, position_labels
+        from .figures import (
+            MARGIN, PLOT_WIDTH, TEXT_MIN_W, cell_text_size, colorscale, frame, heatmap_height, position_labels,
+        )
 
         z = self.values()
         C, T = z.shape
         top = [[display_token(x) for x in row] for row in self.top_tokens()]
         cell_w = PLOT_WIDTH / max(1, T)
-        row_px = 14 if cell_w >= 26 else 10
+        row_px = 14 if cell_w >= TEXT_MIN_W else 10
         font = cell_text_size(cell_w, row_px)
         shown = None
         if font:
