@@ -194,6 +194,11 @@ export function downloadButton(root, name) {
   // Escape closes the menu; Enter and Space press its buttons without reaching the notebook
   keepKeys(wrap, (key) => key === "Escape" && !menu.hidden && (open(false), true), { native: [" ", "Enter"] });
 
+  // a click elsewhere closes the menu
+  wrap.addEventListener("focusout", (ev) => {
+    if (!wrap.contains(ev.relatedTarget)) open(false);
+  });
+
   function open(show) {
     menu.hidden = !show;
     toggle.setAttribute("aria-expanded", String(show));

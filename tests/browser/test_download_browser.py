@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("playwright", reason="the playwright package is not installed")
 
+from playwright.sync_api import expect  # noqa: E402
+
 from .harness import have_chromium  # noqa: E402
 
 pytestmark = [
@@ -81,6 +83,17 @@ def test_every_view_has_one_download_button(open_page, rw):
     for w in views:
         view = pg.page.locator(f'.rw-root[data-rw="{w._rw_view}"]')
         assert view.locator(':scope > [data-rw="download"]').count() == 1, w._rw_view
+    # the menu closes with Escape, and with a click elsewhere
+    menu = pg.page.locator('.rw-root[data-rw="stream-grid"] .rw-download-menu')
+    toggle = pg.page.locator('.rw-root[data-rw="stream-grid"] .rw-download-toggle')
+    toggle.click()
+    expect(menu).to_be_visible()
+    pg.page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    toggle.click()
+    expect(menu).to_be_visible()
+    pg.page.mouse.click(5, 900)
+    expect(menu).to_be_hidden()
     pg.clean()
 
 
