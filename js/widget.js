@@ -12,6 +12,7 @@ import { mountAttentionPatterns } from "./views/attention_patterns.js";
 import { mountPatchingGrid } from "./views/patching_grid.js";
 import { mountCompare } from "./views/compare.js";
 import { guard } from "./shared/lifecycle.js";
+import { downloadButton } from "./shared/download.js";
 
 export const VIEWS = {
   "stream-grid": mountStreamGrid,
@@ -51,6 +52,8 @@ function render({ model, el }) {
       return;
     }
     view = guard(root, () => f(root, store, {}));
+    // after the view, which may replace root's children while it mounts
+    root.appendChild(downloadButton(root, kind));
     // a long prompt's first payload holds the lens of some positions: the kernel sends the rest
     if ((model.get("_meta") || {}).lens_positions && !model.get("_rw_static")) model.send({ type: "lens" });
   }

@@ -81,19 +81,36 @@ export const CSS = `
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
 .rw-root svg .rw-break { fill: none; stroke: var(--rw-bg); stroke-width: 3; }
+.rw-root > .rw-download { position: absolute; top: 0; right: 0; z-index: 20; display: flex; flex-direction: column;
+  align-items: flex-end; gap: 2px; }
+.rw-root > .rw-download .rw-download-toggle { padding: 0 5px; line-height: 16px; opacity: 0.55; }
+.rw-root > .rw-download:hover .rw-download-toggle, .rw-root > .rw-download .rw-download-toggle:focus-visible,
+.rw-root > .rw-download .rw-download-toggle[aria-expanded=true] { opacity: 1; }
+.rw-root .rw-download-menu { display: flex; gap: 2px; padding: 3px; background: var(--rw-bg);
+  border: 1px solid var(--rw-border); border-radius: 4px; box-shadow: 0 2px 8px var(--rw-shadow); }
+.rw-root .rw-download-menu[hidden], .rw-root .rw-download-msg[hidden] { display: none; }
+.rw-root .rw-download-msg { max-width: 300px; padding: 4px 6px; font-size: 11px; background: var(--rw-bg);
+  border: 1px solid var(--rw-border); border-radius: 4px; white-space: normal; }
+.rw-root .rw-download-msg.rw-download-error { border-color: var(--rw-error); }
+.rw-root .rw-download-msg img { display: block; max-width: 100%; max-height: 160px; margin-top: 4px;
+  border: 1px solid var(--rw-border); }
 .rw-root .rw-dash { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 12px 16px; }
 .rw-root .rw-dash > .rw-dash-side { grid-column: 1 / -1; display: flex; flex-direction: column; gap: 8px; }
 .rw-root.rw-wide .rw-dash { grid-template-columns: minmax(0, 4fr) minmax(0, 5fr) minmax(0, 4fr); }
 .rw-root.rw-wide .rw-dash > .rw-dash-side { grid-column: auto; }
 .rw-root .rw-dash-pane .rw-pane { margin-top: 0; }
-.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 400px; overflow-y: auto; }
-.rw-root .rw-dash-pane .rw-pane-body { max-height: 340px; overflow-y: auto; }
+/* the row under the grid has one height (the dashboard stays under ~900 px): each column scrolls
+   on its own past it, the lens and the vector pane inside boxes that fit the column */
+.rw-root .rw-dash > .rw-view:not(.rw-full), .rw-root .rw-dash > .rw-dash-side { max-height: 500px;
+  overflow-y: auto; overflow-x: hidden; }
+.rw-root .rw-dash .rw-view[data-rw="logit-lens"] .rw-gridwrap { max-height: 330px; overflow-y: auto; }
+.rw-root .rw-dash-pane .rw-pane-body { max-height: 250px; overflow-y: auto; }
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-body,
 .rw-root .rw-pane[data-rw-folded="true"] .rw-pane-tools { display: none; }
 .rw-root .rw-dash > .rw-full { grid-column: 1 / -1; }
 .rw-root.rw-narrow .rw-dash { grid-template-columns: minmax(0, 1fr); }
 .rw-root .rw-dash-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; margin-bottom: 6px; }
-.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 6.2em; overflow-y: auto; }
+.rw-root .rw-prompt { display: flex; flex-wrap: wrap; gap: 2px; max-height: 3.4em; overflow-y: auto; }
 .rw-root .rw-prompt .rw-tok { cursor: pointer; }
 .rw-root .rw-prompt .rw-tok[aria-current=true] { border-color: var(--rw-sel);
   box-shadow: 0 0 0 1px var(--rw-sel) inset; }

@@ -41,7 +41,8 @@ export function mountDashboard(root, store) {
   // the vector pane and the edit panel share the third column
   const sideRoot = h("div", { class: "rw-dash-side" }, paneRoot);
   root.append(h("div", { class: "rw-dash" }, gridRoot, barsRoot, lensRoot, sideRoot));
-  const compact = { maxHeight: 250, minCellH: 4 };
+  // 3 px rows keep SmolLM2's 61 states under 200 px; the lens below has the taller rows
+  const compact = { maxHeight: 190, minCellH: 3 };
   const views = [
     guard(gridRoot, () => mountStreamGrid(gridRoot, store, { tooltip, paneRoot, layout: compact })),
     guard(barsRoot, () => mountContributionBars(barsRoot, store, { tooltip, follow: "selected" })),

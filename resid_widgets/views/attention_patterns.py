@@ -143,6 +143,8 @@ class AttentionPatterns(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         beside the [layers x heads] heatmap of ``score_kind``."""
         from plotly.subplots import make_subplots
 
+        from .figures import SELECTION, STOPS, colorscale
+
         self._check_open()
         if self._scores is None:
             raise ValueError(self._error)
@@ -164,20 +166,22 @@ class AttentionPatterns(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         for i, h in enumerate(heads):
             r, c = divmod(i, cols)
             z = [[float(v) if s <= d else None for s, v in enumerate(row)] for d, row in enumerate(pattern[h].tolist())]
-            fig.add_heatmap(z=z, x=ticks, y=ticks, zmin=0, zmax=1, colorscale="Blues", showscale=(i == 0),
+            fig.add_heatmap(z=z, x=ticks, y=ticks, zmin=0, zmax=1, showscale=(i == 0),
+                            # the view's ink: the theme's attention blue on white
+                            colorscale=[[0, "#ffffff"], [1, STOPS["rdbu"][1]]],
                             colorbar=dict(x=0.66, len=0.5, title="α"),
                             hovertemplate="destination %{y}<br>source %{x}<br>α=%{z:.3f}<extra>" + f"L{layer}H{h}</extra>",
                             row=r + 1, col=c + 1)
             fig.update_yaxes(autorange="reversed", row=r + 1, col=c + 1, showticklabels=head >= 0)
             fig.update_xaxes(showticklabels=head >= 0, row=r + 1, col=c + 1)
             if head >= 0:
-                fig.add_shape(type="rect", x0=-0.5, x1=pos + 0.5, y0=pos - 0.5, y1=pos + 0.5, line=dict(color="#ff2d95"),
+                fig.add_shape(type="rect", x0=-0.5, x1=pos + 0.5, y0=pos - 0.5, y1=pos + 0.5, line=dict(color=SELECTION),
                               row=r + 1, col=c + 1)
         z = self._scores.scores[self.score_kind]
         L = z.shape[0]
         fig.add_heatmap(z=[[None if math.isnan(v) else v for v in row] for row in z.tolist()],
                         x=[f"H{j}" for j in range(H)], y=[f"L{l}" for l in range(L)], zmin=0, zmax=1,
-                        colorscale="Viridis", showscale=False, hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>",
+                        colorscale=colorscale("viridis"), showscale=False, hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>",
                         row=1, col=cols + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=cols + 1)
         kept = self._scores.pattern(layer)

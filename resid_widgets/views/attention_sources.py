@@ -72,11 +72,23 @@ class AttentionSources(AnalysisView):
         return decode_payload(self._data["dla"])[self.layer if layer is None else layer]
 
     def figure(self):
-        """plotly heatmap of the selected layer (a menu switches layers)."""
-        if self._result is not None:
-            return self._result.figure(self.layer)
+        """plotly heat map of the selected layer's [heads x sources] DLA, as the view colours it
+        (RdBu centred at 0, ± the layer's largest |DLA|); the title names target, position, layer."""
         import plotly.graph_objects as go
 
+        from .figures import MARGIN, colorscale, max_abs, position_labels
+
+        d = self._data
         z = self.table()
-        return go.Figure(go.Heatmap(z=z.tolist(), x=[display_token(s) for s in self._data["tokens"]],
-                                    colorscale="RdBu", reversescale=True, zmid=0))
+        m = max_abs(z)
+        alpha = decode_payload(d["alpha"])[self.layer]
+        fig = go.Figure(go.Heatmap(
+            z=z.tolist(), x=position_labels(d["tokens"]), y=[f"H{h}" for h in range(d["n_heads"])],
+            colorscale=colorscale("rdbu"), zmin=-m, zmax=m, customdata=alpha.astype(float).tolist(),
+            colorbar={"title": "DLA"}, hovertemplate="%{y} ← %{x}: DLA %{z:+.4f}, α %{customdata:.3f}<extra></extra>"))
+        fig.update_layout(
+            title=f"Attention sources of {display_token(d['target'])} at position {d['position']} "
+                  f"({display_token(d['prompt_tokens'][d['position']])}), layer {self.layer}: DLA per head and source",
+            yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45}, margin=MARGIN,
+            height=max(320, 26 * d["n_heads"] + MARGIN["t"] + MARGIN["b"]))
+        return fig

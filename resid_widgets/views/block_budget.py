@@ -145,6 +145,8 @@ class BlockBudget(AnalysisView):
         """plotly: the top-k bars at the current budget, and p(target) over all budgets."""
         from plotly.subplots import make_subplots
 
+        from .figures import SIGN_COLORS
+
         d = self._data
         b = self.budget
         tops = self.top(b)
@@ -153,13 +155,14 @@ class BlockBudget(AnalysisView):
         fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.15,
                             subplot_titles=(f"k={b} ({name})", f"p({display_token(d['target'])}) per budget k"))
         fig.add_bar(y=[display_token(s) for s, _ in tops], x=[p for _, p in tops], orientation="h",
-                    marker_color=["#d6604d" if s == d["target"] else "#4393c3" for s, _ in tops],
+                    marker_color=[SIGN_COLORS["up" if s == d["target"] else "down"] for s, _ in tops],
                     hovertemplate="%{y}: p=%{x:.4f}<extra></extra>", row=1, col=1)
         fig.add_scatter(x=list(range(L + 1)), y=d["target_prob"], mode="lines+markers", name="p(target)", row=1, col=2)
         fig.update_yaxes(autorange="reversed", row=1, col=1)
         fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=1)
         fig.update_xaxes(title_text="block budget k", row=1, col=2)
         tok = display_token(d["tokens"][d["position"]])
-        fig.update_layout(title=f"block budget at position {d['position']} ({tok})", showlegend=False,
+        fig.update_layout(title=f"Block budget for {display_token(d['target'])} at position {d['position']} ({tok})",
+                          showlegend=False,
                           height=max(360, 26 * len(tops) + 160))
         return fig

@@ -215,12 +215,17 @@ class Compare(TwoPromptView):
         self._check_open()
         if not self._data:
             raise ValueError(self._error)
+        from .figures import PAIR_COLORS, bar_scale
+
         v = self.contributions()
         labels = self._data["clean"]["_meta"]["labels"]
-        fig = go.Figure([go.Bar(y=labels, x=v[side], orientation="h", name=f"{side} ({self._data[side]['value']:.3f})")
-                         for side in ("clean", "corrupt")])
+        fig = go.Figure([go.Bar(y=labels, x=v[side], orientation="h", name=f"{side} ({self._data[side]['value']:.3f})",
+                                marker_color=PAIR_COLORS[side]) for side in ("clean", "corrupt")])
+        # the view's scale: a component that dwarfs the rest is cut (barScale)
+        m = bar_scale(np.maximum(np.abs(v["clean"]), np.abs(v["corrupt"])))
         fig.update_layout(barmode="group", title=f"Each component's share of {self._data['metric']}",
-                          yaxis={"autorange": "reversed"}, height=max(400, 16 * len(labels) + 120))
+                          yaxis={"autorange": "reversed"}, xaxis={"range": [-1.04 * m, 1.04 * m], "zeroline": True},
+                          height=max(400, 16 * len(labels) + 120))
         return fig
 
 

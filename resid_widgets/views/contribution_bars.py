@@ -85,21 +85,63 @@ class ContributionBars(BarsState, ResidView):
         tp = self._target_entry()
         return float(decode_payload(tp["logit" if method == "dla" else "logprob"])[p])
 
-    def figure(self):
+    def figure(self, group: str = "layer"):
+        """plotly bars as the view draws them: one row per layer with attention and MLP stacked
+        (``group="component"``: one per component), coloured by part, on the view's scale (a bar
+        that dwarfs the rest is cut); the title names the target and the position.
+
+        Args:
+            group: "layer" (the view's default) or "component".
+        """
         import plotly.graph_objects as go
 
+        from .figures import PART_COLORS, bar_scale
+
+        if group not in ("layer", "component"):
+            raise ValueError(f"group={group!r}: use 'layer' or 'component'")
         v = self.values()
-        labels = self._meta["labels"]
-        colors = ["#d6604d" if x >= 0 else "#4393c3" for x in v]
+        rows = bar_rows(self._meta, v, group)
+        fig = go.Figure()
+        names = {"embed": "embedding", "attn": "attention", "mlp": "MLP", "other": "other"}
+        for kind, name in names.items():
+            parts = [(label, part) for label, row in rows for part in row if part[0] == kind]
+            if parts:
+                fig.add_bar(y=[label for label, _ in parts], x=[p[2] for _, p in parts], orientation="h", name=name,
+                            marker_color=PART_COLORS[kind], customdata=[p[1] for _, p in parts],
+                            hovertemplate="%{customdata}: %{x:.4f}<extra></extra>")
+        extents = [max(sum(p[2] for p in row if p[2] > 0), -sum(p[2] for p in row if p[2] < 0)) for _, row in rows]
+        m = bar_scale(extents)
         unit = "DLA (logit units)" if self.method == "dla" else "log-prob increase"
-        fig = go.Figure(go.Bar(x=v, y=labels, orientation="h", marker_color=colors, hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
         tok = display_token(self._meta["tokens"][self.position])
         fig.update_layout(
             title=(
-                f"Contributions to {display_token(self.target)} at position {self.position} ({tok}) — {unit}; "
-                f"Σ={v.sum():.3f}, model {'logit' if self.method == 'dla' else 'log p'}={self.actual():.3f}"
+                f"Contributions to {display_token(self.target)} at position {self.position} ({tok}) — {unit}<br>"
+                f"<sup>Σ={v.sum():.3f}, model {'logit' if self.method == 'dla' else 'log p'}={self.actual():.3f}"
+                f"{'; bars past ±%.3g cut' % m if max(extents, default=0) > m * 1.0001 else ''}</sup>"
             ),
-            yaxis={"autorange": "reversed"},
-            xaxis={"title": unit, "zeroline": True},
+            barmode="relative",
+            yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": [label for label, _ in rows]},
+            xaxis={"title": unit, "zeroline": True, "range": [-1.04 * m, 1.04 * m]},
+            height=max(360, 16 * len(rows) + 180),  # 16 px a row: every row keeps its label
+            legend={"orientation": "h", "y": -0.12},
         )
         return fig
+
+
+def bar_rows(meta: dict, values, group: str = "layer") -> list[tuple[str, list[tuple[str, str, float]]]]:
+    """The rows of the bar chart ([(row label, [(kind, component label, value)])]), grouped as
+    ``barRows`` in js/views/contribution_bars/bar_chart.js: the embedding, one row per layer
+    (attention and MLP), the other components; or one row per component."""
+    labels, kinds, layers, L = meta["labels"], meta["kinds"], meta["layers"], meta["n_layers"]
+    part = [(kinds[c], labels[c], float(values[c])) for c in range(len(labels))]
+    if group == "component":
+        return [(labels[c], [part[c]]) for c in range(len(labels))]
+    embed, by_layer, other = [], [[] for _ in range(L)], []
+    for c in range(len(labels)):
+        if kinds[c] == "embed":
+            embed.append(part[c])
+        elif kinds[c] in ("attn", "mlp") and 0 <= layers[c] < L:
+            by_layer[layers[c]].append(part[c])
+        else:
+            other.append((labels[c], [part[c]]))
+    return ([("embed", embed)] if embed else []) + [(f"layer {k}", row) for k, row in enumerate(by_layer)] + other

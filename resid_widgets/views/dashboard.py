@@ -153,20 +153,35 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
             self.selected = (self.selected[0], change["new"])
 
     def figure(self):
+        """plotly: the grid, the contributions at the selected position and the lens, each coloured
+        and titled as its own ``figure()`` (and view) has it, one under the other."""
         from plotly.subplots import make_subplots
 
-        fig = make_subplots(
-            rows=3, cols=1, subplot_titles=("Stream grid", "Contributions", "Logit lens"), vertical_spacing=0.08
-        )
-        sel_pos = self.selected[1]
-        for row, cls in ((1, StreamGrid), (2, ContributionBars), (3, LogitLens)):
-            sub = cls.figure(_Proxy(self, cls, position=sel_pos))
-            for tr in sub.data:
-                if tr.type == "heatmap":
-                    tr.showscale = False
-                fig.add_trace(tr, row=row, col=1)
-        fig.update_layout(height=1200, title="resid_widgets dashboard", showlegend=False)
-        fig.update_yaxes(autorange="reversed")
+        from .figures import MARGIN, frame
+
+        position = self.selected[1]
+        parts = [cls.figure(_Proxy(self, cls, position=position)) for cls in (StreamGrid, ContributionBars, LogitLens)]
+        # each part keeps its own plot height (the lens its readable rows), the grid at most 420 px
+        heights = [min(420, parts[0].layout.height - MARGIN["t"] - MARGIN["b"]), parts[1].layout.height - 180,
+                   parts[2].layout.height - MARGIN["t"] - MARGIN["b"]]
+        gap = 150  # the rotated token labels of the grid, and a title
+        titles = [p.layout.title.text.replace("<br>", " — ").replace("<sup>", "").replace("</sup>", "") for p in parts]
+        fig = make_subplots(rows=3, cols=1, subplot_titles=titles, row_heights=heights, vertical_spacing=gap / (sum(heights) + 2 * gap))
+        for row, part in enumerate(parts, start=1):
+            domain = fig.get_subplot(row, 1).yaxis.domain
+            for trace in part.data:
+                if trace.type == "heatmap":
+                    trace.colorbar.update(y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0], yanchor="middle")
+                fig.add_trace(trace, row=row, col=1)
+            fig.update_yaxes(part.layout.yaxis, row=row, col=1)
+            fig.update_xaxes(part.layout.xaxis, row=row, col=1)
+        frame(fig, *self.selected, row=1, col=1)
+        frame(fig, *self.selected, row=3, col=1)
+        fig.update_layout(height=int(sum(heights) + gap * 2 + MARGIN["t"] + MARGIN["b"]), width=parts[2].layout.width,
+                          title=f"resid_widgets dashboard — {self._meta.get('model_name') or 'model'}",
+                          showlegend=False, barmode="relative", margin=MARGIN)
+        for annotation in fig.layout.annotations:
+            annotation.font.size = 13
         return fig
 
 

@@ -40,26 +40,46 @@ class LogitLens(LensSwitch, LensState):
         return np.exp(self._lens_logp(self._target_entry()))
 
     def figure(self):
+        """plotly heat map as the view draws it: cividis on 0..1, the top token printed in the cells
+        only where they are large enough to read it (font sized to the cells), always in the hover."""
         import plotly.graph_objects as go
 
+        from .figures import (
+            MARGIN, PLOT_WIDTH, TEXT_MIN_W, cell_text_size, colorscale, frame, heatmap_height, position_labels,
+        )
+
         z = self.values()
-        text = [[display_token(x) for x in row] for row in self.top_tokens()]
-        x = [f"{i}:{display_token(tok)}" for i, tok in enumerate(self._meta["tokens"])]
+        C, T = z.shape
+        top = [[display_token(x) for x in row] for row in self.top_tokens()]
+        cell_w = PLOT_WIDTH / max(1, T)
+        row_px = 14 if cell_w >= TEXT_MIN_W else 10
+        font = cell_text_size(cell_w, row_px)
+        shown = None
+        if font:
+            fits = max(2, int(cell_w / (0.62 * font)))
+            shown = [[tok if len(tok) <= fits else tok[: fits - 1] + "…" for tok in row] for row in top]
+        x = position_labels(self._meta["tokens"])
         fig = go.Figure(
             go.Heatmap(
                 z=z,
                 x=x,
                 y=self._meta["labels"],
-                text=text,
-                texttemplate="%{text}" if z.size <= 2000 else None,
-                colorscale="Cividis",
+                customdata=top,
+                text=shown,
+                texttemplate="%{text}" if shown else None,
+                textfont={"size": font} if font else None,
+                colorscale=colorscale("cividis"),
                 zmin=0,
                 zmax=1,
                 colorbar={"title": "p"},
-                hovertemplate="%{y} @ %{x}: top %{text} (p of colour=%{z:.3f})<extra></extra>",
+                hovertemplate="%{y} @ %{x}: top %{customdata} (p of colour=%{z:.3f})<extra></extra>",
             )
         )
         label = {"top": "top token", "next": "actual next token", "target": display_token(self.target)}[self.lens_color]
         name = "Tuned lens" if self.lens == "tuned" else "Logit lens"
-        fig.update_layout(title=f"{name} — colour: p({label})", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
+        s, p = self.selected
+        frame(fig, s, p)
+        fig.update_layout(title=f"{name} — colour: p({label})", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45},
+                          margin=MARGIN, width=PLOT_WIDTH + MARGIN["l"] + MARGIN["r"] + 80,
+                          height=heatmap_height(C, row_px))
         return fig

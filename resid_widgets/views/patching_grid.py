@@ -9,7 +9,7 @@ import traitlets as t
 
 from ._two_prompt_base import TwoPromptView
 from .lifetime import ClosedDecomposition
-from .payload import array_payload, decode_payload, display_token
+from .payload import array_payload, decode_payload
 
 #: what the colour shows: the normalised recovery (0 = corrupt, 1 = clean) or the raw metric
 SCALES = ("normalized", "raw")
@@ -175,14 +175,15 @@ class PatchingGrid(TwoPromptView):
         if not self._data:
             raise ValueError(self._error)
         d = self._data
+        from .figures import frame, heatmap_colors, position_labels
+
         z = self.values()
-        m = float(np.nanmax(np.abs(z))) if z.size else 1.0
-        x = [f"{k}:{display_token(c)}" if d["column_kind"] == "token" else c for k, c in enumerate(d["columns"])]
+        x = position_labels(d["columns"]) if d["column_kind"] == "token" else list(d["columns"])
         title = "normalised (0 = corrupt, 1 = clean)" if self.scale == "normalized" else f"metric {d['metric']}"
-        fig = go.Figure(go.Heatmap(z=z.tolist(), x=x, y=d["labels"], colorscale="RdBu", reversescale=True,
-                                   zmid=0, zmin=-m, zmax=m, colorbar={"title": title}))
-        r, k = self.selected
-        fig.add_shape(type="rect", x0=k - 0.5, x1=k + 0.5, y0=r - 0.5, y1=r + 0.5, line={"color": "black", "width": 2})
+        # the view's scale: symmetric around 0, as wide as the largest |value| (patchingNormalizer)
+        colors = heatmap_colors(z, "rdbu", mode="global", signed=True)
+        fig = go.Figure(go.Heatmap(x=x, y=d["labels"], colorbar={"title": title}, **colors))
+        frame(fig, *self.selected)
         fig.update_layout(title=f"Activation patching {d['metric']}: clean {d['clean_value']:.3f}, "
                                 f"corrupt {d['corrupt_value']:.3f}", yaxis={"autorange": "reversed"})
         return fig

@@ -58,29 +58,40 @@ class StreamGrid(SAEPanes, GridState):
         raise ValueError(f"unknown metric {metric!r}")
 
     def figure(self):
+        """plotly heat map coloured as the view colours it: the same colour map and range
+        (``normalize``, ``exclude_first``; see :mod:`.figures`), the selected cell framed."""
         import plotly.graph_objects as go
 
+        from .figures import MARGIN, frame, heatmap_colors, heatmap_height, position_labels
+
+        spec = self._color_spec()
         z = self.values()
-        tokens = [display_token(x) for x in self._meta["tokens"]]
-        x = [f"{i}:{tok}" for i, tok in enumerate(tokens)]
-        title = {
-            "norm": "‖stream‖",
-            "delta": "‖delta‖ (what each block wrote)",
-            "prob": f"lens p({display_token(self.target)})",
-            "dla": f"cumulative DLA to {display_token(self.target)}",
-        }[self.metric]
-        signed = self.metric == "dla"
-        fig = go.Figure(
-            go.Heatmap(
-                z=z,
-                x=x,
-                y=self._meta["labels"],
-                colorscale="RdBu_r" if signed else "Viridis",
-                zmid=0 if signed else None,
-                colorbar={"title": title},
-            )
-        )
+        C, T = z.shape
+        colors = heatmap_colors(z, spec["cmap"], mode=self.normalize, signed=spec["signed"],
+                                skip_first=self.exclude_first, fixed=spec.get("fixed"))
+        value = "%{customdata:.4g}" if "customdata" in colors else "%{z:.4g}"
+        fig = go.Figure(go.Heatmap(
+            x=position_labels(self._meta["tokens"]), y=self._meta["labels"], **colors,
+            colorbar={"title": spec["label"] if self.normalize != "row" else f"{spec['label']}<br>(per row)"},
+            hovertemplate=f"%{{y}} @ %{{x}}: {value}<extra></extra>"))
         s, p = self.selected
-        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=s - 0.5, y1=s + 0.5, line={"color": "black", "width": 2})
-        fig.update_layout(title=f"Stream grid — {title}", yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
+        frame(fig, s, p)
+        fig.update_layout(title=f"Stream grid — {spec['title']} ({spec['scale']})", yaxis={"autorange": "reversed"},
+                          xaxis={"tickangle": -45}, margin=MARGIN, height=min(900, heatmap_height(C, 12)))
         return fig
+
+    def _color_spec(self) -> dict:
+        """The colour map, sign and range of the current metric, as js/views/stream_grid.js has them."""
+        target = display_token(self.target)
+        spec = {
+            "norm": {"cmap": "viridis", "signed": False, "label": "‖stream‖", "title": "‖stream‖"},
+            "delta": {"cmap": "viridis", "signed": False, "label": "‖delta‖",
+                      "title": "‖delta‖ (what each block wrote)"},
+            "prob": {"cmap": "cividis", "signed": False, "label": "p", "title": f"lens p({target})", "fixed": (0, 1)},
+            "dla": {"cmap": "rdbu", "signed": True, "label": "DLA", "title": f"cumulative DLA to {target}"},
+        }[self.metric]
+        scales = {"quantile": "2–98% quantiles", "global": "min–max", "row": "each row its own range"}
+        spec["scale"] = "fixed 0–1" if "fixed" in spec else scales[self.normalize]
+        if self.exclude_first and "fixed" not in spec:
+            spec["scale"] += ", position 0 left out"
+        return spec
