@@ -419,8 +419,8 @@ def _snapshot_text(widgets: Any, budget_bytes: int, title: str | None, progress:
     runtime = _runtime_js()
     collector = _WidgetBundle(budget_bytes)
     roots = [collector.add(w) for w in widgets]
-    # in UTF-8 bytes, as the budget is: the bundle's non-ASCII text (… − ‖) takes 2-3 bytes a character
-    # (a bundle counts as embedded: JSON escapes each "<" as 6 bytes)
+    # in UTF-8 bytes, as the budget is: the bundle's non-ASCII text (… − ‖) takes 2-3 bytes a character,
+    # and the bundle is written as a JSON string (its quotes and backslashes escaped: ~4% more)
     fixed = (sum(len(part.encode("utf-8")) for part in (runtime, *collector.css))
              + sum(len(_json_for_script(esm).encode("utf-8")) for esm in collector.esm) + 8192)
     collector.enrich(fixed, progress)

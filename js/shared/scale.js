@@ -191,23 +191,25 @@ export function visibleColumns(scrollLeft, viewW, lay, T) {
 }
 
 /**
- * Row labels of a grid whose rows may be too short for one label each (under 9 px): "attn.12" and
- * "mlp.12" then share one label "12" (with an a / m marker per row), other rows keep their name.
- * Returns [{text, c0, c1 (rows c0..c1-1), marker ("a", "m" or "")}] in row order, one per row when
- * every row is tall enough.
+ * Row labels of a grid whose rows may be too short for one label each (under minH px): "attn.12"
+ * and "mlp.12" then share one label "12" (the grid adds an a / m marker per row), and runs of other
+ * rows share the first one's name (enough rows for a legible label). Returns [{text, c0, c1 (rows
+ * c0..c1-1), rows (their names)}] in row order; one per row when every row is tall enough.
  */
 export function rowLabelGroups(labels, cellH, minH = 9) {
-  const parts = labels.map((l) => /^(attn|mlp)\.(\d+)$/.exec(l));
   if (cellH >= minH) return labels.map((text, c) => ({ text, c0: c, c1: c + 1, rows: [text] }));
+  const run = Math.ceil(minH / Math.max(1, cellH));
   const out = [];
-  for (let c = 0; c < labels.length; c++) {
-    const m = parts[c];
+  labels.forEach((name, c) => {
+    const m = /^(attn|mlp)\.(\d+)$/.exec(name);
+    const key = m ? `layer ${m[2]}` : "other";
     const last = out[out.length - 1];
-    if (m && last && last.layer === m[2] && last.c1 === c) {
+    const joins = last && last.key === key && (m ? true : last.c1 - last.c0 < run);
+    if (joins) {
       last.c1 = c + 1;
-      last.rows.push(labels[c]);
-    } else out.push({ text: m ? m[2] : labels[c], layer: m ? m[2] : null, c0: c, c1: c + 1, rows: [labels[c]] });
-  }
+      last.rows.push(name);
+    } else out.push({ text: m ? m[2] : name, key, c0: c, c1: c + 1, rows: [name] });
+  });
   return out;
 }
 

@@ -176,11 +176,14 @@ def test_token_search_selects_and_scrolls(open_page, dec207):
     st = grid_state(page, GRID)
     assert st["i0"] <= want < st["i1"], "the match is scrolled into view"
     assert tuple(w.selected) == (row, want)
-    # keys typed in the box stay in it: the grid's h / j / k / l do not move the selection
+    # keys typed in the box stay in it: neither the grid (h / j / k / l move its selection) nor the
+    # notebook (command-mode shortcuts listen on the document) sees them
+    page.evaluate("window.rwKeysOut = []; document.addEventListener('keydown', (e) => window.rwKeysOut.push(e.key))")
     box.fill("")
     for key in "hjkl":
         box.press(key)
     assert box.input_value() == "hjkl"
+    assert page.evaluate("window.rwKeysOut") == []
     assert page.locator(GRID).get_attribute("data-rw-selected").split(",")[0] == str(row)
     pg.clean()
 
@@ -204,9 +207,10 @@ def test_tooltip_stays_inside_the_view(open_page, dec207):
     pg.clean()
 
 
-def test_snapshot_marks_embedded_panes(tmp_path, open_offline):
+@pytest.mark.parametrize("view", ["StreamGrid", "Dashboard"])
+def test_snapshot_marks_embedded_panes(tmp_path, open_offline, view):
     dec = tiny_llama_decomposition(T=60, n_layers=2, d=64)
-    w = rw.StreamGrid(dec)
+    w = getattr(rw, view)(dec)
     embedded = []
     snapshot_state = w._snapshot_state
 

@@ -100,6 +100,15 @@ test("row labels: one per row when tall enough, else one per layer's attn / mlp 
       ["1", 3, 5],
     ],
   );
+  // other names: runs of rows tall enough together for one legible label
+  const other = rowLabelGroups(["a", "b", "c", "d", "e"], 4);
+  assert.deepEqual(
+    other.map((g) => [g.text, g.c0, g.c1]),
+    [
+      ["a", 0, 3],
+      ["d", 3, 5],
+    ],
+  );
 });
 
 test("hit testing and arrow keys", () => {
