@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 import numpy as np
+import torch
 import traitlets as t
 
 from . import payload as P
@@ -38,16 +39,17 @@ def top_targets_payload(dec, k: int) -> dict:
     for p, tid in enumerate(ids):  # one [C, d] x [d] product per position
         dla[:, p] = P._np(dec.deltas[:, p, :].float() @ dec.readout_direction(tid, p))
     logp = P.column_logprobs(dec, lens, ids)
-    logits = P._np(dec.logits).astype(np.float64)
-    logsm = P._log_softmax_rows(logits)
+    logits = dec.logits.double()
+    logprobs = torch.log_softmax(logits, dim=-1)[torch.arange(T), ids]
+    logits = logits[torch.arange(T), ids]
     constants = {tid: float(dec.dla_constant(tid, -1)) for tid in set(ids)}
     return {
         "ids": ids,
         "texts": [dec.token_text(tid) for tid in ids],
         "dla": P.array_payload(dla, "float32"),
         "logp": P.array_payload(logp, "float32"),
-        "logit": P.array_payload(logits[np.arange(T), ids], "float32"),
-        "logprob": P.array_payload(logsm[np.arange(T), ids], "float32"),
+        "logit": P.array_payload(P._np(logits), "float32"),
+        "logprob": P.array_payload(P._np(logprobs), "float32"),
         "dla_constant": [constants[tid] for tid in ids],
     }
 
