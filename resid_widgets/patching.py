@@ -50,8 +50,11 @@ class PatchingError(ResidWidgetsError, ValueError):
 class LogitDiff:
     """Metric: logit(a) − logit(b) at the last position (``rw.logit_diff(" Mary", " John")``).
 
-    ``a``/``b`` are single-token strings or token ids; called on logits [V] (or [E, V]) it needs
-    ids, and ``rw.patching`` resolves strings with the Decompositions' tokenizer.
+    Called on logits [V] (or [E, V]) it needs ids; ``rw.patching`` resolves strings with the
+    Decompositions' tokenizer.
+
+    Attributes:
+        a, b: single-token strings or token ids.
     """
 
     a: Any

@@ -83,6 +83,14 @@ def tok_list(pairs, n: int = 5) -> str:
 # Model access
 # --------------------------------------------------------------------------------------------
 def require_model(dec) -> torch.nn.Module:
+    """The model ``dec`` was made with, for analyses that re-run it.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+
+    Raises:
+        AnalysisError: ``dec`` holds no Hugging Face model and adapter (e.g. a TransformerLens one).
+    """
     model = getattr(dec, "model", None)
     adapter = getattr(dec, "adapter", None)
     if model is None or adapter is None:

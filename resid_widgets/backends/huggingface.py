@@ -203,6 +203,20 @@ class DeltaRecorder:
 
 
 def assemble_decomposition(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: DeltaRecorder, logits):
+    """The Decomposition of a recorded run, after its checks (additivity, non-finite values, readout).
+
+    Args:
+        model, adapter: the model and its family's adapter.
+        layers, final_norm, unembed: the adapter's modules.
+        token_ids: [T] the prompt.
+        tokenizer: the model's tokenizer, or None.
+        col: the recorder that watched the run.
+        logits: [T, vocab] the model's own logits.
+
+    Raises:
+        UnsupportedModelError: the layers did not each run once (the adapter misses this forward).
+        AdditivityError, ReadoutError: (fp32) the checks failed.
+    """
     L = len(layers)
     expected = {"layer_in": L, "attn": L, "mlp": L, "final_in": 1}
     if any(col.calls.get(k, 0) != n for k, n in expected.items()):
