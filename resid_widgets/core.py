@@ -22,7 +22,12 @@ from .weights import WeightsReader
 # --------------------------------------------------------------------------------------------
 def as_index(value, what: str) -> int:
     """``value`` as a Python int: ints, numpy integers and one-element integer tensors pass;
-    bools, floats and anything else raise a TypeError that names ``what``."""
+    bools, floats and anything else raise a TypeError that names ``what``.
+
+    Args:
+        value: the value to read as an index.
+        what: its name in the error ("layer", "position").
+    """
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
         value = value.item()
     if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # numpy's bool too

@@ -30,7 +30,15 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
 
     ``edit_hooks(handles)`` (see :func:`resid_widgets.edits.hf_hooks`) places hooks that edit the
     stream before the recorder's own, so the recorded run is the edited one; they are removed with
-    the recorder's."""
+    the recorder's.
+
+    Args:
+        model: a Hugging Face causal LM.
+        prompt: text (needs ``tokenizer``) or token ids.
+        tokenizer: the model's tokenizer.
+        adapter: the family's adapter (default: the registered one).
+        edit_hooks: see above, or None.
+    """
     adapter = adapter or adapter_for(model)
     require_loaded(model)
     check_tokenizer(tokenizer, model.config)
@@ -83,7 +91,14 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
 def require_loaded(model: torch.nn.Module) -> None:
     """UnsupportedModelError when weights sit on the meta device with nothing to load them.
     accelerate's hooks load offloaded weights for each forward: a model it dispatched (with
-    ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes."""
+    ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes.
+
+    Args:
+        model: a Hugging Face model.
+
+    Raises:
+        UnsupportedModelError: weights on the meta device that nothing loads.
+    """
     if not any(param.is_meta for param in model.parameters()):
         return
     if getattr(model, "hf_device_map", None) is not None or any(hasattr(module, "_hf_hook") for module in model.modules()):
