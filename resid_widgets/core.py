@@ -43,7 +43,12 @@ class TargetResolver:
     """A single-token string or a token id -> the id, for one tokenizer and vocabulary.
 
     Kept by a Decomposition and handed to its LensResult (a bound method of the Decomposition
-    would make the two a reference cycle, freed only by the full garbage collector)."""
+    would make the two a reference cycle, freed only by the full garbage collector).
+
+    Attributes:
+        tokenizer: the model's tokenizer, or None (ids only).
+        vocab_size: the model's vocabulary size (ids past it are refused).
+    """
 
     tokenizer: Any
     vocab_size: int

@@ -119,10 +119,14 @@ EDIT_KINDS = (Zero, ProjectOut, Add, Patch)
 class ResolvedEdit:
     """An edit checked against a Decomposition.
 
-    site: "delta" (the component's output), "head" (output projection input) or "neuron"
-        (down-projection input); component: its index in ``dec.labels``; layer: its layer (None
-        for embeddings); positions: LongTensor [P] (sorted, distinct) or None for every position.
-    apply: the function the hook applies, site tensor [B, T, ...] -> edited copy.
+    Attributes:
+        edit: the edit as given.
+        site: "delta" (the component's output), "head" (output projection input) or "neuron"
+            (down-projection input).
+        component: its index in ``dec.labels``; label: its label.
+        layer: its layer (None for embeddings).
+        positions: LongTensor [P] (sorted, distinct) or None for every position.
+        apply: the function the hook applies, site tensor [B, T, ...] -> edited copy.
     """
 
     edit: Any

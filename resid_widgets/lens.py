@@ -19,7 +19,14 @@ MIN_CHUNK_ROWS = 256
 
 @dataclass
 class Readout:
-    """h -> logits the way the model does it: final norm, unembedding W_U [V, d] (+ b_U), soft-cap."""
+    """h -> logits the way the model does it: final norm, unembedding W_U [V, d] (+ b_U), soft-cap.
+
+    Attributes:
+        norm: the final norm (fp32).
+        unembed: W_U [V, d_model] fp32, on the device the readout computes on.
+        unembed_bias: b_U [V], or None.
+        softcap: the final logit soft-cap (Gemma 2), or None.
+    """
 
     norm: Norm
     unembed: torch.Tensor  # [V, d], fp32, on the device the lens runs on

@@ -175,6 +175,11 @@ class LayerWeights:
     model's lock (``model``), so no run of that model sees them come and go.
     Implements :class:`WeightsReader` for Hugging Face models (the TransformerLens backend has
     its own, :class:`~resid_widgets.backends.transformer_lens.TLWeights`).
+
+    Args:
+        layers: the model's decoder layers.
+        adapter: its family's adapter (where each layer keeps its projections and norms).
+        model: the model, whose lock is held while offloaded weights are loaded (None: no lock).
     """
 
     def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter, model: torch.nn.Module | None = None):

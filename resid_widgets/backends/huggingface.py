@@ -119,6 +119,11 @@ class DeltaRecorder:
     (additivity). Per-layer captures (the output projections' inputs) go into one
     [n_layers, T, width] buffer per kind in the model's dtype on the CPU, and are kept by
     reference on an accelerator. ``remove()`` takes every hook off again.
+
+    Args:
+        n_embed: embedding components (1, or 2 with learned positions).
+        n_layers: decoder layers.
+        device: where the embedding computes (the deltas' buffer lives there).
     """
 
     def __init__(self, n_embed: int, n_layers: int, device: torch.device):

@@ -84,7 +84,13 @@ def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
 
 
 class TLWeights:
-    """:class:`~resid_widgets.weights.WeightsReader` over TL's weight views (fp32 CPU copies)."""
+    """:class:`~resid_widgets.weights.WeightsReader` over TL's weight views (fp32 CPU copies).
+
+    Args:
+        model: a HookedTransformer or a TransformerBridge.
+        norm_names: per sub-layer ("attn", "mlp", "attn_post", "mlp_post"), the attribute of a
+            block that holds that norm.
+    """
 
     def __init__(self, model, norm_names: dict[str, str] = _NORM_NAMES):
         self._blocks = model.blocks
