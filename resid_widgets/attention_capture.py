@@ -105,6 +105,12 @@ def attention_implementation(model: torch.nn.Module) -> str | None:
     transformers keeps it only in the private ``config._attn_implementation`` (no public getter
     up to 5.24; see docs/compatibility.md). It is read to switch the model back after a capture:
     where it is gone, :class:`CaptureError` says so rather than leaving the model switched.
+
+    Args:
+        model: a Hugging Face model.
+
+    Raises:
+        CaptureError: the config keeps no implementation name.
     """
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "_attn_implementation"):
@@ -117,7 +123,12 @@ def attention_implementation(model: torch.nn.Module) -> str | None:
 @contextmanager
 def implementation_switched(model: torch.nn.Module, name: str) -> Iterator[None]:
     """Within the block the model computes attention with ``name``; afterwards its previous
-    implementation is set back (``set_attn_implementation``), also when the block raises."""
+    implementation is set back (``set_attn_implementation``), also when the block raises.
+
+    Args:
+        model: a Hugging Face model.
+        name: a registered attention implementation ("eager", or resid_widgets' capture).
+    """
     if not hasattr(model, "set_attn_implementation"):
         raise CaptureError(f"{type(model).__name__} has no set_attn_implementation(): attention weights are read "
                            "through transformers' AttentionInterface, which needs a transformers PreTrainedModel "
@@ -141,7 +152,15 @@ def recording(modules: list[torch.nn.Module],
     """While the block runs, ``on_record(i, probs [B, H, T, S], values [B, KV, S, dh])`` is called
     as the attention of ``modules[i]`` computes (detached, on the model's device and in its dtype).
     A caller that reduces them at once holds one layer's weights at a time. The recorders are
-    removed on exit."""
+    removed on exit.
+
+    Args:
+        modules: the attention modules watched.
+        on_record: called with (index in ``modules``, probs, values).
+
+    Raises:
+        CaptureError: another capture of these modules is running.
+    """
 
     def recorder(i):
         def record(p, v):

@@ -43,7 +43,13 @@ def _release(region: mmap.mmap) -> None:
 
 def empty(shape, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
     """Like ``torch.empty(shape, dtype=dtype, device=device)``; large CPU buffers reuse the
-    resident memory of freed ones. Contents are undefined (as with ``torch.empty``)."""
+    resident memory of freed ones. Contents are undefined (as with ``torch.empty``).
+
+    Args:
+        shape: the tensor's shape.
+        dtype: its dtype.
+        device: its device (the pool serves the CPU only).
+    """
     shape = torch.Size(shape)
     nbytes = shape.numel() * dtype.itemsize
     if torch.device(device).type != "cpu" or nbytes < MIN_BYTES or not _CAN_MAP:

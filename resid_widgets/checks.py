@@ -32,7 +32,13 @@ READOUT_CHECK_TOP, READOUT_CHECK_SPREAD = 16, 240
 
 
 def report_nonfinite(labels, deltas: torch.Tensor, dtype) -> dict[str, int]:
-    """{label: count of NaN/inf values} of deltas [C, T, d], warned about when not empty."""
+    """{label: count of NaN/inf values} of deltas [C, T, d], warned about when not empty.
+
+    Args:
+        labels: (C) the components' labels.
+        deltas: [C, T, d_model].
+        dtype: the model's dtype (named in the warning).
+    """
     counts = (~torch.isfinite(deltas)).flatten(1).sum(1).tolist()
     nonfinite = {lab: int(n) for lab, n in zip(labels, counts) if n}
     if nonfinite:
@@ -44,7 +50,18 @@ def report_nonfinite(labels, deltas: torch.Tensor, dtype) -> dict[str, int]:
 
 
 def enforce_additivity(err: float, nonfinite: dict, dtype, source: str, fix: str) -> None:
-    """Raise (fp32) or warn (half precision) when the deltas miss the model's own stream."""
+    """Raise (fp32) or warn (half precision) when the deltas miss the model's own stream.
+
+    Args:
+        err: the relative additivity error (see ``Decomposition.additivity_error``).
+        nonfinite: the non-finite counts (the check is skipped when any).
+        dtype: the model's dtype: fp32 raises, half precision warns.
+        source: what recorded the deltas, named in the message.
+        fix: what the user should do, appended to the error.
+
+    Raises:
+        AdditivityError: fp32 and the error is past the limit.
+    """
     if err <= FP32_ADDITIVITY_LIMIT or nonfinite:
         return
     msg = f"The recorded deltas do not add up to the model's stream (relative error {err:.2e}) for {source}."
@@ -65,6 +82,14 @@ def check_readout(dec: Decomposition, source: str, fix: str) -> None:
 
     Each error is relative to 1 + max |logit|; past the limit, :class:`ReadoutError` for fp32
     models, a warning in half precision (as for additivity).
+
+    Args:
+        dec: the Decomposition just assembled.
+        source: what declared the readout, named in the message.
+        fix: what the user should do, appended to the error.
+
+    Raises:
+        ReadoutError: fp32 and an error is past the limit.
     """
     ro = dec.readout
     model_row = dec.logits_at(-1).float().to(ro.device)  # [V]

@@ -22,7 +22,12 @@ from .weights import WeightsReader
 # --------------------------------------------------------------------------------------------
 def as_index(value, what: str) -> int:
     """``value`` as a Python int: ints, numpy integers and one-element integer tensors pass;
-    bools, floats and anything else raise a TypeError that names ``what``."""
+    bools, floats and anything else raise a TypeError that names ``what``.
+
+    Args:
+        value: the value to read as an index.
+        what: its name in the error ("layer", "position").
+    """
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
         value = value.item()
     if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # numpy's bool too
@@ -38,7 +43,12 @@ class TargetResolver:
     """A single-token string or a token id -> the id, for one tokenizer and vocabulary.
 
     Kept by a Decomposition and handed to its LensResult (a bound method of the Decomposition
-    would make the two a reference cycle, freed only by the full garbage collector)."""
+    would make the two a reference cycle, freed only by the full garbage collector).
+
+    Attributes:
+        tokenizer: the model's tokenizer, or None (ids only).
+        vocab_size: the model's vocabulary size (ids past it are refused).
+    """
 
     tokenizer: Any
     vocab_size: int

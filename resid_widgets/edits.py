@@ -119,10 +119,14 @@ EDIT_KINDS = (Zero, ProjectOut, Add, Patch)
 class ResolvedEdit:
     """An edit checked against a Decomposition.
 
-    site: "delta" (the component's output), "head" (output projection input) or "neuron"
-        (down-projection input); component: its index in ``dec.labels``; layer: its layer (None
-        for embeddings); positions: LongTensor [P] (sorted, distinct) or None for every position.
-    apply: the function the hook applies, site tensor [B, T, ...] -> edited copy.
+    Attributes:
+        edit: the edit as given.
+        site: "delta" (the component's output), "head" (output projection input) or "neuron"
+            (down-projection input).
+        component: its index in ``dec.labels``; label: its label.
+        layer: its layer (None for embeddings).
+        positions: LongTensor [P] (sorted, distinct) or None for every position.
+        apply: the function the hook applies, site tensor [B, T, ...] -> edited copy.
     """
 
     edit: Any
@@ -136,7 +140,16 @@ class ResolvedEdit:
 
 def resolve_positions(positions, n_tokens: int, what: str = "positions") -> torch.Tensor | None:
     """ints (negative from the end), a sequence of them, a slice or None -> sorted distinct
-    LongTensor [P] in 0..T-1, or None for every position; EditError otherwise."""
+    LongTensor [P] in 0..T-1, or None for every position; EditError otherwise.
+
+    Args:
+        positions: an int, a sequence of ints, a slice, or None.
+        n_tokens: T.
+        what: the argument's name in the error.
+
+    Raises:
+        EditError: not positions of this prompt.
+    """
     from .core import as_index
 
     if positions is None:
@@ -220,7 +233,12 @@ def _heads_view(z: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 def resolve(dec, edit) -> ResolvedEdit:
     """Check ``edit`` against ``dec`` (labels, head and neuron counts, sizes, patch source) and
-    build the function its hook applies. Raises :class:`EditError` (a ValueError) naming the fix."""
+    build the function its hook applies. Raises :class:`EditError` (a ValueError) naming the fix.
+
+    Args:
+        dec: the Decomposition edited (its baseline for an edited one).
+        edit: a :class:`Zero`, :class:`ProjectOut`, :class:`Add` or :class:`Patch`.
+    """
     if not isinstance(edit, EDIT_KINDS):
         raise EditError(f"{edit!r} is not an edit: pass rw.Zero, rw.ProjectOut, rw.Add or rw.Patch objects")
     kind = type(edit).__name__
@@ -358,7 +376,13 @@ def _input_hook(apply):
 
 def hf_hooks(model, adapter, resolved: Sequence[ResolvedEdit]) -> Callable[[list], None]:
     """A function that registers the edits' hooks on a Hugging Face model (appending the handles
-    to the list it is given), before any other hook of the run, in the order of the edits."""
+    to the list it is given), before any other hook of the run, in the order of the edits.
+
+    Args:
+        model: the Hugging Face model.
+        adapter: its family's adapter.
+        resolved: the edits, from :func:`resolve`.
+    """
     from .adapters.base import require_module
 
     def place(handles: list) -> None:
@@ -387,7 +411,11 @@ def hf_hooks(model, adapter, resolved: Sequence[ResolvedEdit]) -> Callable[[list
 
 def tl_hooks(resolved: Sequence[ResolvedEdit]) -> list[tuple[str, Callable]]:
     """The edits as TransformerLens ``fwd_hooks`` (hook_embed / hook_pos_embed,
-    blocks.l.hook_attn_out / hook_mlp_out, attn.hook_z, mlp.hook_post)."""
+    blocks.l.hook_attn_out / hook_mlp_out, attn.hook_z, mlp.hook_post).
+
+    Args:
+        resolved: the edits, from :func:`resolve`.
+    """
     hooks = []
     for edit in resolved:
         if edit.layer is None:
@@ -405,7 +433,15 @@ def tl_hooks(resolved: Sequence[ResolvedEdit]) -> list[tuple[str, Callable]]:
 def edit(dec, *edits):
     """:meth:`Decomposition.edit`: re-run ``dec``'s tokens with ``edits`` applied; see the module
     docstring. Edits of an already edited Decomposition add to its edits (the baseline stays the
-    unedited run)."""
+    unedited run).
+
+    Args:
+        dec: a Decomposition (plain or edited).
+        *edits: the edits (or one list of them).
+
+    Raises:
+        EditError: an edit does not fit ``dec`` (see :meth:`Decomposition.edit`).
+    """
     from .backends.huggingface import decompose_huggingface
     from .engine import is_transformer_lens
 

@@ -52,5 +52,9 @@ def decompose(model, prompt, tokenizer=None, *, adapter: Adapter | None = None) 
 
 
 def is_transformer_lens(model: torch.nn.Module) -> bool:
-    """Whether ``model`` is a TransformerLens model (a HookedTransformer or a TransformerBridge)."""
+    """Whether ``model`` is a TransformerLens model (a HookedTransformer or a TransformerBridge).
+
+    Args:
+        model: any torch module.
+    """
     return any(cls.__module__.startswith("transformer_lens") for cls in type(model).__mro__)

@@ -19,7 +19,14 @@ MIN_CHUNK_ROWS = 256
 
 @dataclass
 class Readout:
-    """h -> logits the way the model does it: final norm, unembedding W_U [V, d] (+ b_U), soft-cap."""
+    """h -> logits the way the model does it: final norm, unembedding W_U [V, d] (+ b_U), soft-cap.
+
+    Attributes:
+        norm: the final norm (fp32).
+        unembed: W_U [V, d_model] fp32, on the device the readout computes on.
+        unembed_bias: b_U [V], or None.
+        softcap: the final logit soft-cap (Gemma 2), or None.
+    """
 
     norm: Norm
     unembed: torch.Tensor  # [V, d], fp32, on the device the lens runs on
@@ -105,7 +112,13 @@ LSE_EXP_FLOOR = -87.0
 
 def top_k_(z: torch.Tensor, k: int, out: tuple[torch.Tensor, torch.Tensor]) -> None:
     """The k largest values of each row of z [n, V], descending, and their ids, into ``out``
-    ([n, k] values, [n, k] long ids). Equal values may come in another order than torch.topk's."""
+    ([n, k] values, [n, k] long ids). Equal values may come in another order than torch.topk's.
+
+    Args:
+        z: [n, V] logits.
+        k: how many per row.
+        out: ([n, k] float, [n, k] long) the buffers written.
+    """
     values, ids = out
     n, V = z.shape
     B = TOPK_BLOCK
@@ -129,7 +142,12 @@ def top_k_(z: torch.Tensor, k: int, out: tuple[torch.Tensor, torch.Tensor]) -> N
 def logsumexp_(z: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
     """logsumexp [n] of each row of z [n, V] given its max [n, 1] (e.g. the top-1 logit), in
     place: z is overwritten, no temporaries. Moderate logits (the usual case) take one exp pass
-    and one sum pass."""
+    and one sum pass.
+
+    Args:
+        z: [n, V] logits (overwritten).
+        row_max: [n, 1] each row's max.
+    """
     finite = torch.isfinite(row_max)
     # the test costs a device sync: on a GPU the shift is cheaper than that
     if z.device.type == "cpu" and bool(((row_max > LSE_SAFE_MIN) & (row_max < LSE_SAFE_MAX) & finite).all()):

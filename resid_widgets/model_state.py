@@ -22,7 +22,11 @@ _locks_guard = threading.Lock()
 
 
 def model_lock(model: torch.nn.Module) -> threading.RLock:
-    """The re-entrant lock that every resid_widgets run on ``model`` holds."""
+    """The re-entrant lock that every resid_widgets run on ``model`` holds.
+
+    Args:
+        model: the model (one lock per model object, kept as long as the model lives).
+    """
     with _locks_guard:
         lock = _locks.get(model)
         if lock is None:
@@ -34,7 +38,11 @@ def model_lock(model: torch.nn.Module) -> threading.RLock:
 def model_left_as_found(model: torch.nn.Module) -> Iterator[None]:
     """Hold the model's lock; eval() and no_grad for the run. Afterwards every module's
     train/eval flag and every parameter's requires_grad are exactly as before, also when the run
-    raises. Place hooks inside the block (or inside :func:`hooks`), so no other run sees them."""
+    raises. Place hooks inside the block (or inside :func:`hooks`), so no other run sees them.
+
+    Args:
+        model: the model the run uses.
+    """
     with model_lock(model):
         modules = list(model.modules())  # one walk; Module.eval() and .parameters() walk again
         training = [module for module in modules if module.training]
@@ -57,7 +65,11 @@ def model_left_as_found(model: torch.nn.Module) -> Iterator[None]:
 @contextmanager
 def hooks(model: torch.nn.Module) -> Iterator[list]:
     """A list to put hook handles in, while holding ``model``'s lock; every handle is removed on
-    exit, also on errors."""
+    exit, also on errors.
+
+    Args:
+        model: the model whose lock is held.
+    """
     handles: list = []
     with model_lock(model):
         try:

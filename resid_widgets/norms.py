@@ -14,7 +14,11 @@ import torch
 class Norm:
     """An RMSNorm or LayerNorm, fp32 copies of its parameters (on the CPU unless moved with ``to``).
 
-    ``gain`` already includes Gemma's ``1 +`` offset; ``bias`` is LayerNorm's beta (or None).
+    Attributes:
+        kind: "rms" or "layer".
+        gain: [d] the weight, Gemma's ``1 +`` offset included (ones for a weightless norm, OLMo).
+        bias: [d] LayerNorm's beta, or None.
+        eps: the epsilon added to the variance.
     """
 
     kind: str  # "rms" | "layer"
@@ -24,16 +28,23 @@ class Norm:
 
     @classmethod
     def from_module(cls, module: torch.nn.Module, kind: str, offset: float = 0.0) -> "Norm":
+        """The fp32 copy of a model's norm module.
+
+        Args:
+            module: an RMSNorm / LayerNorm of the model (weights loaded if accelerate offloads them).
+            kind: "rms" or "layer".
+            offset: added to the weight (Gemma: 1.0).
+        """
         from .weights import materialized
 
         with materialized(module):
             weight = getattr(module, "weight", None)
-            d = getattr(module, "normalized_shape", None)
+            normalized_shape = getattr(module, "normalized_shape", None)
             gain = (weight.detach().float().cpu() + offset) if weight is not None else None
             bias = getattr(module, "bias", None)
             bias = None if bias is None else bias.detach().float().cpu().clone()
         if gain is None:
-            gain = torch.ones(int(d[0]))
+            gain = torch.ones(int(normalized_shape[0]))
         eps = getattr(module, "variance_epsilon", None)
         if eps is None:
             eps = getattr(module, "eps", 1e-5)

@@ -50,8 +50,11 @@ class PatchingError(ResidWidgetsError, ValueError):
 class LogitDiff:
     """Metric: logit(a) − logit(b) at the last position (``rw.logit_diff(" Mary", " John")``).
 
-    ``a``/``b`` are single-token strings or token ids; called on logits [V] (or [E, V]) it needs
-    ids, and ``rw.patching`` resolves strings with the Decompositions' tokenizer.
+    Called on logits [V] (or [E, V]) it needs ids; ``rw.patching`` resolves strings with the
+    Decompositions' tokenizer.
+
+    Attributes:
+        a, b: single-token strings or token ids.
     """
 
     a: Any
@@ -85,17 +88,17 @@ def _metric(metric, dec) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
         a, b = dec.target_id(metric.a), dec.target_id(metric.b)
         return (lambda z: z[:, a] - z[:, b]), metric.name
     if isinstance(metric, (str, int)) or (isinstance(metric, torch.Tensor) and metric.numel() == 1):
-        t = dec.target_id(metric)
-        return (lambda z: z[:, t] - torch.logsumexp(z, -1)), f"log p({dec.token_text(t)!r})"
+        tid = dec.target_id(metric)
+        return (lambda z: z[:, tid] - torch.logsumexp(z, -1)), f"log p({dec.token_text(tid)!r})"
     if callable(metric):
         def rows(z: torch.Tensor) -> torch.Tensor:
             out = [metric(row) for row in z]
-            for v in out:
-                if isinstance(v, torch.Tensor) and v.numel() != 1:
+            for value in out:
+                if isinstance(value, torch.Tensor) and value.numel() != 1:
                     raise PatchingError(f"the metric must return one number per logits row [V], got shape "
-                                        f"{tuple(v.shape)}")
-            return torch.stack([v.reshape(()).float() if isinstance(v, torch.Tensor)
-                                else torch.tensor(float(v)) for v in out])
+                                        f"{tuple(value.shape)}")
+            return torch.stack([value.reshape(()).float() if isinstance(value, torch.Tensor)
+                                else torch.tensor(float(value)) for value in out])
         return rows, getattr(metric, "__name__", type(metric).__name__)
     raise PatchingError(f"metric must be rw.logit_diff(a, b), a target token (text or id) or a callable on the "
                         f"final logits [V], not {type(metric).__name__}")

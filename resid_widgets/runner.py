@@ -49,12 +49,21 @@ EditFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def first_output(out):
-    """The tensor a module returns: ``out`` itself, or the first element of a tuple / list."""
+    """The tensor a module returns: ``out`` itself, or the first element of a tuple / list.
+
+    Args:
+        out: what a module returned.
+    """
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def replace_first_output(out, new: torch.Tensor):
-    """``out`` with its tensor (the first element of a tuple / list) replaced by ``new``."""
+    """``out`` with its tensor (the first element of a tuple / list) replaced by ``new``.
+
+    Args:
+        out: what a module returned.
+        new: the tensor to put in its place.
+    """
     if isinstance(out, tuple):
         return (new,) + tuple(out[1:])
     if isinstance(out, list):
@@ -64,7 +73,11 @@ def replace_first_output(out, new: torch.Tensor):
 
 def hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
     """The tensor a module receives: its first positional argument, else ``hidden_states=``
-    (else its first keyword argument)."""
+    (else its first keyword argument).
+
+    Args:
+        args, kwargs: the module's call, as a forward pre-hook with ``with_kwargs=True`` sees it.
+    """
     return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
 
 
@@ -76,7 +89,11 @@ def _replace_input(args: tuple, kwargs: dict, new: torch.Tensor) -> tuple[tuple,
 
 
 def input_device(model: torch.nn.Module) -> torch.device:
-    """The device a model's input ids go to (where its input embedding computes)."""
+    """The device a model's input ids go to (where its input embedding computes).
+
+    Args:
+        model: a Hugging Face model.
+    """
     return module_device(model.get_input_embeddings())
 
 
@@ -94,7 +111,13 @@ def tile_batch(value, batch: int, copies: int):
     (dimension 0 of a tensor with 2+ dimensions), repeated ``copies`` times along it; tensors
     that broadcast over the batch (dimension 0 of 1 where the batch is larger), and everything
     else, pass unchanged. Whoever replays a call this way checks that an unedited replay
-    reproduces the recorded run."""
+    reproduces the recorded run.
+
+    Args:
+        value: a tensor, or a tuple / list / dict of them (nested).
+        batch: the batch size of the recorded tensors.
+        copies: how many times to repeat each along the batch.
+    """
     if isinstance(value, torch.Tensor):
         if value.dim() >= 2 and value.shape[0] == batch:
             return value.repeat(copies, *([1] * (value.dim() - 1)))

@@ -463,6 +463,9 @@ def features_payload(result: SAEFeatures) -> dict:
     features), "dla": [R] float32, "bs_top"/"bs_bottom": (R) lists of [token, value],
     "n_active", "reconstruction_error"}``; arrays are
     :func:`~resid_widgets.views.payload.array_payload` dicts.
+
+    Args:
+        result: what :func:`sae_features` returned.
     """
     from .views.payload import array_payload
 
@@ -486,7 +489,18 @@ def collect_states(model, texts: Iterable, tokenizer=None, state="mlp.14", *, ma
     ``rw.decompose`` on chunks of ``max_length`` tokens, until ``max_tokens`` are collected.
 
     ``skip_first`` positions of every chunk are left out (the attention sink at position 0 has a
-    norm hundreds of times the others')."""
+    norm hundreds of times the others').
+
+    Args:
+        model: a Hugging Face causal LM of a supported family.
+        texts: texts, or token-id sequences.
+        tokenizer: the model's tokenizer (needed for texts).
+        state: the grid label of the state collected.
+        max_length: tokens per chunk.
+        max_tokens: stop once this many positions are collected.
+        skip_first: positions left out at the start of every chunk.
+        adapter: the family's adapter (default: the registered one).
+    """
     from .engine import decompose
     from .tuned_lens import token_chunks
 

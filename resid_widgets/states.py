@@ -51,5 +51,10 @@ def state_index(dec, state) -> int:
 
 def state_key(dec, index: int) -> str:
     """The name a state is stored under in tuned lenses: its grid label, except the stream
-    entering block 0, which is :data:`BLOCK0_INPUT` (the grid calls it ``embed`` or ``pos_embed``)."""
+    entering block 0, which is :data:`BLOCK0_INPUT` (the grid calls it ``embed`` or ``pos_embed``).
+
+    Args:
+        dec: a Decomposition.
+        index: the state's component index.
+    """
     return BLOCK0_INPUT if index == dec.n_embed - 1 else dec.labels[index]

@@ -49,7 +49,11 @@ GRAD_CLIP = 1.0
 
 def unembedding_hash(unembed: torch.Tensor) -> str:
     """The tuned-lens package's fingerprint of an unembedding W_U [V, d]: sha256 of numpy's
-    summarised print of it at one decimal (robust to dtype), as its ``config.json`` stores it."""
+    summarised print of it at one decimal (robust to dtype), as its ``config.json`` stores it.
+
+    Args:
+        unembed: W_U [V, d].
+    """
     array = unembed.detach().float().cpu().numpy()
     with np.printoptions(edgeitems=3, threshold=1000, linewidth=75, suppress=False, floatmode="maxprec",
                          sign="-", legacy=False):
@@ -467,7 +471,12 @@ def _fit_chunk(dec, weight: Sequence[torch.Tensor], bias: Sequence[torch.Tensor]
 def kl_to_final(dec, lens: TunedLens | None = None) -> torch.Tensor:
     """[C, T] KL(p_final || p_lens) in nats at every state and position: p_final the model's own
     next-token distribution, p_lens the logit lens (``lens=None``) or the tuned lens. Computed in
-    chunks of rows (as the logit lens); 0 up to rounding at the last state."""
+    chunks of rows (as the logit lens); 0 up to rounding at the last state.
+
+    Args:
+        dec: a Decomposition.
+        lens: a :class:`TunedLens` of its model, or None for the logit lens.
+    """
     states = dec.states if lens is None else lens.transform(dec)
     unembed = _Unembed(dec.readout)
     final = _Final(dec.logits, dec.readout.device)
@@ -486,7 +495,13 @@ def token_chunks(texts: Iterable, tokenizer, max_length: int) -> list[torch.Tens
     """Texts (or token-id sequences) -> LongTensor chunks of at most ``max_length`` tokens each.
 
     Text is tokenized as ``rw.decompose`` tokenizes a prompt (the tokenizer's special tokens
-    included), then cut; empty texts are skipped."""
+    included), then cut; empty texts are skipped.
+
+    Args:
+        texts: texts, or token-id sequences.
+        tokenizer: the tokenizer (needed for texts).
+        max_length: tokens per chunk.
+    """
     chunks = []
     for text in texts:
         if isinstance(text, str):
@@ -512,6 +527,11 @@ def lens_payload(dec, lens: TunedLens | None = None, k: int = 10) -> dict:
     "translated": [C] bools (rows read through a translator)}``; the arrays are
     :func:`~resid_widgets.views.payload.array_payload` dicts. A view that switches lenses ships
     one payload per lens (snapshots: both).
+
+    Args:
+        dec: a Decomposition.
+        lens: a :class:`TunedLens` of its model, or None for the logit lens.
+        k: top tokens per cell.
     """
     from .views.payload import array_payload
 

@@ -29,6 +29,10 @@ def materialized(module: torch.nn.Module, root: torch.nn.Module | None = None):
     Loading goes through accelerate's public ``align_module_device``; finding the hook reads
     accelerate's ``_hf_hook`` (see docs/compatibility.md). Where that no longer loads the weights,
     :class:`~resid_widgets.errors.UnsupportedModelError` says so instead of reading ``meta`` tensors.
+
+    Args:
+        module: the module whose weights are read.
+        root: an ancestor to search for the loading hook, or None.
     """
     if not _has_meta(module):
         yield module
@@ -77,7 +81,12 @@ def linear_weight(module: torch.nn.Module, root: torch.nn.Module | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(W [out, in], b [out] or None) of a Linear or of GPT-2's transposed Conv1D, as fp32 copies.
 
-    ``root``: see :func:`materialized`."""
+    ``root``: see :func:`materialized`.
+
+    Args:
+        module: a Linear or a Conv1D.
+        root: see :func:`materialized`.
+    """
     with materialized(module, root):
         weight = module.weight.detach()
         if type(module).__name__ == "Conv1D":  # GPT-2 stores [in, out]
@@ -87,7 +96,11 @@ def linear_weight(module: torch.nn.Module, root: torch.nn.Module | None = None
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
-    """Where ``module`` computes (accelerate's execution device when it dispatches)."""
+    """Where ``module`` computes (accelerate's execution device when it dispatches).
+
+    Args:
+        module: any module.
+    """
     hook = getattr(module, "_hf_hook", None)
     device = getattr(hook, "execution_device", None)
     if device is not None:
@@ -105,7 +118,11 @@ _FP32_CACHE: dict[int, tuple] = {}
 
 
 def unembedding_fp32(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(W_U [V, d], b_U [V] or None) in fp32 without copying fp32 weights (read-only use)."""
+    """(W_U [V, d], b_U [V] or None) in fp32 without copying fp32 weights (read-only use).
+
+    Args:
+        module: the unembedding (a Linear, or a Conv1D).
+    """
     with materialized(module):
         weight = module.weight
         if weight.device.type == "meta":
@@ -158,6 +175,11 @@ class LayerWeights:
     model's lock (``model``), so no run of that model sees them come and go.
     Implements :class:`WeightsReader` for Hugging Face models (the TransformerLens backend has
     its own, :class:`~resid_widgets.backends.transformer_lens.TLWeights`).
+
+    Args:
+        layers: the model's decoder layers.
+        adapter: its family's adapter (where each layer keeps its projections and norms).
+        model: the model, whose lock is held while offloaded weights are loaded (None: no lock).
     """
 
     def __init__(self, layers: Sequence[torch.nn.Module], adapter: Adapter, model: torch.nn.Module | None = None):

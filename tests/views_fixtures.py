@@ -44,6 +44,9 @@ def view_decomposition(T: int = 6, n_layers: int = 3, d_model: int = 16, vocab: 
         sink: scale the embedding of the first token (used only at position 0) by SINK_SCALE, so
             position 0's stream dwarfs the others like SmolLM2's attention sink.
 
+    With two layers or more, layer 1's attention output projection is zero, so the views also
+    show a component that wrote nothing ("attn.1", a zero row of deltas).
+
     Returns:
         :class:`~resid_widgets.Decomposition` of the prompt, with the tokenizer of
         :func:`word_tokenizer`.
@@ -65,9 +68,11 @@ def view_decomposition(T: int = 6, n_layers: int = 3, d_model: int = 16, vocab: 
     if T >= 3:
         token_ids[1] = SPECIAL_WORDS.index("<script>alert(1)</script>")
         token_ids[2] = SPECIAL_WORDS.index('<img src=x onerror="window.__pwned=1">')
-    if sink:
-        with torch.no_grad():
+    with torch.no_grad():
+        if sink:
             model.get_input_embeddings().weight[first] *= SINK_SCALE
+        if n_layers > 1:  # a block that writes nothing: "attn.1" is exactly zero everywhere
+            model.model.layers[1].self_attn.o_proj.weight.zero_()
     return rw.decompose(model, token_ids, tokenizer=word_tokenizer(vocab))
 
 

@@ -107,7 +107,12 @@ def supported_families() -> list[str]:
 
 
 def get_module(root: torch.nn.Module, path: str) -> torch.nn.Module | None:
-    """The module at a dotted ``path`` (alternatives split by ``|``), or None."""
+    """The module at a dotted ``path`` (alternatives split by ``|``), or None.
+
+    Args:
+        root: the module the path starts from.
+        path: e.g. "model.layers" or "model.norm|model.final_layernorm".
+    """
     for candidate in path.split("|"):
         module = root
         for part in candidate.split("."):
@@ -120,6 +125,17 @@ def get_module(root: torch.nn.Module, path: str) -> torch.nn.Module | None:
 
 
 def require_module(root: torch.nn.Module, path: str, what: str, adapter: Adapter) -> torch.nn.Module:
+    """The module at ``path`` under ``root`` (see :func:`get_module`).
+
+    Args:
+        root: the module the path starts from.
+        path: the dotted path (alternatives split by ``|``).
+        what: what the module is, for the error ("final norm").
+        adapter: the adapter that declared the path, for the error.
+
+    Raises:
+        UnsupportedModelError: nothing is at ``path``; the message says what to pass instead.
+    """
     module = get_module(root, path)
     if module is None:
         raise UnsupportedModelError(
@@ -134,7 +150,14 @@ def require_module(root: torch.nn.Module, path: str, what: str, adapter: Adapter
 
 
 def adapter_for(model: torch.nn.Module) -> Adapter:
-    """The registered adapter for ``model.config.model_type``; a clear error otherwise."""
+    """The registered adapter for ``model.config.model_type``; a clear error otherwise.
+
+    Args:
+        model: a Hugging Face model (its ``config.model_type`` is looked up).
+
+    Raises:
+        UnsupportedModelError: no adapter is registered for that model type.
+    """
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type in _REGISTRY:

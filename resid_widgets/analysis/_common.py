@@ -75,7 +75,12 @@ def plotly():
 
 
 def tok_list(pairs, n: int = 5) -> str:
-    """[(text, value)] -> "' Paris' +3.2, ' France' +2.9" for hover texts."""
+    """[(text, value)] -> "' Paris' +3.2, ' France' +2.9" for hover texts.
+
+    Args:
+        pairs: (text, value) pairs.
+        n: how many to list.
+    """
     return ", ".join(f"{t!r} {v:+.2f}" for t, v in list(pairs)[:n])
 
 
@@ -83,6 +88,14 @@ def tok_list(pairs, n: int = 5) -> str:
 # Model access
 # --------------------------------------------------------------------------------------------
 def require_model(dec) -> torch.nn.Module:
+    """The model ``dec`` was made with, for analyses that re-run it.
+
+    Args:
+        dec: a :class:`~resid_widgets.Decomposition`.
+
+    Raises:
+        AnalysisError: ``dec`` holds no Hugging Face model and adapter (e.g. a TransformerLens one).
+    """
     model = getattr(dec, "model", None)
     adapter = getattr(dec, "adapter", None)
     if model is None or adapter is None:
@@ -93,7 +106,12 @@ def require_model(dec) -> torch.nn.Module:
 
 
 def model_parts(model: torch.nn.Module, adapter: Adapter | None = None):
-    """(adapter, decoder layers ModuleList) of a supported Hugging Face model."""
+    """(adapter, decoder layers ModuleList) of a supported Hugging Face model.
+
+    Args:
+        model: a Hugging Face causal LM.
+        adapter: its family's adapter (default: the registered one).
+    """
     adapter = adapter or adapter_for(model)
     layers = require_module(model, adapter.layers, "decoder layers", adapter)
     return adapter, layers
@@ -182,11 +200,12 @@ def capture_attention(model: torch.nn.Module, input_ids: torch.Tensor, adapter: 
 class AttentionPass:
     """What one checked eager pass leaves besides what its ``on_layer`` callback kept.
 
-    z: per layer [B, T, H*d_head] fp32 CPU, the input of the output projection (empty when the
-        pass was asked not to keep it).
-    final: [B, T, d_model] fp32 CPU, the stream entering the final norm.
-    max_error: the worst layer's relative error of Σ_j α v_j against z.
-    stream_error: relative error of ``final`` against the model's own pass.
+    Attributes:
+        z: per layer [B, T, H*d_head] fp32 CPU, the input of the output projection (empty when the
+            pass was asked not to keep it).
+        final: [B, T, d_model] fp32 CPU, the stream entering the final norm.
+        max_error: the worst layer's relative error of Σ_j α v_j against z.
+        stream_error: relative error of ``final`` against the model's own pass.
     """
 
     z: list[torch.Tensor]
@@ -215,6 +234,18 @@ def attention_pass(model: torch.nn.Module, input_ids: torch.Tensor,
 
     ``keep_z=False`` leaves ``z`` empty (the checks still run). Hooks the caller registers around
     the call see the same pass.
+
+    Args:
+        model: a Hugging Face causal LM of a supported family.
+        input_ids: LongTensor [B, T] (or [T]).
+        on_layer: called with (layer, probs, values) as each layer runs.
+        adapter: its family's adapter (default: the registered one).
+        check: the checks' relative tolerance (default as above).
+        reference: [B, T, d_model] the stream entering the final norm, when the caller has it.
+        keep_z: keep the output projections' inputs.
+
+    Raises:
+        AnalysisError: a check failed.
     """
     adapter, layers = model_parts(model, adapter)
     if input_ids.dim() == 1:
@@ -284,7 +315,11 @@ _ATTN_CACHE: "dict[int, tuple[Any, AttentionCapture]]" = {}
 
 
 def attention_of(dec) -> AttentionCapture:
-    """The attention capture of a Decomposition's prompt (one eager pass, cached per decomposition)."""
+    """The attention capture of a Decomposition's prompt (one eager pass, cached per decomposition).
+
+    Args:
+        dec: a Decomposition of a Hugging Face model.
+    """
     import weakref
 
     key = id(dec)
@@ -299,7 +334,13 @@ def attention_of(dec) -> AttentionCapture:
 
 def check_index(value: int, size: int, what: str) -> int:
     """``value`` (an int or numpy integer; negative counts from the end) in 0..size-1; IndexError
-    out of range, TypeError for bools and non-integers."""
+    out of range, TypeError for bools and non-integers.
+
+    Args:
+        value: the index.
+        size: the number of items.
+        what: its name in the error.
+    """
     index = as_index(value, what)
     if not -size <= index < size:
         raise IndexError(f"{what} {value!r} out of range (0..{size - 1})")

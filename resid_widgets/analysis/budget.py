@@ -72,7 +72,11 @@ class BlockBudgetResult(Table):
 
 
 def budget_state_indices(dec) -> list[int]:
-    """Component indices of the states h_k, k = 0..L (the stream after block k-1)."""
+    """Component indices of the states h_k, k = 0..L (the stream after block k-1).
+
+    Args:
+        dec: a Decomposition.
+    """
     return [dec.n_embed - 1] + [dec.mlp_index(l) for l in range(dec.n_layers)]
 
 

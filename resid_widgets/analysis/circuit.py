@@ -152,7 +152,12 @@ def _source_rows(res: InductionCircuit, i: int, n: int | None) -> list[dict]:
 
 
 def key_columns(adapter: Adapter, n_heads: int, n_kv_heads: int, head_dim: int) -> torch.Tensor | None:
-    """Which outputs of the adapter's ``attn_key`` module are keys (None: all of them)."""
+    """Which outputs of the adapter's ``attn_key`` module are keys (None: all of them).
+
+    Args:
+        adapter: the family's adapter (its ``attn_key_columns``).
+        n_heads, n_kv_heads, head_dim: the attention's sizes.
+    """
     layout = adapter.attn_key_columns
     if layout is None:
         return None

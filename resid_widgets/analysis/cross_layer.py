@@ -180,8 +180,8 @@ def cross_layer(dec, target, position: int = -1, n: int = 10, method: str = "log
     importance = torch.zeros(len(top.rows))
     neurons = []
     for i, row in enumerate(top.rows):
-        s = neuron_input_shares(dec, row["layer"], row["neuron"], pos)
-        shares[i, : len(s.shares)] = s.shares.nan_to_num(0.0)
+        neuron_shares = neuron_input_shares(dec, row["layer"], row["neuron"], pos).shares
+        shares[i, : len(neuron_shares)] = neuron_shares.nan_to_num(0.0)
         importance[i] = row["logprob_increase"] if method == "logprob" else row["dla"]
         neurons.append((row["layer"], row["neuron"]))
     weighted = importance @ shares

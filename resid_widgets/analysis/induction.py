@@ -109,7 +109,14 @@ def induction_prompt(vocab_size: int, n_tokens: int = 50, batch: int = 4, seed: 
 def repeated_random_tokens(model, adapter, tokenizer=None, n_tokens: int = 50, batch: int = 4, seed: int = 0,
                            distinct: bool = False) -> tuple[torch.Tensor, int | None]:
     """(ids [batch, (1) + 2 n_tokens], BOS id or None): the induction prompt for ``model``. BOS:
-    the tokenizer's, else the config's, else none. Special tokens are not drawn."""
+    the tokenizer's, else the config's, else none. Special tokens are not drawn.
+
+    Args:
+        model: a Hugging Face causal LM.
+        adapter: its family's adapter.
+        tokenizer: its tokenizer (BOS and special tokens), or None.
+        n_tokens, batch, seed, distinct: as in :func:`induction_prompt`.
+    """
     if n_tokens < 2 or batch < 1:
         raise ValueError(f"need n_tokens >= 2 and batch >= 1 (got {n_tokens}, {batch})")
     vocab = model.config.vocab_size

@@ -42,7 +42,11 @@ SCORE_TITLES = {"induction": "induction", "previous_token": "previous token", "s
 def induction_sources(token_ids: torch.Tensor) -> torch.Tensor:
     """[B, T, T] (or [T, T] for ids [T]) float mask: 1 at (t, s) when s − 1 is an earlier
     occurrence of the token at t with s − 1 < t − 1, i.e. s is the token after an earlier copy
-    of t's token (and not t itself)."""
+    of t's token (and not t itself).
+
+    Args:
+        token_ids: [B, T] or [T].
+    """
     ids = token_ids if token_ids.dim() == 2 else token_ids[None]
     same = (ids[:, :, None] == ids[:, None, :]).tril(diagonal=-2)  # [B, t, s'] with s' < t - 1
     mask = torch.zeros(same.shape, dtype=torch.float32)
@@ -227,7 +231,12 @@ class LayerPattern:
 def rows_needed(values: torch.Tensor, mass: float) -> torch.Tensor:
     """[...] the number of leading weights of each descending row of ``values`` [..., K] that
     reach ``mass`` of the row's total (at least 1 where the row has a nonzero weight, at most its
-    nonzero count, at most 255)."""
+    nonzero count, at most 255).
+
+    Args:
+        values: [..., K] each row's weights, descending.
+        mass: the share of the row's total to reach.
+    """
     total = values.sum(-1, keepdim=True)
     before = values.cumsum(-1) - values  # mass of the weights ahead of each one
     needed = ((before < mass * total) & (values > 0)).sum(-1)

@@ -30,7 +30,15 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
 
     ``edit_hooks(handles)`` (see :func:`resid_widgets.edits.hf_hooks`) places hooks that edit the
     stream before the recorder's own, so the recorded run is the edited one; they are removed with
-    the recorder's."""
+    the recorder's.
+
+    Args:
+        model: a Hugging Face causal LM.
+        prompt: text (needs ``tokenizer``) or token ids.
+        tokenizer: the model's tokenizer.
+        adapter: the family's adapter (default: the registered one).
+        edit_hooks: see above, or None.
+    """
     adapter = adapter or adapter_for(model)
     require_loaded(model)
     check_tokenizer(tokenizer, model.config)
@@ -83,7 +91,14 @@ def decompose_huggingface(model: torch.nn.Module, prompt, tokenizer=None, adapte
 def require_loaded(model: torch.nn.Module) -> None:
     """UnsupportedModelError when weights sit on the meta device with nothing to load them.
     accelerate's hooks load offloaded weights for each forward: a model it dispatched (with
-    ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes."""
+    ``hf_device_map``, or hooks from cpu_offload / disk_offload) passes.
+
+    Args:
+        model: a Hugging Face model.
+
+    Raises:
+        UnsupportedModelError: weights on the meta device that nothing loads.
+    """
     if not any(param.is_meta for param in model.parameters()):
         return
     if getattr(model, "hf_device_map", None) is not None or any(hasattr(module, "_hf_hook") for module in model.modules()):
@@ -104,6 +119,11 @@ class DeltaRecorder:
     (additivity). Per-layer captures (the output projections' inputs) go into one
     [n_layers, T, width] buffer per kind in the model's dtype on the CPU, and are kept by
     reference on an accelerator. ``remove()`` takes every hook off again.
+
+    Args:
+        n_embed: embedding components (1, or 2 with learned positions).
+        n_layers: decoder layers.
+        device: where the embedding computes (the deltas' buffer lives there).
     """
 
     def __init__(self, n_embed: int, n_layers: int, device: torch.device):
@@ -203,6 +223,20 @@ class DeltaRecorder:
 
 
 def assemble_decomposition(model, adapter, layers, final_norm, unembed, token_ids, tokenizer, col: DeltaRecorder, logits):
+    """The Decomposition of a recorded run, after its checks (additivity, non-finite values, readout).
+
+    Args:
+        model, adapter: the model and its family's adapter.
+        layers, final_norm, unembed: the adapter's modules.
+        token_ids: [T] the prompt.
+        tokenizer: the model's tokenizer, or None.
+        col: the recorder that watched the run.
+        logits: [T, vocab] the model's own logits.
+
+    Raises:
+        UnsupportedModelError: the layers did not each run once (the adapter misses this forward).
+        AdditivityError, ReadoutError: (fp32) the checks failed.
+    """
     L = len(layers)
     expected = {"layer_in": L, "attn": L, "mlp": L, "final_in": 1}
     if any(col.calls.get(k, 0) != n for k, n in expected.items()):

@@ -36,12 +36,20 @@ from . import nnsight_trace
 
 
 def is_nnsight(model) -> bool:
-    """True for an nnsight model wrapper (``LanguageModel``, ``TransformersModel``, ``NNsight``)."""
+    """True for an nnsight model wrapper (``LanguageModel``, ``TransformersModel``, ``NNsight``).
+
+    Args:
+        model: any object.
+    """
     return any(cls.__module__.split(".")[0] == "nnsight" for cls in type(model).__mro__)
 
 
 def wrapped_model(lm) -> torch.nn.Module:
-    """The torch module an nnsight wrapper runs (weights on the meta device for a remote model)."""
+    """The torch module an nnsight wrapper runs (weights on the meta device for a remote model).
+
+    Args:
+        lm: an nnsight wrapper.
+    """
     module = getattr(lm, "_module", None)
     if not isinstance(module, torch.nn.Module):
         raise UnsupportedModelError(
@@ -60,7 +68,17 @@ def _resolved(root: torch.nn.Module, path: str | None, what: str, adapter: Adapt
 
 def trace_spec(model: torch.nn.Module, adapter: Adapter, *, k: int = 10, target: int | None = None,
                full: bool = True, lens: bool = False) -> dict:
-    """The plain-Python description of ``model`` that :func:`nnsight_trace.record` runs from."""
+    """The plain-Python description of ``model`` that :func:`nnsight_trace.record` runs from.
+
+    Args:
+        model: the wrapped model.
+        adapter: its family's adapter.
+        k: top tokens kept: of the model's logits, and per lens cell with ``lens``.
+        target: the token id attributed to (with ``lens``; default the top prediction).
+        full: also record what a full Decomposition needs (head inputs, neuron activations,
+            post-norm inputs, the full logits).
+        lens: compute the logit lens and the DLA inside the trace.
+    """
     layers_path = _resolved(model, adapter.layers, "decoder layers", adapter)
     layer = get_module(model, layers_path)[0]
     writers = {kind: _resolved(layer, getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind),
@@ -109,6 +127,12 @@ def decompose_nnsight(lm, prompt, tokenizer=None, *, adapter: Adapter | None = N
 
     ``tokenizer`` defaults to the wrapper's own (``lm.tokenizer``). Returns the same
     :class:`~resid_widgets.Decomposition` as the plain Hugging Face path on the wrapped model.
+
+    Args:
+        lm: an nnsight wrapper of a model on this machine.
+        prompt: text, or token ids [T].
+        tokenizer: default ``lm.tokenizer``.
+        adapter: the family's adapter (default: the registered one).
     """
     if getattr(lm, "dispatched", True) is False:
         lm.dispatch()  # loads the weights (LanguageModel("org/name") starts on meta), as a first trace would

@@ -74,7 +74,12 @@ def _gaps(running: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
 
 def record(lm, spec: dict) -> dict:
     """Inside ``with lm.trace(ids[None]):`` read every component's delta (and what ``spec`` asks
-    for) in the order the model runs; returns {name: tensor} (the caller saves the dict)."""
+    for) in the order the model runs; returns {name: tensor} (the caller saves the dict).
+
+    Args:
+        lm: the nnsight wrapper being traced.
+        spec: from ``backends.nnsight.trace_spec``.
+    """
     with torch.no_grad():
         return _record(lm, spec)
 

@@ -51,7 +51,12 @@ def _attr(obj, name):
 
 
 def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
-    """A TL normalisation module (bridge or HookedTransformer) as a :class:`Norm`."""
+    """A TL normalisation module (bridge or HookedTransformer) as a :class:`Norm`.
+
+    Args:
+        ln: the normalisation module, or None (no norm).
+        cfg: the model's TransformerLens config.
+    """
     if ln is None:
         return None
     name = type(ln).__name__
@@ -79,7 +84,13 @@ def tl_norm(ln: torch.nn.Module | None, cfg) -> Norm | None:
 
 
 class TLWeights:
-    """:class:`~resid_widgets.weights.WeightsReader` over TL's weight views (fp32 CPU copies)."""
+    """:class:`~resid_widgets.weights.WeightsReader` over TL's weight views (fp32 CPU copies).
+
+    Args:
+        model: a HookedTransformer or a TransformerBridge.
+        norm_names: per sub-layer ("attn", "mlp", "attn_post", "mlp_post"), the attribute of a
+            block that holds that norm.
+    """
 
     def __init__(self, model, norm_names: dict[str, str] = _NORM_NAMES):
         self._blocks = model.blocks
@@ -142,7 +153,14 @@ def decompose_transformer_lens(model, prompt, tokenizer=None, extra_hooks=()) ->
     """:func:`resid_widgets.decompose` for a TransformerLens model (see the module docstring).
 
     ``extra_hooks``: (hook name, fn) pairs run before the recording hooks at the same hook point
-    (the edits of ``dec.edit``), so the recorded run is the edited one."""
+    (the edits of ``dec.edit``), so the recorded run is the edited one.
+
+    Args:
+        model: a HookedTransformer or a TransformerBridge.
+        prompt: text (needs a tokenizer: ``tokenizer`` or the model's) or token ids [T].
+        tokenizer: default the model's own.
+        extra_hooks: see above.
+    """
     cfg = model.cfg
     if getattr(cfg, "attn_only", False):
         raise UnsupportedModelError("Attention-only TransformerLens models have no MLP components; "
