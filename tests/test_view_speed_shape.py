@@ -94,6 +94,9 @@ def test_lens_readers_and_snapshots_complete_a_partial_lens(monkeypatch):
     assert "lens_positions" in lens._meta
     assert not np.isnan(lens.values("top")).any() and "lens_positions" not in lens._meta
     grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
+    assert "lens_positions" in grid._meta
+    assert '"lens_positions"' not in rw.export_html(grid, None, progress=False)  # the page has every cell
+    grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
     state = grid._snapshot_state(1_000_000)
     assert "lens_positions" not in state["_meta"]
     assert (P.decode_payload(state["_arrays"]["lens_ids"]) < grid._meta["vocab_size"]).all()
