@@ -306,8 +306,8 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         its data. A long prompt's grid and lens data can outgrow that alone; they are then trimmed
         for the snapshot (:func:`payload.fit_payload`, every cell keeps its colour), leaving room
         for the selected cell's vector pane. The live view keeps its data."""
-        if not self._meta:
-            return
+        if not self._meta or isinstance(self.__dict__.get("_dec"), ClosedDecomposition):
+            return  # nothing to fit (a closed view's snapshot says so itself)
         partial = bool(self._meta.get("lens_positions"))
         self._complete_lens()  # a snapshot has no kernel to ask: every cell now
         pane = self._meta["C"] * self._meta["d_model"] * 2 if self.has_trait("_panes") else 0
