@@ -141,3 +141,25 @@ def test_saved_widget_state_is_bounded_by_the_shapes(view, tmp_path):
     assert sum(held.values()) <= C * T * per_cell + len(w._targets) * per_target + one_pane
     assert held.get("_panes", 0) == one_pane  # the selected cell's pane, not the snapshot's
     assert "_neurons" not in held and "_whatif" not in held
+
+
+@pytest.mark.browser
+def test_a_view_up_asks_the_kernel_for_the_rest_of_its_lens(browser, tmp_path, monkeypatch):
+    from browser.harness import Page
+
+    dec = rw.decompose(build("llama"), random_ids(40))
+    monkeypatch.setattr(P, "FIRST_LENS_CELLS", 4 * len(dec.labels))
+    lens = rw.LogitLens(dec)
+    assert lens._meta["lens_positions"] == [36, 40]
+    pg = Page(browser, tmp_path, [lens], kernel=True)
+    try:
+        for _ in range(50):  # the view's "lens" message reaches the kernel once the view is up
+            if "lens_positions" not in lens._meta:
+                break
+            pg.page.wait_for_timeout(100)
+        assert "lens_positions" not in lens._meta
+        assert (P.decode_payload(lens._arrays["lens_ids"]) < dec.vocab_size).all()
+        pg.page.locator('[data-rw="logit-lens"]').wait_for(timeout=5000)  # remounted with every cell
+        pg.clean()
+    finally:
+        pg.close()
