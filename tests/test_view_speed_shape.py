@@ -163,3 +163,27 @@ def test_a_view_up_asks_the_kernel_for_the_rest_of_its_lens(browser, tmp_path, m
         pg.clean()
     finally:
         pg.close()
+
+
+def test_drop_one_and_the_export_report_their_batches():
+    from resid_widgets.analysis import drop_one
+    from resid_widgets.export import Progress
+
+    dec = rw.decompose(build("llama"), random_ids(9))
+    rows = []
+    plain = drop_one(dec, position=-1, batch_size=2)
+    counted = drop_one(dec, position=-1, batch_size=2, after_batch=rows.append)
+    assert rows == [2, 1] and torch.equal(counted.effect, plain.effect)  # L + 1 = 3 rows, two at a time
+
+    class Bar:
+        total = n = 0
+
+        def update(self, units):
+            self.n += units
+
+        def refresh(self):
+            pass
+
+    bar = Bar()
+    zero_effects(dec, 3, -1, Progress(bar))
+    assert bar.n == 2 * dec.n_layers  # one unit per zeroed sub-layer, counted batch by batch

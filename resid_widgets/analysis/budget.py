@@ -141,11 +141,13 @@ class DropOne(Table):
         return fig
 
 
-def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_size: int = 8) -> DropOne:
+def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_size: int = 8,
+             after_batch=None) -> DropOne:
     """Log p(target) at ``position`` with each block (``unit="block"``) or each attention / FFN
     sub-layer (``"attn"`` / ``"mlp"``, its delta zeroed) alone removed: L real forward passes,
     run as batches of copies of the prompt (truncated after ``position``: later tokens cannot
-    matter in a causal model). Default target: the model's top prediction."""
+    matter in a causal model). Default target: the model's top prediction. ``after_batch(rows)``
+    follows the L + 1 rows batch by batch (a progress bar)."""
     if unit not in ("block", "attn", "mlp"):
         raise ValueError(f"unit must be 'block', 'attn' or 'mlp', not {unit!r}")
     model = require_model(dec)
@@ -165,7 +167,8 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
         return [edit(dropped[l], rows=[r == l for r in rows]) for l in range(L) if l in rows]
 
     run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
-                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)
+                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos,
+                      after_batch=after_batch)
     h = run.captured["final"].float().to(dec.readout.device)
     z = dec.readout.logits(h).cpu()
     logp = z[:, tid] - torch.logsumexp(z, -1)
