@@ -94,6 +94,9 @@ def test_lens_readers_and_snapshots_complete_a_partial_lens(monkeypatch):
     assert "lens_positions" in lens._meta
     assert not np.isnan(lens.values("top")).any() and "lens_positions" not in lens._meta
     grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
+    assert "lens_positions" in grid._meta
+    assert '"lens_positions"' not in rw.export_html(grid, None, progress=False)  # the page has every cell
+    grid = rw.StreamGrid(rw.decompose(build("llama"), random_ids(40)))
     state = grid._snapshot_state(1_000_000)
     assert "lens_positions" not in state["_meta"]
     assert (P.decode_payload(state["_arrays"]["lens_ids"]) < grid._meta["vocab_size"]).all()
@@ -138,3 +141,49 @@ def test_saved_widget_state_is_bounded_by_the_shapes(view, tmp_path):
     assert sum(held.values()) <= C * T * per_cell + len(w._targets) * per_target + one_pane
     assert held.get("_panes", 0) == one_pane  # the selected cell's pane, not the snapshot's
     assert "_neurons" not in held and "_whatif" not in held
+
+
+@pytest.mark.browser
+def test_a_view_up_asks_the_kernel_for_the_rest_of_its_lens(browser, tmp_path, monkeypatch):
+    from browser.harness import Page
+
+    dec = rw.decompose(build("llama"), random_ids(40))
+    monkeypatch.setattr(P, "FIRST_LENS_CELLS", 4 * len(dec.labels))
+    lens = rw.LogitLens(dec)
+    assert lens._meta["lens_positions"] == [36, 40]
+    pg = Page(browser, tmp_path, [lens], kernel=True)
+    try:
+        for _ in range(50):  # the view's "lens" message reaches the kernel once the view is up
+            if "lens_positions" not in lens._meta:
+                break
+            pg.page.wait_for_timeout(100)
+        assert "lens_positions" not in lens._meta
+        assert (P.decode_payload(lens._arrays["lens_ids"]) < dec.vocab_size).all()
+        pg.page.locator('[data-rw="logit-lens"]').wait_for(timeout=5000)  # remounted with every cell
+        pg.clean()
+    finally:
+        pg.close()
+
+
+def test_drop_one_and_the_export_report_their_batches():
+    from resid_widgets.analysis import drop_one
+    from resid_widgets.export import Progress
+
+    dec = rw.decompose(build("llama"), random_ids(9))
+    rows = []
+    plain = drop_one(dec, position=-1, batch_size=2)
+    counted = drop_one(dec, position=-1, batch_size=2, after_batch=rows.append)
+    assert rows == [2, 1] and torch.equal(counted.effect, plain.effect)  # L + 1 = 3 rows, two at a time
+
+    class Bar:
+        total = n = 0
+
+        def update(self, units):
+            self.n += units
+
+        def refresh(self):
+            pass
+
+    bar = Bar()
+    zero_effects(dec, 3, -1, Progress(bar))
+    assert bar.n == 2 * dec.n_layers  # one unit per zeroed sub-layer, counted batch by batch

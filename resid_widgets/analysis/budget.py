@@ -160,7 +160,8 @@ class DropOne(Table):
         return fig
 
 
-def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_size: int = 8) -> DropOne:
+def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_size: int = 8,
+             after_batch=None) -> DropOne:
     """Log p(target) at ``position`` with each block (``unit="block"``) or each attention / FFN
     sub-layer (``"attn"`` / ``"mlp"``, its delta zeroed) alone removed: L real forward passes,
     run as batches of copies of the prompt (truncated after ``position``: later tokens cannot
@@ -172,6 +173,7 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
         position: the position read (negative counts from the end).
         unit: "block", "attn" or "mlp": what one run removes.
         batch_size: copies of the prompt per forward pass.
+        after_batch: called with the rows each batch ran (L + 1 rows in all; a progress bar).
 
     Returns:
         :class:`DropOne` with the log-prob change of each of the L removals.
@@ -195,7 +197,8 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
         return [edit(dropped[l], rows=[row == l for row in rows]) for l in range(L) if l in rows]
 
     run = run_batches(model, dec.token_ids[: pos + 1], L + 1, edits_for,
-                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos)
+                      {"final": Capture(final_norm, on="input")}, batch_size=batch_size, position=pos,
+                      after_batch=after_batch)
     h = run.captured["final"].float().to(dec.readout.device)
     z = dec.readout.logits(h).cpu()
     logp = z[:, tid] - torch.logsumexp(z, -1)

@@ -306,15 +306,17 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         its data. A long prompt's grid and lens data can outgrow that alone; they are then trimmed
         for the snapshot (:func:`payload.fit_payload`, every cell keeps its colour), leaving room
         for the selected cell's vector pane. The live view keeps its data."""
-        if not self._meta:
-            return
+        if not self._meta or isinstance(self.__dict__.get("_dec"), ClosedDecomposition):
+            return  # nothing to fit (a closed view's snapshot says so itself)
+        partial = bool(self._meta.get("lens_positions"))
         self._complete_lens()  # a snapshot has no kernel to ask: every cell now
         pane = self._meta["C"] * self._meta["d_model"] * 2 if self.has_trait("_panes") else 0
         data = {name: getattr(self, name) for name in self._DATA}
         current = self._target_entry()  # kept first when only one target fits
         data["_targets"] = sorted(data["_targets"], key=lambda tp: current is None or tp["id"] != current["id"])
         fitted, notes = P.fit_payload(self._dec, data, max(0, whole_bytes - pane))
-        self.__dict__["_rw_fit"] = {"data": fitted if notes else {}, "notes": notes,
+        # the exporter read the live state before: completed or trimmed data replaces it
+        self.__dict__["_rw_fit"] = {"data": fitted if notes or partial else {}, "notes": notes,
                                     "room": max(0, whole_bytes - P.payload_bytes(fitted))}
 
     def _snapshot_state(self, budget_bytes: int = 8_000_000, progress=None) -> dict:

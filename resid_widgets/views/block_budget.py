@@ -19,8 +19,18 @@ DROP_NOW_MAX_TOKENS = 48
 
 
 def drop_payload(dec, tid: int, pos: int) -> dict:
-    """The drop-one strip's data (re-runs the model once per block)."""
-    d = drop_one(dec, target=tid, position=pos)
+    """The drop-one strip's data (re-runs the model once per block; a progress bar once that has
+    taken 2 s)."""
+    from ..export import delayed_bar
+
+    bar = delayed_bar("drop-one effects")
+    try:
+        if bar is not None:
+            bar.total = dec.n_layers + 1
+        d = drop_one(dec, target=tid, position=pos, after_batch=None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
     return {"effect": [float(x) for x in d.effect.tolist()], "full_logprob": float(d.full_logprob),
             "top": [str(x) for x in d.top_texts]}
 
