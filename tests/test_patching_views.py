@@ -265,6 +265,25 @@ def test_dashboard_snapshot_embeds_each_layers_zero_ablation(pair):
     assert "_whatif" not in state and any("edited run" in n for n in state["__notes__"])
 
 
+def test_dashboard_what_ifs_left_out_when_costly_and_on_request(pair, monkeypatch):
+    from resid_widgets.views import edit_mode
+
+    clean, _ = pair
+    runs_tokens = 2 * clean.n_layers * len(clean.tokens)
+    monkeypatch.setattr(edit_mode, "WHAT_IF_AUTO_TOKENS", runs_tokens - 1)  # this prompt is now "long"
+    state = rw.Dashboard(clean, target=3)._snapshot_state(2_000_000)
+    assert "_whatif" not in state
+    note = next(n for n in state["__notes__"] if "zero-ablation effects left out" in n)
+    assert "what_ifs=True" in note and f"{2 * clean.n_layers} zero-ablated runs of {len(clean.tokens)} tokens" in note
+    assert "_whatif" in rw.Dashboard(clean, target=3, what_ifs=True)._snapshot_state(2_000_000)
+    monkeypatch.setattr(edit_mode, "WHAT_IF_AUTO_TOKENS", runs_tokens)
+    assert "_whatif" in rw.Dashboard(clean, target=3)._snapshot_state(2_000_000)
+    state = rw.Dashboard(clean, target=3, what_ifs=False)._snapshot_state(2_000_000)
+    assert "_whatif" not in state and any("what_ifs=False" in n for n in state["__notes__"])
+    with pytest.raises(ValueError, match="what_ifs"):
+        rw.Dashboard(clean, what_ifs="yes")
+
+
 def test_closed_dashboard_frees_its_source_and_edits(model):
     clean, corrupt = _pair(model, seed=7)
     alive = [weakref.ref(clean), weakref.ref(corrupt)]

@@ -153,6 +153,11 @@ def zero_effects(dec, target_id: int, position: int, progress=None) -> dict:
     return out
 
 
+#: the most token positions (2L zero-ablated runs x prompt length up to the shown position) whose
+#: what-ifs a snapshot embeds by default (``what_ifs=None``): about one forward of 4,096 tokens, a few
+#: seconds on a laptop CPU; past it an export would spend most of its time on them
+WHAT_IF_AUTO_TOKENS = 4096
+
 #: token positions (rows x prompt length) one batched forward of :func:`zero_effects` holds: large
 #: enough for efficient matrix products, small enough that an export's bar moves every few seconds
 ZERO_BATCH_TOKENS = 4096
@@ -217,7 +222,10 @@ class EditMode(t.HasTraits):
     Setting ``edits`` (from Python, or by an edit made in the view) re-runs the original prompt with
     them; the dashboard then shows the edited run, and its bars draw the original as a ghost
     outline. ``edits = []`` goes back to the original. A snapshot embeds, for each attention and
-    MLP component, the effect of zeroing it (``zero_effects``), so that edit works offline.
+    MLP component, the effect of zeroing it (``zero_effects``), so that edit works offline:
+    ``what_ifs=True`` always, ``False`` never, ``None`` (default) when those 2L runs cover at most
+    :data:`WHAT_IF_AUTO_TOKENS` token positions (the snapshot says when it left them out, and how to
+    include them).
     """
 
     edits = t.List().tag(sync=True)  # edit dicts; edit objects given are turned into them
@@ -227,7 +235,11 @@ class EditMode(t.HasTraits):
     _whatif = t.Dict().tag(sync=True)
     _can_patch = t.Bool(False).tag(sync=True)
 
-    def __init__(self, dec, *args, source=None, edits=None, **kwargs):
+    def __init__(self, dec, *args, source=None, edits=None, what_ifs: bool | None = None, **kwargs):
+        if what_ifs not in (None, True, False):
+            raise ValueError(f"what_ifs={what_ifs!r}: pass True (always embed the zero-ablation what-ifs in a "
+                             "snapshot), False (never) or None (when they are cheap)")
+        self._what_ifs = what_ifs
         baseline = getattr(dec, "baseline", None)
         initial = list(getattr(dec, "edits", ()) or ()) if baseline is not None else []
         if source is None:  # an edited Decomposition's patches name their source
@@ -335,6 +347,14 @@ class EditMode(t.HasTraits):
         base = self._baseline
         tp = self._base_targets[0]
         pos = self._meta["position"]
+        runs = 2 * base.n_layers
+        tokens = runs * (base.position_index(pos) + 1)
+        if self._what_ifs is False or (self._what_ifs is None and tokens > WHAT_IF_AUTO_TOKENS):
+            why = "what_ifs=False" if self._what_ifs is False else (
+                f"{runs} zero-ablated runs of {tokens // runs} tokens; Dashboard(dec, what_ifs=True) embeds them")
+            extra["__notes__"] = list(extra.get("__notes__", [])) + [
+                f"zero-ablation effects left out ({why}): zero edits need the kernel"]
+            return extra
         try:
             if progress is not None:
                 progress.expect(2 * base.n_layers)
