@@ -131,8 +131,9 @@ def test_dashboard_bars_follow_the_selected_positions_top_token(paris):
         assert dash.target == paris.token_text(paris.top_prediction(p)) and not dash.target_pinned
         shown = rw.ContributionBars.values(dash, "dla", p)  # what the bars' figure() shows
         np.testing.assert_allclose(shown, paris.contributions(paris.top_prediction(p), p, "dla"), rtol=1e-4, atol=1e-4)
-    dash.target = " Paris"  # set from Python: pinned
+    dash.target = dash.target  # set from Python, even to the token it explains: pinned
     assert dash.target_pinned
+    dash.target = " Paris"
     dash.selected = (dash.selected[0], 2)
     assert dash.target == " Paris"
     dash.target_pinned = False  # unpinned: back to position 2's own top token

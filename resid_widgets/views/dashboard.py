@@ -122,10 +122,13 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
             with self._auto():
                 self.target = text
 
-    @t.observe("target")
-    def _pin_on_target(self, change):
-        if not getattr(self, "_auto_depth", 0) and self._meta and change["new"] != "":
+    @t.validate("target")
+    def _check_target(self, proposal):
+        # a validator, not an observer: setting the target it already has pins it too
+        value = super()._check_target(proposal)
+        if not getattr(self, "_auto_depth", 0) and self._meta and value != "":
             self.target_pinned = True
+        return value
 
     @t.observe("target_pinned")
     def _unpinned(self, change):
