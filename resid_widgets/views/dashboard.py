@@ -37,8 +37,9 @@ def top_targets_payload(dec, k: int) -> dict:
     columns = {tid: [p for p, x in enumerate(ids) if x == tid] for tid in set(ids)}
     dla = np.zeros((C, T), np.float32)
     if hasattr(dec, "readout_direction"):  # one [C, d] x [d] product per position
+        deltas = dec.deltas
         for p, tid in enumerate(ids):
-            dla[:, p] = P._np(dec.deltas[:, p, :].float() @ dec.readout_direction(tid, p))
+            dla[:, p] = P._np(deltas[:, p, :].float() @ dec.readout_direction(tid, p))
     else:
         for tid, cols in columns.items():
             dla[:, cols] = P._np(dec.dla_grid(tid))[:, cols]
