@@ -167,3 +167,25 @@ def test_a_dashboard_snapshot_follows_the_selected_position_too(open_page, rw, p
     row = bars.locator("g.rw-barrow").nth(1)
     assert f"{abs(layer0):.2f}" in row.text_content()
     pg.clean()
+
+
+def test_dark_theme_per_head_grid_has_no_white_cells(open_page, rw, llama_dec):
+    bars = rw.ContributionBars(llama_dec, per_head=True)
+    pg = open_page([bars], dark=True)
+    page = pg.page
+    canvas = page.locator('[data-rw="contribution-bars"] canvas[aria-label="per-head contributions"]')
+    canvas.wait_for(timeout=5000)
+    # each cell's corner (its fill; numbers are centred): near zero a cell is the dark background,
+    # not a white glare (layers x (heads + rest) = 2 x 5 cells, 60 px of labels, 14 px of header)
+    brightest = canvas.evaluate("""(c) => {
+        const L = 2, H1 = 5, dpr = c.width / c.clientWidth;
+        const cw = (c.clientWidth - 60) / H1, ch = (c.clientHeight - 14) / L;
+        const g = c.getContext("2d");
+        let best = 0;
+        for (let l = 0; l < L; l++) for (let j = 0; j < H1; j++) {
+          const [r, gr, b] = g.getImageData(Math.round((60 + j * cw + 1) * dpr), Math.round((14 + l * ch + 1) * dpr), 1, 1).data;
+          best = Math.max(best, Math.min(r, gr, b));
+        }
+        return best; }""")
+    assert brightest < 200, f"a cell is near white ({brightest}) on the dark theme"
+    pg.clean()
