@@ -119,9 +119,17 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
         if self.target_pinned or not self._top_targets:
             return
         text = self._top_targets["texts"][self.selected[1]]
-        if text != self.target:
-            with self._auto():
-                self.target = text
+        if text == self.target:
+            return
+        # a token added only to follow the selection leaves when the selection moves on, so that
+        # walking along a long prompt does not grow the synced targets (each [C, T] twice)
+        previous = getattr(self, "_auto_entry", None)
+        had = self._find_target(text) is not None
+        with self._auto():
+            self.target = text
+        self._auto_entry = None if had else self._find_target(text)["id"]
+        if previous is not None and previous != self._auto_entry:
+            self._targets = [tp for tp in self._targets if tp["id"] != previous]
 
     @t.validate("target")
     def _check_target(self, proposal):
@@ -129,6 +137,7 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
         value = super()._check_target(proposal)
         if not getattr(self, "_auto_depth", 0) and self._meta and value != "":
             self.target_pinned = True
+            self._auto_entry = None  # pinned: the target stays, whoever added it
         return value
 
     @t.observe("target_pinned")
