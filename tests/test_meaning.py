@@ -125,14 +125,17 @@ def test_a_multi_token_target_says_how_it_splits_and_clears_on_a_good_target(smo
 def test_dashboard_bars_follow_the_selected_positions_top_token(paris):
     dash = rw.Dashboard(paris)
     T = paris.n_tokens
+    n_targets = len(dash._targets)
     assert not dash.target_pinned and dash.target == paris.token_text(paris.top_prediction(T - 1))
-    for p in (1, 3, 0):
+    for p in (1, 3, 0, 2, 1):
         dash.selected = (dash.selected[0], p)
         assert dash.target == paris.token_text(paris.top_prediction(p)) and not dash.target_pinned
         shown = rw.ContributionBars.values(dash, "dla", p)  # what the bars' figure() shows
         np.testing.assert_allclose(shown, paris.contributions(paris.top_prediction(p), p, "dla"), rtol=1e-4, atol=1e-4)
-    dash.target = " Paris"  # set from Python: pinned
+        assert len(dash._targets) <= n_targets + 1  # followed tokens do not pile up
+    dash.target = dash.target  # set from Python, even to the token it explains: pinned
     assert dash.target_pinned
+    dash.target = " Paris"
     dash.selected = (dash.selected[0], 2)
     assert dash.target == " Paris"
     dash.target_pinned = False  # unpinned: back to position 2's own top token

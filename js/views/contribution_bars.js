@@ -164,12 +164,15 @@ export function mountContributionBars(root, store, opts = {}) {
     draw(true);
   }
 
+  let topMemo = { top: null, p: -1, t: null }; // the decoded auto target, until either changes
   /** The target the bars explain at p: the selected position's own top token while following. */
   function explained(p) {
     if (!following()) return store.target(store.get("target")) || store.target();
     const top = store.get("_top_targets");
     const hit = store.targets().find((x) => x.id === top.ids[p]);
-    return hit ? store.target(hit.text) : topTarget(top, p);
+    if (hit) return store.target(hit.text);
+    if (topMemo.top !== top || topMemo.p !== p) topMemo = { top, p, t: topTarget(top, p) };
+    return topMemo.t;
   }
 
   function drawTargetMode(t, p) {

@@ -36,8 +36,9 @@ def top_targets_payload(dec, k: int) -> dict:
     ids = [int(dec.top_prediction(p)) for p in range(T)]
     lens = dec.logit_lens(k=k)
     dla = np.zeros((C, T), np.float32)
+    deltas = dec.deltas
     for p, tid in enumerate(ids):  # one [C, d] x [d] product per position
-        dla[:, p] = P._np(dec.deltas[:, p, :].float() @ dec.readout_direction(tid, p))
+        dla[:, p] = P._np(deltas[:, p, :].float() @ dec.readout_direction(tid, p))
     logp = P.column_logprobs(dec, lens, ids)
     logits = dec.logits.double()
     logprobs = torch.log_softmax(logits, dim=-1)[torch.arange(T), ids]
@@ -110,14 +111,26 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
         if self.target_pinned or not self._top_targets:
             return
         text = self._top_targets["texts"][self.selected[1]]
-        if text != self.target:
-            with self._auto():
-                self.target = text
+        if text == self.target:
+            return
+        # a token added only to follow the selection leaves when the selection moves on, so that
+        # walking along a long prompt does not grow the synced targets (each [C, T] twice)
+        previous = getattr(self, "_auto_entry", None)
+        had = self._find_target(text) is not None
+        with self._auto():
+            self.target = text
+        self._auto_entry = None if had else self._find_target(text)["id"]
+        if previous is not None and previous != self._auto_entry:
+            self._targets = [tp for tp in self._targets if tp["id"] != previous]
 
-    @t.observe("target")
-    def _pin_on_target(self, change):
-        if not getattr(self, "_auto_depth", 0) and self._meta and change["new"] != "":
+    @t.validate("target")
+    def _check_target(self, proposal):
+        # a validator, not an observer: setting the target it already has pins it too
+        value = super()._check_target(proposal)
+        if not getattr(self, "_auto_depth", 0) and self._meta and value != "":
             self.target_pinned = True
+            self._auto_entry = None  # pinned: the target stays, whoever added it
+        return value
 
     @t.observe("target_pinned")
     def _unpinned(self, change):

@@ -31,6 +31,19 @@ def _until(page, check, timeout=10.0):
         page.wait_for_timeout(50)
 
 
+def _live_bars(open_page, widget):
+    """(page wrapper, page, the bars' root) of ``widget`` shown with the mock kernel."""
+    pg = open_page([widget], kernel=True)
+    return pg, pg.page, pg.page.locator('[data-rw="contribution-bars"]')
+
+
+def _type_target(view, text):
+    """Type ``text`` into a view's target field and press Enter."""
+    field = view.locator("input[type=text]")
+    field.fill(text)
+    field.press("Enter")
+
+
 def test_neuron_table_lists_what_each_neuron_promotes_and_suppresses(open_page, rw, llama_dec):
     bars = rw.ContributionBars(llama_dec)
     pg = open_page([bars], kernel=True)
@@ -93,11 +106,8 @@ def test_did_you_mean_picks_the_spaced_token(open_page, rw, paris):
 
 def test_a_multi_token_target_explains_itself_and_clears_when_python_sets_a_target(open_page, rw, paris):
     bars = rw.ContributionBars(paris)
-    pg = open_page([bars], kernel=True)
-    page = pg.page
-    field = page.locator('[data-rw="contribution-bars"] input[type=text]')
-    field.fill("New York")
-    field.press("Enter")
+    pg, page, view = _live_bars(open_page, bars)
+    _type_target(view, "New York")
     status = page.locator('[data-rw-part="target-status"]')
     expect(status).to_contain_text("2 tokens ('New' + ' York')")
     assert "TargetError" not in status.inner_text()
@@ -108,8 +118,7 @@ def test_a_multi_token_target_explains_itself_and_clears_when_python_sets_a_targ
     expect(status).to_have_text("")
     expect(pieces).to_have_count(0)
     # a piece is one click away
-    field.fill("New York")
-    field.press("Enter")
+    _type_target(view, "New York")
     pieces.nth(1).click()
     _until(page, lambda: bars.target == " York")
     pg.clean()
@@ -117,9 +126,7 @@ def test_a_multi_token_target_explains_itself_and_clears_when_python_sets_a_targ
 
 def test_dashboard_bars_follow_the_selected_position_until_a_target_is_typed(open_page, rw, paris):
     dash = rw.Dashboard(paris)
-    pg = open_page([dash], kernel=True)
-    page = pg.page
-    bars = page.locator('[data-rw="contribution-bars"]')
+    pg, page, bars = _live_bars(open_page, dash)
     title = bars.locator(".rw-title").first
     mode = bars.locator('[data-rw-part="target-mode"]')
     top = [display_token(paris.token_text(paris.top_prediction(p))) for p in range(paris.n_tokens)]
@@ -131,9 +138,7 @@ def test_dashboard_bars_follow_the_selected_position_until_a_target_is_typed(ope
     _until(page, lambda: dash.target == paris.token_text(paris.top_prediction(2)))
     assert not dash.target_pinned
     # typing a target pins it: other positions keep it
-    field = bars.locator("input[type=text]")
-    field.fill("·Rome")
-    field.press("Enter")
+    _type_target(bars, "·Rome")
     expect(mode).to_contain_text("pinned target")
     expect(title).to_contain_text("Contributions to ·Rome at position 2")
     _until(page, lambda: dash.target == " Rome" and dash.target_pinned)
@@ -161,4 +166,26 @@ def test_a_dashboard_snapshot_follows_the_selected_position_too(open_page, rw, p
     layer0 = float(dla[1] + dla[2])
     row = bars.locator("g.rw-barrow").nth(1)
     assert f"{abs(layer0):.2f}" in row.text_content()
+    pg.clean()
+
+
+def test_dark_theme_per_head_grid_has_no_white_cells(open_page, rw, llama_dec):
+    bars = rw.ContributionBars(llama_dec, per_head=True)
+    pg = open_page([bars], dark=True)
+    page = pg.page
+    canvas = page.locator('[data-rw="contribution-bars"] canvas[aria-label="per-head contributions"]')
+    canvas.wait_for(timeout=5000)
+    # each cell's corner (its fill; numbers are centred): near zero a cell is the dark background,
+    # not a white glare (layers x (heads + rest) = 2 x 5 cells, 60 px of labels, 14 px of header)
+    brightest = canvas.evaluate("""(c) => {
+        const L = 2, H1 = 5, dpr = c.width / c.clientWidth;
+        const cw = (c.clientWidth - 60) / H1, ch = (c.clientHeight - 14) / L;
+        const g = c.getContext("2d");
+        let best = 0;
+        for (let l = 0; l < L; l++) for (let j = 0; j < H1; j++) {
+          const [r, gr, b] = g.getImageData(Math.round((60 + j * cw + 1) * dpr), Math.round((14 + l * ch + 1) * dpr), 1, 1).data;
+          best = Math.max(best, Math.min(r, gr, b));
+        }
+        return best; }""")
+    assert brightest < 200, f"a cell is near white ({brightest}) on the dark theme"
     pg.clean()
