@@ -19,12 +19,15 @@ from .sae_panes import SAEPanes
 from .stream_grid import GridState, StreamGrid
 
 
-def top_targets_payload(dec, k: int) -> dict:
+def top_targets_payload(dec, k: int, lens_positions: tuple[int, int] | None = None) -> dict:
     """Each position's own top prediction and what explains it there (the bars' auto target).
 
     Args:
         dec: the Decomposition shown.
         k: the top-k of the lens the view already computed (its cached result is reused).
+        lens_positions: [start, stop) when the view's lens holds only those positions so far (a long
+            prompt's first payload): the lens log-probs elsewhere are NaN until the view's lens is
+            completed, when the view computes this payload again.
 
     Returns:
         ``{ids [T] int, texts [T] str, dla [C,T] f32, logp [C,T] f32, logit [T] f32,
@@ -34,7 +37,7 @@ def top_targets_payload(dec, k: int) -> dict:
     """
     T, C = len(dec.tokens), len(dec.labels)
     ids = [int(dec.top_prediction(p)) for p in range(T)]
-    lens = dec.logit_lens(k=k)
+    lens = dec.logit_lens(k=k) if lens_positions is None else P.WindowLens(dec, k, tuple(lens_positions))
     dla = np.zeros((C, T), np.float32)
     deltas = dec.deltas
     for p, tid in enumerate(ids):  # one [C, d] x [d] product per position
@@ -152,7 +155,13 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
 
     def _set_top_targets(self) -> None:
         self._top_dec = self._dec
-        self._top_targets = top_targets_payload(self._dec, self._meta["k"])
+        self._top_targets = top_targets_payload(self._dec, self._meta["k"], self._meta.get("lens_positions"))
+
+    def _complete_lens(self) -> None:
+        partial = bool(self._meta.get("lens_positions"))
+        super()._complete_lens()
+        if partial and self._meta:  # the auto targets' lens log-probs of every position, now known
+            self._set_top_targets()
 
     @t.observe("selected")
     def _position_follows_selection(self, change):

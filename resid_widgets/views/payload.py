@@ -288,7 +288,7 @@ def lens_window(C: int, T: int, position: int, cells: int | None = FIRST_LENS_CE
     return start, start + width
 
 
-class _WindowLens:
+class WindowLens:
     """The lens of the positions [start, stop) only, in a LensResult's shapes: outside it ids are
     -1, probabilities and log-probabilities NaN (what a view shows as not computed yet)."""
 
@@ -367,7 +367,7 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     k = max(1, min(int(k), int(dec.vocab_size)))
     # a lens already computed (another view of this Decomposition) is used whole
     window = None if (k, None) in getattr(dec, "_lens_cache", {(k, None): None}) else lens_window(C, T, p, None if full_lens else FIRST_LENS_CELLS)
-    lens = dec.logit_lens(k=k) if window is None else _WindowLens(dec, k, window)
+    lens = dec.logit_lens(k=k) if window is None else WindowLens(dec, k, window)
     lens_data = lens_arrays(dec, lens)
 
     lse = _logsumexp_rows(dec.logits)
