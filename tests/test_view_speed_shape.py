@@ -138,7 +138,9 @@ def test_saved_widget_state_is_bounded_by_the_shapes(view, tmp_path):
     one_pane = C * d * 2 if w.has_trait("_panes") else 0
     rw.export_html(w, tmp_path / "w.html", budget_bytes=3_000_000)  # embeds every pane in the file only
     held = saved_state_bytes(w)
-    assert sum(held.values()) <= C * T * per_cell + len(w._targets) * per_target + one_pane
+    # the Dashboard's auto targets (each position's own top token): one more target's worth
+    auto_targets = per_target if w.has_trait("_top_targets") else 0
+    assert sum(held.values()) <= C * T * per_cell + len(w._targets) * per_target + one_pane + auto_targets
     assert held.get("_panes", 0) == one_pane  # the selected cell's pane, not the snapshot's
     assert "_neurons" not in held and "_whatif" not in held
 

@@ -37,7 +37,7 @@ def top_targets_payload(dec, k: int, lens_positions: tuple[int, int] | None = No
     """
     T, C = len(dec.tokens), len(dec.labels)
     ids = [int(dec.top_prediction(p)) for p in range(T)]
-    lens = dec.logit_lens(k=k) if lens_positions is None else P.WindowLens(dec, k, tuple(lens_positions))
+    lens = dec.logit_lens(k=k) if lens_positions is None else P.window_lens(dec, k, lens_positions)
     dla = np.zeros((C, T), np.float32)
     deltas = dec.deltas
     for p, tid in enumerate(ids):  # one [C, d] x [d] product per position

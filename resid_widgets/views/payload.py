@@ -23,6 +23,7 @@ Layout of the synced traits (shared by every view, see ``views/_base.py``):
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any, Iterable
 
 import numpy as np
@@ -316,6 +317,22 @@ class WindowLens:
         return self.logprob(target).exp()
 
 
+#: the last window lens of each Decomposition: a view's first payload and the Dashboard's auto
+#: targets read the same window (weak keys: the cache never keeps a Decomposition alive)
+_WINDOW_LENSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def window_lens(dec, k: int, window: tuple[int, int]) -> WindowLens:
+    """The lens of the positions [start, stop) of ``dec`` (:class:`WindowLens`), computed once for
+    the views built on one Decomposition."""
+    window = (int(window[0]), int(window[1]))
+    cached = _WINDOW_LENSES.get(dec)
+    if cached is None or cached[0] != (k, window):
+        cached = ((k, window), WindowLens(dec, k, window))
+        _WINDOW_LENSES[dec] = cached
+    return cached[1]
+
+
 def lens_ids_dtype(vocab_size: int) -> str:
     """uint16 where every id fits (half the bytes of int32, e.g. SmolLM2's 49,152 tokens), else int32."""
     return "uint16" if vocab_size < 2**16 - 1 else "int32"
@@ -367,7 +384,7 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     k = max(1, min(int(k), int(dec.vocab_size)))
     # a lens already computed (another view of this Decomposition) is used whole
     window = None if (k, None) in getattr(dec, "_lens_cache", {(k, None): None}) else lens_window(C, T, p, None if full_lens else FIRST_LENS_CELLS)
-    lens = dec.logit_lens(k=k) if window is None else WindowLens(dec, k, window)
+    lens = dec.logit_lens(k=k) if window is None else window_lens(dec, k, window)
     lens_data = lens_arrays(dec, lens)
 
     lse = _logsumexp_rows(dec.logits)
