@@ -106,6 +106,25 @@ def test_spaced_variant_is_suggested_and_the_typed_target_kept(smollm2, paris):
     bars.close()
 
 
+def test_no_did_you_mean_for_a_target_the_view_chose(smollm2, paris):
+    _model, tok = smollm2
+    dash = rw.Dashboard(paris)
+    chosen = []
+    for position in range(len(paris.tokens)):  # each position's own top token, followed (not typed)
+        dash.selected = [dash.selected[0], position]
+        assert not dash.target_pinned and "suggestion" not in dash.target_hint
+        if spaced_variant(tok, dash.target) is not None:
+            chosen.append(position)
+    assert chosen, "no auto target without its leading space in this prompt: the check above proved nothing"
+    dash.target = "Rome"  # typed: the suggestion is offered
+    assert dash.target_pinned and dash.target_hint.get("suggestion") == " Rome"
+    dash.close()
+    bars = rw.ContributionBars(paris, position=chosen[0])
+    assert spaced_variant(tok, bars.target) is not None
+    assert "suggestion" not in bars.target_hint  # the default target is the model's own prediction
+    bars.close()
+
+
 def test_a_multi_token_target_says_how_it_splits_and_clears_on_a_good_target(smollm2, paris):
     _model, tok = smollm2
     hint = target_hint(tok, "New York")

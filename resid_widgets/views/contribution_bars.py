@@ -15,7 +15,8 @@ class BarsState(t.HasTraits):
 
     ``target_hint`` (read it, the view shows it) says more about the last target: ``{"typed",
     "suggestion"}`` when a target typed without its leading space ("Rome") has a spaced
-    single-token variant (" Rome"): the target stays what was typed, the view offers the other;
+    single-token variant (" Rome"): the target stays what was typed, the view offers the other
+    (only for a target the user named, not one the view chose: its default, a chip, an auto target);
     ``{"typed", "pieces", "error"}`` when a target (typed in the view or set from Python) is several tokens; ``{}``
     otherwise. It is recomputed whenever the target changes, so an error goes away then.
     """
@@ -49,7 +50,18 @@ class BarsState(t.HasTraits):
 
     @t.observe("target")
     def _hint_after_target(self, change):
-        self.target_hint = self._hint_for(change["new"])
+        hint = self._hint_for(change["new"])
+        if "suggestion" in hint and not self._named_by_user(change["new"]):
+            hint = {}  # the view's own choice (the model's prediction, a chip): no "did you mean"
+        self.target_hint = hint
+
+    def _named_by_user(self, target) -> bool:
+        """Whether ``target`` was typed or set by the user, not chosen by the view (the default
+        top prediction, a precomputed chip, the Dashboard's auto target)."""
+        if getattr(self, "_auto_depth", 0):
+            return False
+        entry = self._find_target(target)
+        return entry is None or entry.get("source") == "user"
 
 
 class ContributionBars(BarsState, ResidView):
