@@ -5,6 +5,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -13,6 +14,7 @@ import resid_widgets as rw
 from resid_widgets.backends import huggingface
 from resid_widgets.export import snapshot_html
 from resid_widgets.lens import CHUNK_BYTES, MIN_CHUNK_ROWS, Readout
+from resid_widgets.views import payload as P
 
 ROOT = Path(__file__).resolve().parents[1]
 T_LONG = 4096
@@ -82,6 +84,28 @@ def test_long_prompt_snapshot_stays_within_budget_and_says_what_it_left_out():
     assert "Left out of this snapshot" in text
     assert "left out to fit the budget" in text and "vector panes embedded for" in text  # what it left out
     assert len(text.encode("utf-8")) <= budget * 1.05
+
+
+def test_prob8_round_trip_keeps_probabilities_within_half_a_step_and_nan():
+    probs = np.array([[0.0, 1.0, 0.5], [1e-9, 0.999, np.nan]], dtype=np.float32)
+    packed = P.array_payload(probs, "prob8")
+    assert len(packed["data"]) == probs.size  # one byte each
+    back = P.decode_payload(packed)
+    assert np.isnan(back[1, 2]) and not np.isnan(back[:, :2]).any()
+    np.testing.assert_allclose(back[:, :2], probs[:, :2], atol=0.5 / P.PROB8_STEPS)
+
+
+def test_a_tight_long_prompt_snapshot_stores_the_lens_probabilities_in_8_bits():
+    dec = rw.decompose(long_context_llama(), ids(1024, 2048))
+    grid = rw.StreamGrid(dec)
+    data = {name: getattr(grid, name) for name in ("_meta", "_arrays", "_targets", "_vocab")}
+    smallest, _ = P.fit_payload(dec, data, 1)  # every step taken
+    fitted, notes = P.fit_payload(dec, data, P.payload_bytes(smallest))  # reachable only with the last step
+    assert any("8 bits" in note for note in notes) and not any("still over" in note for note in notes)
+    assert fitted["_arrays"]["lens_probs"]["dtype"] == "prob8" and fitted["_arrays"]["next_prob"]["dtype"] == "prob8"
+    full = P.decode_payload(grid._arrays["lens_probs"])[..., : fitted["_meta"]["k"]]
+    np.testing.assert_allclose(P.decode_payload(fitted["_arrays"]["lens_probs"]), full, atol=0.5 / P.PROB8_STEPS + 1e-3)
+    grid.close()
 
 
 def test_accelerator_path_keeps_model_dtype_deltas_until_read(monkeypatch):

@@ -56,7 +56,9 @@ export function toBytes(x) {
   return null;
 }
 
-const SIZES = { float16: 2, float32: 4, int32: 4, uint16: 2, uint8: 1 };
+const SIZES = { float16: 2, float32: 4, int32: 4, uint16: 2, uint8: 1, prob8: 1 };
+// "prob8": a probability in one byte, round(p * 254); 255 is NaN (resid_widgets/views/payload.py)
+const PROB8_STEPS = 254;
 const INTS = { int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
 
 /**
@@ -79,7 +81,10 @@ export function decodeArray(p, name = "array") {
   }
   let data;
   if (dtype === "float16") data = decodeFloat16(u8);
-  else {
+  else if (dtype === "prob8") {
+    data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = u8[i] === 255 ? NaN : u8[i] / PROB8_STEPS;
+  } else {
     const Ctor = dtype === "float32" ? Float32Array : INTS[dtype];
     if (u8.byteOffset % SIZES[dtype] === 0) data = new Ctor(u8.buffer, u8.byteOffset, n);
     else data = new Ctor(u8.slice().buffer);

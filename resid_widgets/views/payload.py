@@ -40,7 +40,10 @@ __all__ = [
     "display_token",
 ]
 
-_DTYPES = {"float16": np.float16, "float32": np.float32, "int32": np.int32, "uint16": np.uint16, "uint8": np.uint8}
+_DTYPES = {"float16": np.float16, "float32": np.float32, "int32": np.int32, "uint16": np.uint16, "uint8": np.uint8,
+           "prob8": np.uint8}
+#: "prob8": a probability in [0, 1] in one byte, round(p * 254); 255 is NaN (js/shared/decode.js reads it)
+PROB8_STEPS = 254
 
 
 def _np(x: Any) -> np.ndarray:
@@ -54,10 +57,14 @@ def _np(x: Any) -> np.ndarray:
 
 
 def array_payload(x: Any, dtype: str = "float32") -> dict:
-    """Pack an array as ``{dtype, shape, data: bytes}`` (little-endian, C order)."""
+    """Pack an array as ``{dtype, shape, data: bytes}`` (little-endian, C order); ``"prob8"``
+    stores probabilities in one byte each (steps of 1/254, NaN kept)."""
     if dtype not in _DTYPES:
         raise ValueError(f"unsupported payload dtype {dtype!r}; use one of {sorted(_DTYPES)}")
     arr = _np(x)
+    if dtype == "prob8":
+        arr = arr.astype(np.float32)
+        arr = np.where(np.isnan(arr), 255, np.round(np.clip(arr, 0.0, 1.0) * PROB8_STEPS)).astype(np.uint8)
     if dtype == "float16":
         # keep infinities out: float16 overflows above 65504
         arr = np.clip(arr.astype(np.float32), -65504.0, 65504.0)
@@ -72,8 +79,10 @@ def decode_payload(p: dict) -> np.ndarray:
     data = p["data"]
     if isinstance(data, memoryview):
         data = data.tobytes()
-    arr = np.frombuffer(data, dtype=np.dtype(_DTYPES[p["dtype"]]).newbyteorder("<"))
-    return arr.reshape(p["shape"]).astype(np.float32 if p["dtype"].startswith("float") else np.int64)
+    arr = np.frombuffer(data, dtype=np.dtype(_DTYPES[p["dtype"]]).newbyteorder("<")).reshape(p["shape"])
+    if p["dtype"] == "prob8":
+        return np.where(arr == 255, np.float32("nan"), arr.astype(np.float32) / PROB8_STEPS)
+    return arr.astype(np.float32 if p["dtype"].startswith("float") else np.int64)
 
 
 # Shown as escapes: invisible characters and those that reorder or hide the text around them.
@@ -536,7 +545,7 @@ def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
     """``data`` (``_meta, _arrays, _targets, _vocab``) made to fit ``budget_bytes``
     (:func:`payload_bytes`) for a snapshot, in steps that keep every cell's colour: the grid's
     norms in float16, only the first target, fewer lens top-k tokens per cell, the target's
-    per-cell values in float16. Returns (the data, one note per step taken)."""
+    per-cell values in float16, the lens's probabilities in 8 bits. Returns (the data, one note per step taken)."""
     meta, arrays, targets = dict(data["_meta"]), dict(data["_arrays"]), list(data["_targets"])
     out = dict(data, _meta=meta, _arrays=arrays, _targets=targets)
     notes: list[str] = []
@@ -562,6 +571,11 @@ def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
         targets[:] = [dict(tp, logp=array_payload(decode_payload(tp["logp"]), "float16"),
                            dla=array_payload(decode_payload(tp["dla"]), "float16")) for tp in targets]
         notes.append("the target's per-cell log-probs and DLA embedded in float16")
+    if payload_bytes(out) > budget_bytes:
+        for name in ("lens_probs", "next_prob"):
+            if name in arrays:
+                arrays[name] = array_payload(decode_payload(arrays[name]), "prob8")
+        notes.append(f"the lens's probabilities embedded in 8 bits (steps of 1/{PROB8_STEPS})")
     if payload_bytes(out) > budget_bytes:
         notes.append(f"the grid's data ({payload_bytes(out):,} bytes) is still over this view's share of the "
                      f"budget ({int(budget_bytes):,}): pass a larger budget_bytes")

@@ -57,3 +57,11 @@ test("toBytes accepts the forms buffers arrive in", () => {
   assert.deepEqual(Array.from(toBytes(new DataView(u.buffer, 1))), [2, 3]);
   assert.equal(toBytes(null), null);
 });
+
+test("prob8: a probability in one byte (steps of 1/254), 255 is NaN", () => {
+  const a = decodeArray({ dtype: "prob8", shape: [2, 2], data: new Uint8Array([0, 127, 254, 255]) });
+  assert.ok(a.data instanceof Float32Array);
+  assert.deepEqual(Array.from(a.data.subarray(0, 3)), [0, Math.fround(127 / 254), 1]);
+  assert.ok(Number.isNaN(a.data[3]));
+  assert.deepEqual(a.shape, [2, 2]);
+});
