@@ -292,7 +292,7 @@ class _WidgetBundle:
         for widget in self._snapshotters:
             if callable(getattr(widget, "_snapshot_fit", None)):
                 widget._snapshot_fit(whole)
-        current = sum(_state_bytes(self.models[w.model_id]["state"]) for w in self._snapshotters)
+        current = sum(state_bytes(self.models[w.model_id]["state"]) for w in self._snapshotters)
         # budget counts base64 text (4/3 of the binary) plus the fixed parts of the file
         raw_budget = int(max(0, self.budget_bytes - fixed_bytes) * 3 / 4) - current
         share = max(0, raw_budget) // len(self._snapshotters)
@@ -314,7 +314,7 @@ class _WidgetBundle:
             added = 0  # net: the new values minus the live values they replace
             for key, value in extra.items():
                 new = _serialize(widget, key, value)
-                added += _state_bytes(new) - _state_bytes(state.get(key))
+                added += state_bytes(new) - state_bytes(state.get(key))
                 state[key] = new
             if added > share * 1.05 + 1024:
                 warnings.warn(
@@ -333,15 +333,16 @@ def _widgets_in(value: Any) -> Iterable[Any]:
             yield from _widgets_in(v)
 
 
-def _state_bytes(state: Any) -> int:
+def state_bytes(state: Any) -> int:
+    """Bytes of the binary buffers in a widget state (dicts and lists of them)."""
     if isinstance(state, (bytes, bytearray)):
         return len(state)
     if isinstance(state, memoryview):
         return state.nbytes
     if isinstance(state, dict):
-        return sum(_state_bytes(v) for v in state.values())
+        return sum(state_bytes(v) for v in state.values())
     if isinstance(state, (list, tuple)):
-        return sum(_state_bytes(v) for v in state)
+        return sum(state_bytes(v) for v in state)
     return 0
 
 

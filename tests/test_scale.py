@@ -12,7 +12,7 @@ import transformers as tf
 
 import resid_widgets as rw
 from resid_widgets.backends import huggingface
-from resid_widgets.export import snapshot_html
+from resid_widgets.export import DEFAULT_BUDGET_BYTES, snapshot_html
 from resid_widgets.lens import CHUNK_BYTES, MIN_CHUNK_ROWS, Readout
 from resid_widgets.views import payload as P
 
@@ -84,6 +84,18 @@ def test_long_prompt_snapshot_stays_within_budget_and_says_what_it_left_out():
     assert "Left out of this snapshot" in text
     assert "left out to fit the budget" in text and "vector panes embedded for" in text  # what it left out
     assert len(text.encode("utf-8")) <= budget * 1.05
+
+
+@pytest.mark.parametrize("budget, kept", [(2_000_000, "float16"), (700_000, "left out")])
+def test_long_prompt_dashboard_snapshot_fits_its_auto_targets_or_leaves_them_out(budget, kept):
+    dec = rw.decompose(long_context_llama(), ids(T_LONG, 2048))
+    dash = rw.Dashboard(dec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "snapshot is ... bytes, over the budget"
+        text = snapshot_html(dash, budget_bytes=budget)
+    assert len(text.encode("utf-8")) <= budget * 1.05
+    assert f"auto targets (each position&#x27;s own top token) {'embedded in' if kept == 'float16' else kept}" in text
+    dash.close()
 
 
 def test_prob8_round_trip_keeps_probabilities_within_half_a_step_and_nan():
@@ -165,5 +177,10 @@ def test_smollm2_at_4096_tokens(smollm2, monkeypatch):
     grid = rw.StreamGrid(dec)
     dash = rw.Dashboard(dec)
     assert grid.values("norm").shape == (len(dec.labels), T_LONG)
+    for view in (grid, dash):  # snapshots within the default budget, saying what they left out
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "snapshot is ... bytes, over the budget"
+            text = snapshot_html(view, progress=False)
+        assert len(text.encode("utf-8")) <= DEFAULT_BUDGET_BYTES * 1.05 and "Left out of this snapshot" in text
     grid.close()
     dash.close()

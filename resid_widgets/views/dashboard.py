@@ -157,6 +157,36 @@ class Dashboard(EditMode, LensSwitch, SAEPanes, GridState, BarsState, LensState)
         self._top_dec = self._dec
         self._top_targets = top_targets_payload(self._dec, self._meta["k"], self._meta.get("lens_positions"))
 
+    def _snapshot_fit(self, whole_bytes: int) -> None:
+        """The grid and lens data and the auto targets (2·C·T values) share the view's part of the
+        budget: the auto targets go to float16 when the data needs trimming, and are left out (the
+        bars then explain the shown target) when the data is still over without them."""
+        self._complete_lens()  # first: it completes the auto targets' lens log-probs too
+        top = self._top_targets
+        self.__dict__["_rw_top_fit"] = None
+        if not top:
+            return super()._snapshot_fit(whole_bytes)
+        super()._snapshot_fit(whole_bytes - P.value_bytes(top))
+        if not self.__dict__.get("_rw_fit", {}).get("notes"):
+            return
+        half = dict(top, **{name: P.array_payload(P.decode_payload(top[name]), "float16") for name in ("dla", "logp")})
+        super()._snapshot_fit(whole_bytes - P.value_bytes(half))
+        if any(P.STILL_OVER in note for note in self.__dict__.get("_rw_fit", {}).get("notes", [])):
+            super()._snapshot_fit(whole_bytes)
+            self.__dict__["_rw_top_fit"] = ({}, "the bars' auto targets (each position's own top token) left out to "
+                                                "fit the budget: the bars explain the shown target at every position")
+        else:
+            self.__dict__["_rw_top_fit"] = (half, "the bars' auto targets (each position's own top token) embedded in "
+                                                  "float16")
+
+    def _snapshot_state(self, budget_bytes: int = 8_000_000, progress=None) -> dict:
+        top_fit = self.__dict__.pop("_rw_top_fit", None)
+        extra = super()._snapshot_state(budget_bytes, progress=progress)
+        if top_fit is not None:
+            extra["_top_targets"], note = top_fit
+            extra["__notes__"] = list(extra.get("__notes__", [])) + [note]
+        return extra
+
     def _complete_lens(self) -> None:
         partial = bool(self._meta.get("lens_positions"))
         super()._complete_lens()

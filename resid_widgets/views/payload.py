@@ -522,23 +522,39 @@ def panes_payload(dec, budget_bytes: int, first: Iterable[int] = (), around: int
     return pay, note
 
 
+#: the words of :func:`fit_payload`'s note when every step was not enough
+STILL_OVER = "still over this view's share"
+
+
+def value_bytes(value) -> int:
+    """Bytes a trait value takes in a snapshot, counted as :func:`payload_bytes` does: its binary
+    buffers, plus its other parts as JSON at 3/4 of a binary byte per character."""
+    import json
+
+    from ..export import state_bytes
+
+    def without_buffers(part):
+        if isinstance(part, (bytes, bytearray, memoryview)):
+            return None
+        if isinstance(part, dict):
+            return {key: without_buffers(item) for key, item in part.items()}
+        if isinstance(part, (list, tuple)):
+            return [without_buffers(item) for item in part]
+        return part
+
+    return state_bytes(value) + len(json.dumps(without_buffers(value), ensure_ascii=False).encode("utf-8")) * 3 // 4
+
+
 def payload_bytes(data: dict) -> int:
     """Bytes a view's data takes in a snapshot, in binary units (base64 adds a third to them):
     the buffers of ``_arrays`` and ``_targets``, plus ``_meta`` and ``_vocab`` as JSON (which
     costs 3/4 of a binary byte per character there)."""
     import json
 
-    def binary(value) -> int:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return len(value)
-        if isinstance(value, dict):
-            return sum(binary(v) for v in value.values())
-        if isinstance(value, (list, tuple)):
-            return sum(binary(v) for v in value)
-        return 0
+    from ..export import state_bytes
 
     text = len(json.dumps([data["_meta"], data["_vocab"]], ensure_ascii=False).encode("utf-8"))
-    return binary(data["_arrays"]) + binary(data["_targets"]) + text * 3 // 4
+    return state_bytes(data["_arrays"]) + state_bytes(data["_targets"]) + text * 3 // 4
 
 
 def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
@@ -577,6 +593,6 @@ def fit_payload(dec, data: dict, budget_bytes: int) -> tuple[dict, list[str]]:
                 arrays[name] = array_payload(decode_payload(arrays[name]), "prob8")
         notes.append(f"the lens's probabilities embedded in 8 bits (steps of 1/{PROB8_STEPS})")
     if payload_bytes(out) > budget_bytes:
-        notes.append(f"the grid's data ({payload_bytes(out):,} bytes) is still over this view's share of the "
+        notes.append(f"the grid's data ({payload_bytes(out):,} bytes) is {STILL_OVER} of the "
                      f"budget ({int(budget_bytes):,}): pass a larger budget_bytes")
     return out, notes
