@@ -54,8 +54,15 @@ function render({ model, el }) {
     view = guard(root, () => f(root, store, {}));
     // after the view, which may replace root's children while it mounts
     root.appendChild(downloadButton(root, kind));
-    // a long prompt's first payload holds the lens of some positions: the kernel sends the rest
-    if ((model.get("_meta") || {}).lens_positions && !model.get("_rw_static")) model.send({ type: "lens" });
+    // a long prompt's first payload holds the lens of some positions: the kernel sends the rest (a
+    // new _meta remounts the view, which drops this note)
+    const partial = (model.get("_meta") || {}).lens_positions;
+    if (partial && !model.get("_rw_static")) {
+      model.send({ type: "lens" });
+      const [start, stop] = partial;
+      const text = `lens of positions ${start}\u2013${stop - 1} shown; the kernel is computing the others\u2026`;
+      root.appendChild(h("div", { class: "rw-pending", role: "status", "data-rw-part": "lens-pending", text }));
+    }
   }
 
   applyTheme();

@@ -153,6 +153,7 @@ def test_a_view_up_asks_the_kernel_for_the_rest_of_its_lens(browser, tmp_path, m
     monkeypatch.setattr(P, "FIRST_LENS_CELLS", 4 * len(dec.labels))
     lens = rw.LogitLens(dec)
     assert lens._meta["lens_positions"] == [36, 40]
+    unanswered = rw.LogitLens(dec)  # made now: once the lens is complete, new views have every cell
     pg = Page(browser, tmp_path, [lens], kernel=True)
     try:
         for _ in range(50):  # the view's "lens" message reaches the kernel once the view is up
@@ -162,9 +163,16 @@ def test_a_view_up_asks_the_kernel_for_the_rest_of_its_lens(browser, tmp_path, m
         assert "lens_positions" not in lens._meta
         assert (P.decode_payload(lens._arrays["lens_ids"]) < dec.vocab_size).all()
         pg.page.locator('[data-rw="logit-lens"]').wait_for(timeout=5000)  # remounted with every cell
+        assert pg.page.locator('[data-rw-part="lens-pending"]').count() == 0  # the note went with it
         pg.clean()
     finally:
         pg.close()
+    waiting = Page(browser, tmp_path, [unanswered], name="waiting")  # no kernel answers here
+    try:
+        note = waiting.page.locator('[data-rw-part="lens-pending"]')
+        assert note.count() == 1 and "positions 36\u201339 shown" in note.inner_text()
+    finally:
+        waiting.close()
 
 
 def test_drop_one_and_the_export_report_their_batches():

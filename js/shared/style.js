@@ -81,6 +81,8 @@ export const CSS = `
 .rw-root svg .rw-axis { stroke: var(--rw-muted); stroke-width: 1; }
 .rw-root svg .rw-cut { fill: var(--rw-fg); }
 .rw-root svg .rw-break { fill: none; stroke: var(--rw-bg); stroke-width: 3; }
+.rw-root > .rw-pending { position: absolute; top: 0; right: 30px; z-index: 19; padding: 1px 6px; font-size: 11px;
+  color: var(--rw-muted); background: var(--rw-bg); border: 1px solid var(--rw-border); border-radius: 4px; }
 .rw-root > .rw-download { position: absolute; top: 0; right: 0; z-index: 20; display: flex; flex-direction: column;
   align-items: flex-end; gap: 2px; }
 .rw-root > .rw-download .rw-download-toggle { padding: 0 5px; line-height: 16px; opacity: 0.55; }
