@@ -399,8 +399,7 @@ def hf_hooks(model, adapter, resolved: Sequence[ResolvedEdit]) -> Callable[[list
             layer = layers[edit.layer]
             kind = "attn" if edit.label.startswith("attn") else "mlp"
             if edit.site == "delta":
-                path = getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind)
-                module = require_module(layer, path, f"{kind} output", adapter)
+                module = require_module(layer, adapter.delta_path(kind), f"{kind} output", adapter)
                 handles.append(module.register_forward_hook(_output_hook(edit.apply)))
             else:
                 path = adapter.attn_out_proj if edit.site == "head" else adapter.mlp_out_proj

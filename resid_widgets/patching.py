@@ -191,8 +191,8 @@ class _Model:
         self.layers = require_module(self.model, adapter.layers, "decoder layers", adapter)
         self.final_norm = require_module(self.model, adapter.final_norm, "final norm", adapter)
         self.unembed = require_module(self.model, adapter.unembed, "unembedding", adapter)
-        self.writers = {kind: [require_module(layer, getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind),
-                                              f"{kind} output", adapter) for layer in self.layers]
+        self.writers = {kind: [require_module(layer, adapter.delta_path(kind), f"{kind} output", adapter)
+                               for layer in self.layers]
                         for kind in ("attn", "mlp")}
         self.o_proj = [require_module(layer, adapter.attn_out_proj, "attention output projection", adapter)
                        for layer in self.layers]

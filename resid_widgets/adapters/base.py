@@ -74,6 +74,15 @@ class Adapter:
     max_positions_attrs: tuple[str, ...] = ("max_position_embeddings", "n_positions")
     notes: str = ""
 
+    def delta_path(self, kind: str) -> str:
+        """The layer-level path of the module whose output is what sub-layer ``kind`` ("attn" or
+        "mlp") adds to the stream: its post-norm where the family has one, else the sub-layer.
+
+        Args:
+            kind: "attn" or "mlp".
+        """
+        return getattr(self, f"{kind}_post_norm") or getattr(self, kind)
+
     def is_parallel(self, config) -> bool:
         """Whether a model of this family with ``config`` has a parallel residual.
 

@@ -189,8 +189,7 @@ def drop_one(dec, target=None, position: int = -1, unit: str = "block", batch_si
     if unit == "block":
         dropped = list(layers)
     else:
-        path = getattr(adapter, f"{unit}_post_norm") or getattr(adapter, unit)
-        dropped = [require_module(layer, path, unit, adapter) for layer in layers]
+        dropped = [require_module(layer, adapter.delta_path(unit), unit, adapter) for layer in layers]
     edit = Edit.identity if unit == "block" else Edit.zero
 
     def edits_for(rows: range) -> list[Edit]:  # row l < L drops unit l; row L is the intact model

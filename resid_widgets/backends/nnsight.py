@@ -81,8 +81,7 @@ def trace_spec(model: torch.nn.Module, adapter: Adapter, *, k: int = 10, target:
     """
     layers_path = _resolved(model, adapter.layers, "decoder layers", adapter)
     layer = get_module(model, layers_path)[0]
-    writers = {kind: _resolved(layer, getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind),
-                               f"{kind} output", adapter) for kind in ("attn", "mlp")}
+    writers = {kind: _resolved(layer, adapter.delta_path(kind), f"{kind} output", adapter) for kind in ("attn", "mlp")}
     final_norm_path = _resolved(model, adapter.final_norm, "final norm", adapter)
     final_norm = get_module(model, final_norm_path)
     eps = getattr(final_norm, "variance_epsilon", None)

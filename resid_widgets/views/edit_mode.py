@@ -176,8 +176,7 @@ def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[to
     writers = {}  # label -> the module whose output is what that sub-layer adds to the stream
     for i, layer in enumerate(layers):
         for kind in ("attn", "mlp"):
-            path = getattr(adapter, f"{kind}_post_norm") or getattr(adapter, kind)
-            writers[f"{kind}.{i}"] = require_module(layer, path, f"{kind} output", adapter)
+            writers[f"{kind}.{i}"] = require_module(layer, adapter.delta_path(kind), f"{kind} output", adapter)
     capture = {label: Capture(writers[label]) for label in dec.labels[dec.n_embed:]}
     T = dec.n_tokens
     rows_per_batch = max(1, ZERO_BATCH_TOKENS // T)
