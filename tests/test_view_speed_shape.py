@@ -22,7 +22,8 @@ def test_batched_zero_effects_equal_one_edit_per_component(family, monkeypatch):
     for position in (-1, 4):
         forwards.clear()
         batched = zero_effects(dec, 5, position)
-        assert forwards == [(2 * dec.n_layers, 11)]  # one forward, one row per zeroed sub-layer
+        # one forward, one row per zeroed sub-layer, of the prompt up to the position read
+        assert forwards == [(2 * dec.n_layers, dec.position_index(position) + 1)]
         single = zero_effects_unbatched(dec, 5, position)
         assert list(batched) == list(single) == [lab for lab in dec.labels if lab.startswith(("attn.", "mlp."))]
         for label, effect in batched.items():

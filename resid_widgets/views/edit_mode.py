@@ -164,7 +164,8 @@ ZERO_BATCH_TOKENS = 4096
 
 
 def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward row per label of ``labels`` with that sub-layer zeroed: every component's delta
+    """One forward row per label of ``labels`` with that sub-layer zeroed, of the prompt up to
+    ``pos`` (as ``analysis.drop_one``): every component's delta
     at ``pos`` [N, C, d] (float32, CPU; the embeddings are the unedited run's, which a zeroed
     sub-layer cannot change) and the model's own logits at ``pos`` [N, V]. ``after_batch(rows)``
     follows the batches."""
@@ -178,7 +179,8 @@ def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[to
         for kind in ("attn", "mlp"):
             writers[f"{kind}.{i}"] = require_module(layer, adapter.delta_path(kind), f"{kind} output", adapter)
     capture = {label: Capture(writers[label]) for label in dec.labels[dec.n_embed:]}
-    T = dec.n_tokens
+    token_ids = dec.token_ids[: pos + 1]  # later tokens cannot change position pos in a causal model
+    T = pos + 1
     rows_per_batch = max(1, ZERO_BATCH_TOKENS // T)
     if not logits_at_one_position(model):  # every row's [T, vocab] logits are made: keep them near 256 MB
         rows_per_batch = max(1, min(rows_per_batch, 2**28 // (4 * T * dec.vocab_size)))
@@ -186,7 +188,7 @@ def _zeroed_runs(dec, labels: list[str], pos: int, after_batch=None) -> tuple[to
     def edits_for(rows):
         return [Edit.zero(writers[label], rows=[labels[r] == label for r in rows]) for label in labels]
 
-    run = run_batches(model, dec.token_ids, len(labels), edits_for, capture, batch_size=rows_per_batch,
+    run = run_batches(model, token_ids, len(labels), edits_for, capture, batch_size=rows_per_batch,
                       position=pos, logits=True, after_batch=after_batch)
     embed = dec.deltas[: dec.n_embed, pos].expand(len(labels), -1, -1)
     written = torch.stack([run.captured[label].float().cpu() for label in capture], 1)
