@@ -402,6 +402,15 @@ class Decomposition:
             self._lens_cache[key] = LensResult(states, self.readout, k, self._targets)
         return self._lens_cache[key]
 
+    def has_lens(self, k: int = 10, lens=None) -> bool:
+        """Whether :meth:`logit_lens` with these arguments is already computed (and so free).
+
+        Args:
+            k: top tokens kept per cell.
+            lens: None for the logit lens, or the :class:`~resid_widgets.TunedLens` asked for.
+        """
+        return (k, lens) in self._lens_cache
+
     def _lens_states(self) -> torch.Tensor:
         """The states the lens reads: :attr:`states`, or where the deltas still sit on the
         readout's accelerator, their fp32 cumulative sum there (no host round trip)."""

@@ -392,7 +392,7 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     delta_norm = _np(deltas.float().norm(dim=-1))
     k = max(1, min(int(k), int(dec.vocab_size)))
     # a lens already computed (another view of this Decomposition) is used whole
-    window = None if (k, None) in getattr(dec, "_lens_cache", {(k, None): None}) else lens_window(C, T, p, None if full_lens else FIRST_LENS_CELLS)
+    window = None if dec.has_lens(k) else lens_window(C, T, p, None if full_lens else FIRST_LENS_CELLS)
     lens = dec.logit_lens(k=k) if window is None else window_lens(dec, k, window)
     lens_data = lens_arrays(dec, lens)
 
