@@ -43,17 +43,16 @@ def top_targets_payload(dec, k: int, lens_positions: tuple[int, int] | None = No
     for p, tid in enumerate(ids):  # one [C, d] x [d] product per position
         dla[:, p] = P._np(deltas[:, p, :].float() @ dec.readout_direction(tid, p))
     logp = P.column_logprobs(dec, lens, ids)
-    logits = dec.logits.double()
-    logprobs = torch.log_softmax(logits, dim=-1)[torch.arange(T), ids]
-    logits = logits[torch.arange(T), ids]
+    logits = P._np(dec.logits[torch.arange(T), ids]).astype(np.float64)
+    logprobs = logits - P.logsumexp_rows(dec.logits)  # as target_payload: no [T, vocab] copy
     constants = {tid: float(dec.dla_constant(tid, -1)) for tid in set(ids)}
     return {
         "ids": ids,
         "texts": [dec.token_text(tid) for tid in ids],
         "dla": P.array_payload(dla, "float32"),
         "logp": P.array_payload(logp, "float32"),
-        "logit": P.array_payload(P._np(logits), "float32"),
-        "logprob": P.array_payload(P._np(logprobs), "float32"),
+        "logit": P.array_payload(logits, "float32"),
+        "logprob": P.array_payload(logprobs, "float32"),
         "dla_constant": [constants[tid] for tid in ids],
     }
 

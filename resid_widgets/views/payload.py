@@ -168,8 +168,9 @@ def resolve_target_id(dec, target) -> int:
         return int(dec.target_id(int(next(g for g in m.groups() if g is not None))))
 
 
-def _logsumexp_rows(logits) -> np.ndarray:
-    """[T] log-sum-exp of each row of the model's logits [T, V] (as ``Decomposition.logprob``)."""
+def logsumexp_rows(logits) -> np.ndarray:
+    """[T] log-sum-exp of each row of the model's logits [T, V] (as ``Decomposition.logprob``):
+    a token's log-probability is its logit minus this."""
     import torch
 
     return torch.logsumexp(torch.as_tensor(_np(logits)), -1).numpy().astype(np.float64)
@@ -185,7 +186,7 @@ def target_payload(dec, target, *, lens=None, source: str = "user", head_positio
     dla = _np(dec.dla_grid(tid)).astype(np.float32)
     logit = _np(dec.logits[:, tid]).astype(np.float32)
     if _lse is None:
-        _lse = _logsumexp_rows(dec.logits)
+        _lse = logsumexp_rows(dec.logits)
     logprob = (logit.astype(np.float64) - _lse).astype(np.float32)
     out = {
         "text": text,
@@ -396,7 +397,7 @@ def build_payload(dec, *, targets: Iterable = (), position: int = -1, k: int = 1
     lens = dec.logit_lens(k=k) if window is None else window_lens(dec, k, window)
     lens_data = lens_arrays(dec, lens)
 
-    lse = _logsumexp_rows(dec.logits)
+    lse = logsumexp_rows(dec.logits)
     tlist = []
     seen = set()
     wanted: list[tuple[Any, str]] = [(t, "user") for t in targets]
