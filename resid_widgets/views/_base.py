@@ -243,6 +243,11 @@ class ResidView(ViewLifetime, SnapshotMixin, anywidget.AnyWidget):
         tp = self._find_target(self.target) if self.target else None
         return tp if tp is not None else (self._targets[0] if self._targets else None)
 
+    def _lens_logp(self, tp: dict, lens: str | None = None):
+        """[C, T] log-probability of the target entry ``tp`` under the lens the view shows: the
+        logit lens here; views with a lens switch (``LensSwitch``) also the tuned lens."""
+        return P.decode_payload(tp["logp"])
+
     def _array(self, name: str):
         self._check_open()
         if name in ("lens_ids", "lens_probs", "next_prob"):

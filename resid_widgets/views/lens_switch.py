@@ -108,7 +108,7 @@ class LensSwitch(ResidView):
         if (lens or self.lens) == "tuned":
             self._ensure_target(tp["id"])
             return P.decode_payload(self._lenses["tuned"]["logp"][str(tp["id"])])
-        return P.decode_payload(tp["logp"])
+        return super()._lens_logp(tp)
 
     def kl(self, lens: str | None = None) -> np.ndarray:
         """[C, T] KL(p_final || p_lens) in nats of ``lens`` (default: the current one); needs a

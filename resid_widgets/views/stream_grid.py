@@ -50,9 +50,7 @@ class StreamGrid(SAEPanes, GridState):
         from .payload import decode_payload
 
         if metric == "prob":
-            # with a lens switch (a Dashboard with a tuned lens): the lens it shows
-            lens_logp = getattr(self, "_lens_logp", None)
-            return np.exp(lens_logp(tp) if lens_logp is not None else decode_payload(tp["logp"]))
+            return np.exp(self._lens_logp(tp))  # the lens shown (a Dashboard may show a tuned lens)
         if metric == "dla":
             return decode_payload(tp["dla"]).cumsum(0)
         raise ValueError(f"unknown metric {metric!r}")
