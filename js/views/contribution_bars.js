@@ -144,7 +144,6 @@ export function mountContributionBars(root, store, opts = {}) {
       prompt,
       h("div", { class: "rw-bar" }, methodSeg, groupSeg, headBox, scaleSlot),
       picker.bar,
-      picker.hint,
       picker.chips,
       embedNote,
       chart,

@@ -10,8 +10,8 @@ import { displayToken, tokenEl, tokenFromDisplay, tokenLabel } from "../../share
 const SOURCES = { top: "top prediction", next: "an actual next token", alt: "runner-up prediction" };
 
 /**
- * {bar (the field and its status), chips, hint, choose(text), update() (redraws the chips and
- * the hint)}. onPick(): runs before a target the user picked is set (the dashboard pins it).
+ * {bar (the field, its status and the hint), chips, choose(text), update() (redraws the chips
+ * and the hint), destroy()}. onPick(): runs before a target the user picked is set (the dashboard pins it).
  */
 export function createTargetPicker(store, { onPick = () => {} } = {}) {
   const input = h("input", {
