@@ -27,8 +27,8 @@ const TOKEN_CHARS = 10;
  * onSelect(sel), onActivate(sel), tooltipLines(c, i), overlay(ctx, lay, {i0, i1}) (draws the
  * visible columns i0..i1-1, in grid coordinates, under the header), maxHitCells, ariaLabel,
  * markedColumns (positions marked with a dot under the header; setMarks() changes them) and
- * marksLegend (the line that explains the dots), search (false: no token search box), searchSlot
- * (where the search box goes; default: above the grid).
+ * marksLegend (the note that explains the dots), search (false: no token search box), searchSlot
+ * (where the search box and the marks' note go; default: above and under the grid).
  */
 export function createCellGrid(root, opts) {
   const { C, T, rowLabels, tokens, tooltip } = opts;
@@ -41,7 +41,7 @@ export function createCellGrid(root, opts) {
   const inner = h("div", { class: "rw-inner" }, cells, hits);
   const scroll = h("div", { class: "rw-scroll", tabindex: "0", "aria-label": HINT }, inner);
   const wrap = h("div", { class: "rw-gridwrap" }, labels, scroll);
-  const marksNote = h("div", { class: "rw-note", "data-rw-part": "marks-legend", hidden: true });
+  const marksNote = h("span", { class: "rw-note", "data-rw-part": "marks-legend", hidden: true });
   const search =
     opts.search !== false && T > SEARCH_MIN_TOKENS
       ? tokenSearch(
@@ -50,9 +50,11 @@ export function createCellGrid(root, opts) {
           () => selected[1],
         )
       : null;
-  // in the view's own bar when it gives one (no extra line), else above the grid
+  // in the view's own bar when it gives one (no extra line), else above the grid; the marks'
+  // legend likewise, else under the grid
   if (search) (opts.searchSlot || root).appendChild(search.el);
-  root.append(wrap, marksNote);
+  root.append(wrap);
+  (opts.searchSlot || root).appendChild(marksNote);
 
   let colors = null; // Uint8ClampedArray C*T*4 (RGBA)
   let small = null; // T x C offscreen canvas of cell colours
